@@ -1,0 +1,209 @@
+//! Events a client sends to the server.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ErrorCode;
+
+/// A client-to-server event.
+///
+/// On the wire: `{"type": "join_room", "payload": {"room": "general"}}`. A missing
+/// or `null` payload counts as `{}`; unknown payload fields are ignored so that
+/// newer clients can talk to older servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum ClientEvent {
+    /// Join a room, creating it if nobody is in it. Joining a room one is
+    /// already in is not an error: the server confirms again.
+    JoinRoom {
+        /// Room name, see [`crate::names::validate_room_name`].
+        room: String,
+    },
+    /// Leave a room.
+    LeaveRoom {
+        /// A room the client has joined.
+        room: String,
+    },
+    /// Send a message to every member of a room the client has joined.
+    SendMessage {
+        /// A room the client has joined.
+        room: String,
+        /// The message; must contain something other than white space.
+        text: String,
+    },
+    /// Ask for the list of rooms that currently have members.
+    ListRooms {},
+}
+
+impl ClientEvent {
+    /// Every `type` name a client may send, in declaration order.
+    pub const TYPES: &'static [&'static str] =
+        &["join_room", "leave_room", "send_message", "list_rooms"];
+
+    /// The wire `type` of this event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::JoinRoom { .. } => "join_room",
+            Self::LeaveRoom { .. } => "leave_room",
+            Self::SendMessage { .. } => "send_message",
+            Self::ListRooms {} => "list_rooms",
+        }
+    }
+
+    /// Decodes one text frame, telling apart the ways it can be wrong so the
+    /// server can answer with a precise error code.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+        let serde_json::Value::Object(mut frame) = value else {
+            return Err(DecodeError::InvalidFrame);
+        };
+        let kind = match frame.remove("type") {
+            Some(serde_json::Value::String(kind)) => kind,
+            _ => return Err(DecodeError::InvalidFrame),
+        };
+        if !Self::TYPES.contains(&kind.as_str()) {
+            return Err(DecodeError::UnknownType(kind));
+        }
+        let payload = match frame.remove("payload") {
+            None | Some(serde_json::Value::Null) => serde_json::Value::Object(Default::default()),
+            Some(payload) => payload,
+        };
+        let envelope = serde_json::json!({ "type": kind, "payload": payload });
+        serde_json::from_value(envelope).map_err(|e| DecodeError::InvalidPayload {
+            kind,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Encodes this event as the JSON text of one frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("client events always serialize")
+    }
+}
+
+/// Why a text frame could not be decoded into a [`ClientEvent`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON at all.
+    #[error("frame is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// JSON, but not an object with a string `type` field.
+    #[error("frame must be a JSON object with a string \"type\" field")]
+    InvalidFrame,
+    /// A `type` this server does not know.
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    /// A known `type` whose payload lacks fields or has wrong types.
+    #[error("invalid payload for {kind:?}: {reason}")]
+    InvalidPayload {
+        /// The event type.
+        kind: String,
+        /// What serde found wrong.
+        reason: String,
+    },
+}
+
+impl DecodeError {
+    /// The error code the server answers this with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidJson(_) => ErrorCode::InvalidJson,
+            Self::InvalidFrame => ErrorCode::InvalidFrame,
+            Self::UnknownType(_) => ErrorCode::UnknownType,
+            Self::InvalidPayload { .. } => ErrorCode::InvalidPayload,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn examples() -> Vec<(ClientEvent, &'static str)> {
+        vec![
+            (
+                ClientEvent::JoinRoom {
+                    room: "general".into(),
+                },
+                r#"{"type":"join_room","payload":{"room":"general"}}"#,
+            ),
+            (
+                ClientEvent::LeaveRoom {
+                    room: "general".into(),
+                },
+                r#"{"type":"leave_room","payload":{"room":"general"}}"#,
+            ),
+            (
+                ClientEvent::SendMessage {
+                    room: "general".into(),
+                    text: "héllo 👋".into(),
+                },
+                r#"{"type":"send_message","payload":{"room":"general","text":"héllo 👋"}}"#,
+            ),
+            (
+                ClientEvent::ListRooms {},
+                r#"{"type":"list_rooms","payload":{}}"#,
+            ),
+        ]
+    }
+
+    #[test]
+    fn encodes_and_decodes_exact_json() {
+        for (event, json) in examples() {
+            assert_eq!(event.to_json(), json);
+            assert_eq!(ClientEvent::decode(json), Ok(event));
+        }
+    }
+
+    #[test]
+    fn types_list_matches_every_variant() {
+        let kinds: Vec<&str> = examples().iter().map(|(e, _)| e.kind()).collect();
+        assert_eq!(kinds, ClientEvent::TYPES);
+        for (event, json) in examples() {
+            assert!(json.starts_with(&format!(r#"{{"type":"{}""#, event.kind())));
+        }
+    }
+
+    #[test]
+    fn missing_or_null_payload_means_empty() {
+        assert_eq!(
+            ClientEvent::decode(r#"{"type":"list_rooms"}"#),
+            Ok(ClientEvent::ListRooms {})
+        );
+        assert_eq!(
+            ClientEvent::decode(r#"{"type":"list_rooms","payload":null}"#),
+            Ok(ClientEvent::ListRooms {})
+        );
+    }
+
+    #[test]
+    fn unknown_payload_fields_are_ignored() {
+        assert_eq!(
+            ClientEvent::decode(r#"{"type":"join_room","payload":{"room":"a","extra":1}}"#),
+            Ok(ClientEvent::JoinRoom { room: "a".into() })
+        );
+    }
+
+    #[test]
+    fn each_kind_of_bad_frame_has_its_own_error() {
+        let cases = [
+            ("{not json", ErrorCode::InvalidJson),
+            ("[1,2]", ErrorCode::InvalidFrame),
+            (r#"{"payload":{}}"#, ErrorCode::InvalidFrame),
+            (r#"{"type":7}"#, ErrorCode::InvalidFrame),
+            (r#"{"type":"dance","payload":{}}"#, ErrorCode::UnknownType),
+            (
+                r#"{"type":"join_room","payload":{}}"#,
+                ErrorCode::InvalidPayload,
+            ),
+            (
+                r#"{"type":"send_message","payload":{"room":"a","text":5}}"#,
+                ErrorCode::InvalidPayload,
+            ),
+        ];
+        for (frame, code) in cases {
+            let err = ClientEvent::decode(frame).expect_err(frame);
+            assert_eq!(err.code(), code, "{frame}: {err}");
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Machine-readable error codes.
+
+use serde::{Deserialize, Serialize};
+
+/// The `code` of an `error` event or of an HTTP error body.
+///
+/// Clients must treat a code they do not know like a generic error: newer servers
+/// may add codes without changing the protocol version ([`ErrorCode::Other`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame was not valid JSON.
+    InvalidJson,
+    /// The frame was JSON but not an object with a string `type`.
+    InvalidFrame,
+    /// The `type` is not one this server knows.
+    UnknownType,
+    /// The `type` is known but its `payload` does not have the required fields.
+    InvalidPayload,
+    /// A binary frame arrived; the protocol uses text frames only.
+    BinaryNotSupported,
+    /// A room name breaks the naming rules.
+    InvalidRoomName,
+    /// The request names a room the client has not joined.
+    NotInRoom,
+    /// Joining would exceed the per-connection room limit.
+    TooManyRooms,
+    /// The message text is empty or only white space.
+    EmptyMessage,
+    /// Too many messages too fast; the message was dropped, retry later.
+    RateLimited,
+    /// HTTP: user name or password wrong (deliberately not saying which).
+    InvalidCredentials,
+    /// HTTP: the login or register body is malformed, or a name breaks the rules.
+    InvalidRequest,
+    /// HTTP: the user name is already registered.
+    UsernameTaken,
+    /// HTTP: registration is turned off on this server.
+    RegistrationDisabled,
+    /// HTTP: too many failed logins; wait for `Retry-After` seconds.
+    TooManyAttempts,
+    /// HTTP: the WebSocket ticket is missing, unknown, used or expired.
+    InvalidTicket,
+    /// HTTP: the browser's `Origin` is not allowed to open a socket.
+    OriginNotAllowed,
+    /// Something failed on the server; the request may be retried.
+    Internal,
+    /// A code this version of the crate does not know.
+    #[serde(other)]
+    Other,
+}

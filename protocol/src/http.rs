@@ -1,0 +1,92 @@
+//! JSON bodies of the HTTP endpoints that come before the WebSocket.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ErrorCode;
+
+/// Body of `POST /api/login` and `POST /api/register`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// The user name (case-insensitive for login).
+    pub username: String,
+    /// The password, in clear over the (ideally TLS) connection.
+    pub password: String,
+}
+
+// Hand-written so that a password never reaches a log line through `{:?}`.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Answer of a successful `POST /api/login` (200).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// One-time ticket for `GET /ws?ticket=...`.
+    pub ticket: String,
+    /// Seconds until the ticket expires if unused.
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for LoginResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginResponse")
+            .field("ticket", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// Answer of a successful `POST /api/register` (201).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// The user name as stored.
+    pub username: String,
+}
+
+/// Body of every HTTP error answer (4xx and 5xx).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpError {
+    /// Machine-readable reason.
+    pub code: ErrorCode,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_bodies_match_the_documented_json() {
+        let creds: Credentials =
+            serde_json::from_str(r#"{"username":"alice","password":"s3cret-pass"}"#)
+                .expect("valid body");
+        assert_eq!(creds.username, "alice");
+        assert_eq!(creds.password, "s3cret-pass");
+        assert!(!format!("{creds:?}").contains("s3cret"));
+
+        let resp = LoginResponse {
+            ticket: "abc".into(),
+            expires_in: 30,
+        };
+        assert_eq!(
+            serde_json::to_string(&resp).expect("serializes"),
+            r#"{"ticket":"abc","expires_in":30}"#
+        );
+        assert!(!format!("{resp:?}").contains("abc"));
+
+        let err = HttpError {
+            code: ErrorCode::InvalidTicket,
+            message: "ticket expired".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&err).expect("serializes"),
+            r#"{"code":"invalid_ticket","message":"ticket expired"}"#
+        );
+    }
+}

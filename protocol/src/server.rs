@@ -1,0 +1,213 @@
+//! Events the server sends to a client.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ErrorCode;
+
+/// A server-to-client event, on the wire `{"type": ..., "payload": {...}}`.
+///
+/// Clients should ignore event types they do not know: newer servers may add
+/// events without changing the protocol version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum ServerEvent {
+    /// Always the first frame on a new connection.
+    Welcome {
+        /// The protocol version the server speaks ([`crate::PROTOCOL_VERSION`]).
+        protocol_version: u32,
+        /// Server software and version, for people and logs.
+        server: String,
+        /// The authenticated user name this connection acts as.
+        user: String,
+        /// Limits this connection is held to.
+        limits: Limits,
+    },
+    /// Confirms a `join_room`; sent to the joining connection only.
+    Joined {
+        /// The room joined.
+        room: String,
+        /// Everyone in the room now, the joiner included, sorted, each once.
+        members: Vec<String>,
+    },
+    /// Confirms a `leave_room`; sent to the leaving connection only.
+    Left {
+        /// The room left.
+        room: String,
+    },
+    /// A user entered a room this connection is in.
+    MemberJoined {
+        /// The room.
+        room: String,
+        /// Who entered.
+        user: String,
+    },
+    /// A user is no longer in a room this connection is in (left, disconnected,
+    /// or was dropped by the server).
+    MemberLeft {
+        /// The room.
+        room: String,
+        /// Who is gone.
+        user: String,
+    },
+    /// A chat message in a room this connection is in (the sender gets it too).
+    NewMessage(ChatMessage),
+    /// Answer to `list_rooms`.
+    RoomList {
+        /// Rooms that have at least one member, sorted by name.
+        rooms: Vec<RoomInfo>,
+    },
+    /// A request failed; the connection stays open.
+    Error {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+}
+
+impl ServerEvent {
+    /// Encodes this event as the JSON text of one frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server events always serialize")
+    }
+
+    /// Shorthand for an `error` event.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Limits announced in `welcome`, so a client can stay within them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest frame the server accepts, in bytes; larger closes with 1009.
+    pub max_message_bytes: usize,
+    /// Most rooms one connection may be in at once.
+    pub max_rooms: usize,
+    /// Sustained `send_message` rate allowed, per second.
+    pub messages_per_second: f64,
+    /// Messages that may be sent in a burst above the sustained rate.
+    pub message_burst: u32,
+    /// How often the server pings, in milliseconds.
+    pub ping_interval_ms: u64,
+}
+
+/// One chat message as delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Opaque id, unique on this server.
+    pub id: String,
+    /// The room it was sent to.
+    pub room: String,
+    /// The authenticated sender (never taken from the client).
+    pub from: String,
+    /// The text, exactly as sent.
+    pub text: String,
+    /// When the server accepted it: RFC 3339, UTC, millisecond precision.
+    pub sent_at: String,
+}
+
+/// One entry of `room_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// The room name.
+    pub name: String,
+    /// How many distinct users are in it.
+    pub members: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn examples() -> Vec<(ServerEvent, &'static str)> {
+        vec![
+            (
+                ServerEvent::Welcome {
+                    protocol_version: 1,
+                    server: "chat-server/0.1.0".into(),
+                    user: "alice".into(),
+                    limits: Limits {
+                        max_message_bytes: 65536,
+                        max_rooms: 32,
+                        messages_per_second: 5.0,
+                        message_burst: 20,
+                        ping_interval_ms: 20000,
+                    },
+                },
+                r#"{"type":"welcome","payload":{"protocol_version":1,"server":"chat-server/0.1.0","user":"alice","limits":{"max_message_bytes":65536,"max_rooms":32,"messages_per_second":5.0,"message_burst":20,"ping_interval_ms":20000}}}"#,
+            ),
+            (
+                ServerEvent::Joined {
+                    room: "general".into(),
+                    members: vec!["alice".into(), "bob".into()],
+                },
+                r#"{"type":"joined","payload":{"room":"general","members":["alice","bob"]}}"#,
+            ),
+            (
+                ServerEvent::Left {
+                    room: "general".into(),
+                },
+                r#"{"type":"left","payload":{"room":"general"}}"#,
+            ),
+            (
+                ServerEvent::MemberJoined {
+                    room: "general".into(),
+                    user: "bob".into(),
+                },
+                r#"{"type":"member_joined","payload":{"room":"general","user":"bob"}}"#,
+            ),
+            (
+                ServerEvent::MemberLeft {
+                    room: "general".into(),
+                    user: "bob".into(),
+                },
+                r#"{"type":"member_left","payload":{"room":"general","user":"bob"}}"#,
+            ),
+            (
+                ServerEvent::NewMessage(ChatMessage {
+                    id: "18f3a2b4c5d-1".into(),
+                    room: "general".into(),
+                    from: "alice".into(),
+                    text: "hi <b>bob</b> 👋".into(),
+                    sent_at: "2026-11-24T09:30:00.123Z".into(),
+                }),
+                r#"{"type":"new_message","payload":{"id":"18f3a2b4c5d-1","room":"general","from":"alice","text":"hi <b>bob</b> 👋","sent_at":"2026-11-24T09:30:00.123Z"}}"#,
+            ),
+            (
+                ServerEvent::RoomList {
+                    rooms: vec![RoomInfo {
+                        name: "general".into(),
+                        members: 2,
+                    }],
+                },
+                r#"{"type":"room_list","payload":{"rooms":[{"name":"general","members":2}]}}"#,
+            ),
+            (
+                ServerEvent::error(ErrorCode::NotInRoom, "join \"x\" first"),
+                r#"{"type":"error","payload":{"code":"not_in_room","message":"join \"x\" first"}}"#,
+            ),
+        ]
+    }
+
+    #[test]
+    fn encodes_and_decodes_exact_json() {
+        for (event, json) in examples() {
+            assert_eq!(event.to_json(), json);
+            let decoded: ServerEvent = serde_json::from_str(json).expect(json);
+            assert_eq!(decoded, event);
+        }
+    }
+
+    #[test]
+    fn unknown_error_codes_decode_as_other() {
+        let decoded: ServerEvent = serde_json::from_str(
+            r#"{"type":"error","payload":{"code":"from_the_future","message":"?"}}"#,
+        )
+        .expect("decodes");
+        assert_eq!(decoded, ServerEvent::error(ErrorCode::Other, "?"));
+    }
+}

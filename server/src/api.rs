@@ -1,0 +1,219 @@
+//! HTTP routes: login, registration, health, and the authenticated upgrade to
+//! a WebSocket. Everything here happens before a socket exists.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chat_protocol::http::{Credentials, HttpError, LoginResponse, RegisterResponse};
+use chat_protocol::ErrorCode;
+use serde::Deserialize;
+
+use crate::auth::{AuthError, TicketError};
+use crate::server::AppState;
+use crate::{origin, session};
+
+/// Largest accepted request body; credentials are far smaller.
+const MAX_BODY: usize = 16 * 1024;
+
+/// The HTTP routes of the server.
+pub(crate) fn router(app: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/login", post(login))
+        .route("/api/register", post(register))
+        .route("/ws", get(websocket))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+/// An HTTP error answer with the JSON body of [`HttpError`].
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    body: HttpError,
+    retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: HttpError {
+                code,
+                message: message.into(),
+            },
+            retry_after: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, secs.max(1).into());
+        }
+        response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let message = e.to_string();
+        match e {
+            AuthError::InvalidCredentials => Self::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::InvalidCredentials,
+                message,
+            ),
+            AuthError::TooManyAttempts(wait) => Self {
+                retry_after: Some(wait),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::TooManyAttempts,
+                    message,
+                )
+            },
+            AuthError::InvalidRequest(_) => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+            }
+            AuthError::UsernameTaken => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::UsernameTaken, message)
+            }
+            AuthError::Internal(_) => {
+                tracing::error!(error = %message, "authentication failed internally");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    "internal error",
+                )
+            }
+        }
+    }
+}
+
+fn credentials(body: Result<Json<Credentials>, JsonRejection>) -> Result<Credentials, ApiError> {
+    body.map(|Json(c)| c).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            format!(
+                "expected a JSON body {{\"username\": ..., \"password\": ...}}: {}",
+                e.body_text()
+            ),
+        )
+    })
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn login(
+    State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let creds = credentials(body)?;
+    let result = app
+        .auth
+        .login(&creds.username, creds.password, peer.ip())
+        .await;
+    match &result {
+        Ok(login) => tracing::info!(user = %login.user, %peer, "login"),
+        Err(e) => tracing::info!(user = %creds.username, %peer, error = %e, "login refused"),
+    }
+    let login = result?;
+    Ok(Json(LoginResponse {
+        ticket: login.ticket,
+        expires_in: login.ttl.as_secs().max(1),
+    }))
+}
+
+async fn register(
+    State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+    if app.config.disable_registration {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::RegistrationDisabled,
+            "registration is disabled on this server; ask an operator for an account",
+        ));
+    }
+    let creds = credentials(body)?;
+    let username = app.auth.register(&creds.username, creds.password).await?;
+    tracing::info!(user = %username, %peer, "registered");
+    Ok((StatusCode::CREATED, Json(RegisterResponse { username })))
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    ticket: Option<String>,
+}
+
+/// `GET /ws?ticket=...`: every check happens before the upgrade, so a refused
+/// client gets a plain HTTP status and never a socket.
+async fn websocket(
+    State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Err(reason) = origin::check(&headers, app.tls, &app.config.allowed_origins) {
+        tracing::warn!(%peer, %reason, "socket refused");
+        return ApiError::new(StatusCode::FORBIDDEN, ErrorCode::OriginNotAllowed, reason)
+            .into_response();
+    }
+    // Checked before the ticket so that a malformed request does not use it up.
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Some(ticket) = query.ticket else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidTicket,
+            "missing ticket: POST /api/login first, then GET /ws?ticket=...",
+        )
+        .into_response();
+    };
+    let user = match app.auth.redeem(&ticket) {
+        Ok(user) => user,
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "socket refused");
+            let message = match e {
+                TicketError::Unknown => "ticket unknown or already used; log in again",
+                TicketError::Expired => "ticket expired; log in again",
+            };
+            return ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidTicket, message)
+                .into_response();
+        }
+    };
+
+    // Held from here so that shutdown waits for this session, even before
+    // the upgrade completes.
+    let tracked = app.tracker.token();
+    let max = app.config.max_message_size;
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move {
+            session::run(socket, user, app).await;
+            drop(tracked);
+        })
+}

@@ -1,0 +1,131 @@
+//! Server settings: every one is a command-line flag and a `CHAT_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Everything `chat-server` can be told. Defaults are the embedded setup:
+/// plain HTTP on 127.0.0.1:8080, data in `./data`, registration open.
+#[derive(Debug, Clone, Parser)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory for the account database and generated certificates.
+    #[arg(long, env = "CHAT_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Serve HTTPS and wss. Without --cert/--key a self-signed certificate is
+    /// generated once and kept in the data directory.
+    #[arg(long, env = "CHAT_TLS")]
+    pub tls: bool,
+
+    /// PEM certificate chain for --tls.
+    #[arg(long, env = "CHAT_TLS_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// PEM private key for --tls.
+    #[arg(long, env = "CHAT_TLS_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Extra browser origins allowed to open sockets (e.g. https://chat.example.com);
+    /// the server's own origin is always allowed. Repeat, or comma-separate in the variable.
+    #[arg(
+        long = "allowed-origin",
+        env = "CHAT_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Turn off `POST /api/register`; accounts are then made with `chat-server user add`.
+    #[arg(long, env = "CHAT_DISABLE_REGISTRATION")]
+    pub disable_registration: bool,
+
+    /// How long a login ticket stays valid if unused.
+    #[arg(long, env = "CHAT_TICKET_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ticket_ttl: Duration,
+
+    /// How often the server pings each client.
+    #[arg(long, env = "CHAT_PING_INTERVAL", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+
+    /// How long a client may take to answer a ping before it is dropped.
+    #[arg(long, env = "CHAT_PONG_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub pong_timeout: Duration,
+
+    /// Largest accepted WebSocket message in bytes; larger ones close the connection with 1009.
+    #[arg(long, env = "CHAT_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024)]
+    pub max_message_size: usize,
+
+    /// Most rooms one connection may be in at once.
+    #[arg(long, env = "CHAT_MAX_ROOMS", default_value_t = 32)]
+    pub max_rooms: usize,
+
+    /// Sustained frames per second one connection may send.
+    #[arg(long, env = "CHAT_RATE", default_value_t = 5.0)]
+    pub rate: f64,
+
+    /// Frames a connection may send in a burst above the sustained rate.
+    #[arg(long, env = "CHAT_BURST", default_value_t = 20)]
+    pub burst: u32,
+
+    /// Frames queued for one client before it counts as too slow and is dropped.
+    #[arg(long, env = "CHAT_SEND_QUEUE", default_value_t = 256)]
+    pub send_queue: usize,
+
+    /// Failed logins per user name (and ten times as many per address) before
+    /// further attempts get 429 for the rest of --login-window.
+    #[arg(long, env = "CHAT_LOGIN_ATTEMPTS", default_value_t = 5)]
+    pub login_attempts: u32,
+
+    /// The window in which failed logins are counted.
+    #[arg(long, env = "CHAT_LOGIN_WINDOW", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub login_window: Duration,
+
+    /// On shutdown, how long to wait for clients to take their Close frame.
+    #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// The defaults with another data directory, as tests and embedders want.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = Self::parse_from(["chat-server"]);
+        config.data_dir = data_dir.into();
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let config = Config::parse_from(["chat-server"]);
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(config.data_dir, PathBuf::from("data"));
+        assert!(!config.tls && !config.disable_registration);
+        assert_eq!(config.ticket_ttl, Duration::from_secs(30));
+        assert_eq!(config.max_message_size, 65536);
+    }
+
+    #[test]
+    fn flags_parse_durations_and_lists() {
+        let config = Config::parse_from([
+            "chat-server",
+            "--ticket-ttl",
+            "250ms",
+            "--allowed-origin",
+            "https://a.example,https://b.example",
+        ]);
+        assert_eq!(config.ticket_ttl, Duration::from_millis(250));
+        assert_eq!(
+            config.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+    }
+}

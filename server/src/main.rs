@@ -1,0 +1,134 @@
+//! The `chat-server` command: parses arguments and runs the library.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::Context;
+use chat_server::tls::CertSource;
+use chat_server::{Accounts, Config, Server};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "chat-server",
+    version,
+    about = "Real-time chat rooms over WebSockets",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage user accounts in the data directory.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create a user. The password is prompted for on a terminal, or read as
+    /// one line from standard input otherwise.
+    Add {
+        /// The user name (1-32 of A-Z a-z 0-9 - _ .).
+        name: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::User {
+            action: UserAction::Add { name },
+        }) => add_user(&cli.config, &name),
+        None => serve(cli.config),
+    }
+}
+
+fn add_user(config: &Config, name: &str) -> anyhow::Result<()> {
+    let accounts = Accounts::open_in(&config.data_dir)?;
+    let password = read_password()?;
+    chat_server::add_user(&accounts, name, &password)?;
+    println!(
+        "created user {name} in {}",
+        config.data_dir.join(chat_server::store::DB_FILE).display()
+    );
+    Ok(())
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Repeat password: ")?;
+        anyhow::ensure!(first == second, "the passwords differ");
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+#[tokio::main]
+async fn serve(config: Config) -> anyhow::Result<()> {
+    init_tracing();
+    let server = Server::bind(config).await?;
+    if let Some(CertSource::SelfSigned { cert, generated }) = server.cert_source() {
+        let verb = if *generated { "generated" } else { "using" };
+        println!(
+            "TLS: {verb} self-signed certificate {} (valid for localhost, 127.0.0.1, ::1); give it to clients to trust",
+            cert.display()
+        );
+    }
+    // Scripts and tests read this line to learn the address (e.g. with --listen 127.0.0.1:0).
+    println!("chat-server listening on {}", server.url()?);
+    std::io::stdout().flush()?;
+
+    let shutdown = server.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("signal received, shutting down");
+        shutdown.cancel();
+    });
+    server.run().await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (e.g. `info`, `chat_server=debug`).
+fn init_tracing() {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse::<tracing_subscriber::filter::Targets>().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+        });
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
+}

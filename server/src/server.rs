@@ -1,0 +1,184 @@
+//! The listener: accepts TCP (and TLS) connections, serves HTTP on them, and
+//! shuts everything down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api;
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::rooms::Registry;
+use crate::store::Accounts;
+use crate::tls::{self, CertSource};
+
+/// Time a client gets to finish the TLS handshake or send its request headers.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// State shared by every request and connection.
+pub(crate) struct AppState {
+    pub(crate) config: Config,
+    pub(crate) auth: Auth,
+    pub(crate) registry: Registry,
+    /// Cancelled once to begin shutdown; every connection's closer descends from it.
+    pub(crate) shutdown: CancellationToken,
+    /// Tracks connection tasks and sessions, so shutdown can wait for them.
+    pub(crate) tracker: TaskTracker,
+    /// Whether this server speaks TLS (for the Origin check's own origin).
+    pub(crate) tls: bool,
+}
+
+/// A bound, ready-to-run chat server.
+pub struct Server {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    cert_source: Option<CertSource>,
+    app: Arc<AppState>,
+}
+
+impl Server {
+    /// Opens the data directory and binds the listener, so that errors (a port
+    /// in use, an unreadable certificate) surface before anything runs.
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        let accounts = Accounts::open_in(&config.data_dir)?;
+        let (tls, cert_source) = if config.tls {
+            let (acceptor, source) = tls::acceptor(&config)?;
+            (Some(acceptor), Some(source))
+        } else {
+            (None, None)
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let app = Arc::new(AppState {
+            auth: Auth::new(
+                accounts,
+                config.ticket_ttl,
+                config.login_attempts,
+                config.login_window,
+            ),
+            registry: Registry::new(config.max_rooms),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            tls: tls.is_some(),
+            config,
+        });
+        Ok(Self {
+            listener,
+            tls,
+            cert_source,
+            app,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The base URL clients use, `http://` or `https://`.
+    pub fn url(&self) -> std::io::Result<String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        Ok(format!("{scheme}://{}", self.local_addr()?))
+    }
+
+    /// Where the TLS certificate came from, when serving TLS.
+    pub fn cert_source(&self) -> Option<&CertSource> {
+        self.cert_source.as_ref()
+    }
+
+    /// Cancel this token to shut the server down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.app.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then sends every client a
+    /// Close frame (1001) and waits up to the shutdown grace for them to go.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self {
+            listener, tls, app, ..
+        } = self;
+        let router = api::router(app.clone());
+        loop {
+            let accepted = tokio::select! {
+                () = app.shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (router, tls, shutdown) = (router.clone(), tls.clone(), app.shutdown.clone());
+            app.tracker.spawn(async move {
+                match tls {
+                    None => serve_http(tcp, peer, router, shutdown).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => serve_http(stream, peer, router, shutdown).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    }
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!("shutting down: closing connections");
+        app.tracker.close();
+        let grace = app.config.shutdown_grace + Duration::from_secs(1);
+        if tokio::time::timeout(grace, app.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within the grace period");
+        }
+        Ok(())
+    }
+}
+
+/// Serves HTTP/1.1 on one connection, with upgrades, until it ends or shutdown.
+async fn serve_http<I>(io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        tower_service::Service::call(&mut router.clone(), request)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+    }
+}

@@ -1,0 +1,92 @@
+//! Why a connection ends, and the one-shot signal that ends it.
+
+use std::sync::{Arc, OnceLock};
+
+use tokio_util::sync::CancellationToken;
+
+/// Why a connection is being closed; decides the Close frame the server sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    /// The client sent a Close frame (the WebSocket layer answers it).
+    ClientClosed,
+    /// The transport failed or ended without a close handshake.
+    ConnectionLost,
+    /// The server is shutting down.
+    Shutdown,
+    /// The client's send queue was full: it reads too slowly for its rooms.
+    SlowConsumer,
+    /// The client did not answer a ping in time.
+    PongTimeout,
+    /// The client sent a message above the size limit.
+    MessageTooBig,
+    /// The client sent a text frame that is not UTF-8.
+    InvalidUtf8,
+    /// The client broke the WebSocket protocol.
+    ProtocolError,
+}
+
+impl CloseReason {
+    /// The Close frame to send (RFC 6455 section 7.4.1), if one is to be sent.
+    pub(crate) fn close_frame(self) -> Option<(u16, &'static str)> {
+        match self {
+            Self::ClientClosed | Self::ConnectionLost => None,
+            Self::Shutdown => Some((1001, "server shutting down")),
+            Self::SlowConsumer => Some((1008, "send queue full: client reads too slowly")),
+            Self::PongTimeout => Some((1008, "no pong received in time")),
+            Self::MessageTooBig => Some((1009, "message too big")),
+            Self::InvalidUtf8 => Some((1007, "text frame is not valid UTF-8")),
+            Self::ProtocolError => Some((1002, "WebSocket protocol error")),
+        }
+    }
+
+    /// Whether frames already queued are still worth writing before the Close
+    /// frame: not when the peer is gone, closed, or known not to be reading.
+    pub(crate) fn flush_queue(self) -> bool {
+        match self {
+            Self::Shutdown | Self::MessageTooBig | Self::InvalidUtf8 | Self::ProtocolError => true,
+            Self::ClientClosed | Self::ConnectionLost | Self::SlowConsumer | Self::PongTimeout => {
+                false
+            }
+        }
+    }
+}
+
+/// Ends one connection, once, recording the first reason given. Cloned into
+/// the reader, the writer and the connection's outbox in the room registry.
+#[derive(Clone)]
+pub(crate) struct Closer {
+    token: CancellationToken,
+    reason: Arc<OnceLock<CloseReason>>,
+}
+
+impl Closer {
+    /// A closer that also fires when `shutdown` is cancelled (reason: shutdown).
+    pub(crate) fn new(shutdown: &CancellationToken) -> Self {
+        Self {
+            token: shutdown.child_token(),
+            reason: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Starts closing the connection; later calls keep the first reason.
+    pub(crate) fn close(&self, reason: CloseReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    /// Why it closed; a cancelled token with no reason means server shutdown.
+    pub(crate) fn reason(&self) -> CloseReason {
+        self.reason.get().copied().unwrap_or(CloseReason::Shutdown)
+    }
+
+    /// Whether closing has begun.
+    #[cfg(test)]
+    pub(crate) fn is_closing(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Completes when closing has begun.
+    pub(crate) async fn closed(&self) {
+        self.token.cancelled().await;
+    }
+}

@@ -1,0 +1,37 @@
+//! The sending side of one connection, as the rest of the server sees it.
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::mpsc;
+
+use super::close::{CloseReason, Closer};
+
+/// Queues frames for one connection's writer task.
+///
+/// Policy when the queue is full: the client is not keeping up with its rooms,
+/// so it is disconnected (close code 1008) rather than slowing everyone else
+/// down or silently missing messages.
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    tx: mpsc::Sender<Utf8Bytes>,
+    closer: Closer,
+}
+
+impl Outbox {
+    pub(crate) fn new(tx: mpsc::Sender<Utf8Bytes>, closer: Closer) -> Self {
+        Self { tx, closer }
+    }
+
+    /// Queues an already-serialized frame without waiting. Cloning a frame
+    /// shares its bytes, so a broadcast is serialized once for all members.
+    pub(crate) fn deliver(&self, frame: &Utf8Bytes) {
+        match self.tx.try_send(frame.clone()) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!("send queue full, disconnecting slow client");
+                self.closer.close(CloseReason::SlowConsumer);
+            }
+            // The writer is gone, so the connection is already ending.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
