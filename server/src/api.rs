@@ -182,7 +182,14 @@ async fn websocket(
     // Checked before the ticket so that a malformed request does not use it up.
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => {
+            return ApiError::new(
+                rejection.status(),
+                ErrorCode::InvalidRequest,
+                format!("not a WebSocket upgrade request: {}", rejection.body_text()),
+            )
+            .into_response()
+        }
     };
     let Some(ticket) = query.ticket else {
         return ApiError::new(

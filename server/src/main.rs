@@ -11,8 +11,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "chat-server",
     version,
-    about = "Real-time chat rooms over WebSockets",
-    args_conflicts_with_subcommands = true
+    about = "Real-time chat rooms over WebSockets"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -128,7 +127,11 @@ fn init_tracing() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .with(filter)
         .init();
 }

@@ -1,0 +1,260 @@
+//! Authentication before the upgrade: login, registration, tickets, Origin.
+
+mod common;
+
+use std::time::Duration;
+
+use chat_protocol::http::HttpError;
+use chat_protocol::ErrorCode;
+use common::{TestServer, PASSWORD};
+use hyper::StatusCode;
+
+fn creds(user: &str, password: &str) -> String {
+    serde_json::json!({ "username": user, "password": password }).to_string()
+}
+
+fn code(json: serde_json::Value) -> ErrorCode {
+    serde_json::from_value::<HttpError>(json.clone())
+        .unwrap_or_else(|e| panic!("not an error body: {json}: {e}"))
+        .code
+}
+
+#[tokio::test]
+async fn health_check_answers() {
+    let server = TestServer::start().await;
+    let (status, _, body) = server.http("GET", "/healthz", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "ok");
+}
+
+#[tokio::test]
+async fn login_gives_a_ticket_only_for_the_right_password() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+
+    let (status, json) = server
+        .post_json("/api/login", &creds("alice", PASSWORD))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let ticket = json["ticket"].as_str().expect("ticket");
+    assert!(ticket.len() >= 32, "at least 128 bits, hex: {ticket}");
+    assert_eq!(json["expires_in"], 30);
+
+    // Letter case of the name does not matter; the canonical name is used.
+    let (status, _) = server
+        .post_json("/api/login", &creds("ALICE", PASSWORD))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, json) = server
+        .post_json("/api/login", &creds("alice", "wrong password"))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(json), ErrorCode::InvalidCredentials);
+    let (status, json) = server
+        .post_json("/api/login", &creds("nobody", PASSWORD))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(json), ErrorCode::InvalidCredentials);
+
+    let (status, json) = server.post_json("/api/login", "{\"username\": 5}").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(json), ErrorCode::InvalidRequest);
+}
+
+#[tokio::test]
+async fn registration_validates_and_refuses_duplicates() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    let (status, json) = server
+        .post_json("/api/register", &creds("Alice", PASSWORD))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(code(json), ErrorCode::UsernameTaken);
+
+    let (status, json) = server
+        .post_json("/api/register", &creds("bad name", PASSWORD))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(json), ErrorCode::InvalidRequest);
+
+    let (status, json) = server
+        .post_json("/api/register", &creds("bob", "short"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(json), ErrorCode::InvalidRequest);
+}
+
+#[tokio::test]
+async fn registration_can_be_turned_off() {
+    let server = TestServer::with(|c| c.disable_registration = true).await;
+    let (status, json) = server
+        .post_json("/api/register", &creds("alice", PASSWORD))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(code(json), ErrorCode::RegistrationDisabled);
+}
+
+#[tokio::test]
+async fn missing_unknown_and_reused_tickets_get_401() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+
+    assert_eq!(
+        server.ws(None, None).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(
+        server.ws(Some("0123456789abcdef"), None).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+
+    let ticket = server.login("alice").await;
+    let first = server
+        .ws(Some(&ticket), None)
+        .await
+        .expect("first use works");
+    assert_eq!(
+        server.ws(Some(&ticket), None).await.err(),
+        Some(StatusCode::UNAUTHORIZED),
+        "a ticket works once"
+    );
+    common::Client {
+        ws: first,
+        user: "alice".into(),
+    }
+    .close()
+    .await;
+
+    // The refusal is a JSON error body, before any upgrade.
+    let ticket = server.login("alice").await;
+    let _ = server.ws(Some(&ticket), None).await.expect("works");
+    let (status, _, body) = server
+        .http(
+            "GET",
+            &format!("/ws?ticket={ticket}"),
+            &upgrade_headers(),
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        code(serde_json::from_str(&body).expect("json")),
+        ErrorCode::InvalidTicket
+    );
+}
+
+#[tokio::test]
+async fn a_plain_get_of_the_socket_path_is_a_json_error() {
+    let server = TestServer::start().await;
+    let (status, _, body) = server.http("GET", "/ws?ticket=x", &[], "").await;
+    assert!(status.is_client_error(), "{status}");
+    assert_eq!(
+        code(serde_json::from_str(&body).expect("json")),
+        ErrorCode::InvalidRequest
+    );
+}
+
+#[tokio::test]
+async fn expired_tickets_get_401() {
+    let server = TestServer::with(|c| c.ticket_ttl = Duration::from_millis(100)).await;
+    server.register("alice").await;
+    let ticket = server.login("alice").await;
+    // Waiting for time itself to pass, the thing under test.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.ws(Some(&ticket), None).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+}
+
+#[tokio::test]
+async fn foreign_browser_origins_get_403_and_keep_their_ticket() {
+    let server =
+        TestServer::with(|c| c.allowed_origins = vec!["https://chat.example".into()]).await;
+    server.register("alice").await;
+
+    let ticket = server.login("alice").await;
+    assert_eq!(
+        server
+            .ws(Some(&ticket), Some("https://evil.example"))
+            .await
+            .err(),
+        Some(StatusCode::FORBIDDEN)
+    );
+    // Refused before the ticket was looked at, so it still works.
+    let own = server.http_origin();
+    let ws = server
+        .ws(Some(&ticket), Some(&own))
+        .await
+        .expect("own origin");
+    common::Client {
+        ws,
+        user: "alice".into(),
+    }
+    .close()
+    .await;
+
+    let ticket = server.login("alice").await;
+    let ws = server
+        .ws(Some(&ticket), Some("https://chat.example"))
+        .await
+        .expect("allow-listed origin");
+    common::Client {
+        ws,
+        user: "alice".into(),
+    }
+    .close()
+    .await;
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_throttled() {
+    let server = TestServer::with(|c| c.login_attempts = 3).await;
+    server.register("alice").await;
+    for _ in 0..3 {
+        let (status, _) = server
+            .post_json("/api/login", &creds("alice", "guess-guess"))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, headers, body) = server
+        .http(
+            "POST",
+            "/api/login",
+            &[("content-type", "application/json")],
+            &creds("alice", PASSWORD),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits"
+    );
+    assert_eq!(
+        code(serde_json::from_str(&body).expect("json")),
+        ErrorCode::TooManyAttempts
+    );
+    let retry: u64 = headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+
+    // Another user from the same address is not locked out by alice's lock.
+    server.register("bob").await;
+    let (status, _) = server
+        .post_json("/api/login", &creds("bob", PASSWORD))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+fn upgrade_headers() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("connection", "upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ]
+}

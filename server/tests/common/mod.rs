@@ -1,0 +1,346 @@
+//! Test support: a real server on 127.0.0.1:0 and real HTTP and WebSocket
+//! clients (plain or TLS) talking to it over loopback.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_protocol::http::LoginResponse;
+use chat_protocol::{ClientEvent, ServerEvent};
+use chat_server::{Config, Server};
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{HeaderMap, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for any one expected thing before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Any byte stream a client may use: TCP or TLS over TCP.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub type Stream = Box<dyn Io>;
+pub type Ws = WebSocketStream<Stream>;
+
+/// A chat server running in this test process.
+pub struct TestServer {
+    pub remote: Remote,
+    pub data_dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Remote;
+    fn deref(&self) -> &Remote {
+        &self.remote
+    }
+}
+
+/// How to reach a server: its address, and the certificate to trust for TLS.
+pub struct Remote {
+    pub addr: SocketAddr,
+    pub tls_cert: Option<PathBuf>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(configure: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::with_data_dir(data_dir.path());
+        config.listen = "127.0.0.1:0".parse().expect("addr");
+        configure(&mut config);
+        let tls_cert = config
+            .tls
+            .then(|| data_dir.path().join("tls").join("cert.pem"));
+        let server = Server::bind(config).await.expect("server binds");
+        let addr = server.local_addr().expect("addr");
+        let shutdown = server.shutdown_token();
+        let handle = tokio::spawn(server.run());
+        Self {
+            remote: Remote { addr, tls_cert },
+            data_dir,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    /// Begins a graceful shutdown and waits for the server to finish.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(WAIT, handle)
+                .await
+                .expect("server stops in time")
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Remote {
+    pub fn http_origin(&self) -> String {
+        let scheme = if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Opens a transport to the server: TCP, or TLS trusting the generated cert.
+    pub async fn connect(&self) -> Stream {
+        let tcp = TcpStream::connect(self.addr).await.expect("tcp connect");
+        match &self.tls_cert {
+            None => Box::new(tcp),
+            Some(cert) => Box::new(tls_connect(tcp, cert).await),
+        }
+    }
+
+    /// One HTTP/1.1 request; returns status, headers and body text.
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, String) {
+        let io = TokioIo::new(self.connect().await);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .expect("http handshake");
+        tokio::spawn(conn);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("request");
+        let response = tokio::time::timeout(WAIT, sender.send_request(request))
+            .await
+            .expect("response in time")
+            .expect("response");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    pub async fn post_json(&self, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
+        let (status, _, text) = self
+            .http("POST", path, &[("content-type", "application/json")], body)
+            .await;
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path} answered {status} with non-JSON {text:?}: {e}"));
+        (status, json)
+    }
+
+    pub async fn register(&self, user: &str) {
+        let body = serde_json::json!({ "username": user, "password": PASSWORD }).to_string();
+        let (status, json) = self.post_json("/api/register", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "register {user}: {json}");
+    }
+
+    pub async fn login(&self, user: &str) -> String {
+        let body = serde_json::json!({ "username": user, "password": PASSWORD }).to_string();
+        let (status, json) = self.post_json("/api/login", &body).await;
+        assert_eq!(status, StatusCode::OK, "login {user}: {json}");
+        let login: LoginResponse = serde_json::from_value(json).expect("login body");
+        login.ticket
+    }
+
+    /// Tries the WebSocket upgrade; `Err` carries the HTTP status of a refusal.
+    pub async fn ws(&self, ticket: Option<&str>, origin: Option<&str>) -> Result<Ws, StatusCode> {
+        let scheme = if self.tls_cert.is_some() { "wss" } else { "ws" };
+        let url = match ticket {
+            Some(t) => format!("{scheme}://{}/ws?ticket={t}", self.addr),
+            None => format!("{scheme}://{}/ws", self.addr),
+        };
+        let mut request = url.into_client_request().expect("request");
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().expect("header"));
+        }
+        let stream = self.connect().await;
+        match tokio_tungstenite::client_async(request, stream).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tungstenite::Error::Http(response)) => Err(response.status()),
+            Err(e) => panic!("unexpected handshake error: {e}"),
+        }
+    }
+
+    /// Registers (if new), logs in and connects `user`, consuming `welcome`.
+    pub async fn client(&self, user: &str) -> Client {
+        self.register(user).await;
+        self.client_for(user).await
+    }
+
+    /// Logs in and connects an already registered user.
+    pub async fn client_for(&self, user: &str) -> Client {
+        let ticket = self.login(user).await;
+        let ws = self.ws(Some(&ticket), None).await.expect("upgrade");
+        let mut client = Client {
+            ws,
+            user: user.to_owned(),
+        };
+        match client.next().await {
+            ServerEvent::Welcome {
+                protocol_version,
+                user: who,
+                ..
+            } => {
+                assert_eq!(protocol_version, chat_protocol::PROTOCOL_VERSION);
+                assert_eq!(who, user);
+            }
+            other => panic!("expected welcome first, got {other:?}"),
+        }
+        client
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn tls_connect(tcp: TcpStream, cert: &PathBuf) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(cert).expect("cert file") {
+        roots.add(cert.expect("cert")).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from("localhost").expect("name");
+    connector.connect(name, tcp).await.expect("tls handshake")
+}
+
+/// A connected chat client.
+pub struct Client {
+    pub ws: Ws,
+    pub user: String,
+}
+
+impl Client {
+    pub async fn send(&mut self, event: ClientEvent) {
+        self.send_raw(&event.to_json()).await;
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.send_ws(Message::text(text)).await;
+    }
+
+    pub async fn send_ws(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send frame");
+    }
+
+    /// The next WebSocket message other than ping/pong.
+    pub async fn next_message(&mut self) -> Message {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("{}: nothing received in {WAIT:?}", self.user))
+                .unwrap_or_else(|| panic!("{}: connection ended", self.user))
+                .unwrap_or_else(|e| panic!("{}: read error {e}", self.user));
+            if !matches!(msg, Message::Ping(_) | Message::Pong(_)) {
+                return msg;
+            }
+        }
+    }
+
+    /// The next event; fails on anything else.
+    pub async fn next(&mut self) -> ServerEvent {
+        match self.next_message().await {
+            Message::Text(text) => serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("undecodable event {text}: {e}")),
+            other => panic!("{}: expected an event, got {other:?}", self.user),
+        }
+    }
+
+    /// Skips events until one matches.
+    pub async fn wait_for(&mut self, what: impl Fn(&ServerEvent) -> bool) -> ServerEvent {
+        loop {
+            let event = self.next().await;
+            if what(&event) {
+                return event;
+            }
+        }
+    }
+
+    pub async fn join(&mut self, room: &str) -> Vec<String> {
+        self.send(ClientEvent::JoinRoom { room: room.into() }).await;
+        match self.next().await {
+            ServerEvent::Joined { room: r, members } if r == room => members,
+            other => panic!("{}: expected joined {room}, got {other:?}", self.user),
+        }
+    }
+
+    pub async fn say(&mut self, room: &str, text: &str) {
+        self.send(ClientEvent::SendMessage {
+            room: room.into(),
+            text: text.into(),
+        })
+        .await;
+    }
+
+    /// Reads until the server's Close frame and returns it.
+    pub async fn expect_close(&mut self) -> CloseFrame {
+        loop {
+            match self.next_message().await {
+                Message::Close(Some(frame)) => return frame,
+                Message::Close(None) => panic!("{}: close frame without a code", self.user),
+                _ => {}
+            }
+        }
+    }
+
+    /// Completes the close handshake from the client side.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        let _ = tokio::time::timeout(WAIT, async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+    }
+}
+
+/// Shorthand for a `new_message` check.
+pub fn is_message(event: &ServerEvent, from: &str, room: &str, text: &str) -> bool {
+    matches!(event, ServerEvent::NewMessage(m) if m.from == from && m.room == room && m.text == text)
+}

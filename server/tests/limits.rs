@@ -1,0 +1,151 @@
+//! Clients that misbehave: oversize frames, dead peers, readers that stall.
+
+mod common;
+
+use std::time::Duration;
+
+use chat_protocol::ServerEvent;
+use common::{is_message, TestServer};
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn an_oversize_frame_closes_with_1009() {
+    let server = TestServer::with(|c| c.max_message_size = 1024).await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice.join("room").await;
+    bob.join("room").await;
+    alice.next().await;
+
+    let text = "x".repeat(2000);
+    let frame = format!(r#"{{"type":"send_message","payload":{{"room":"room","text":"{text}"}}}}"#);
+    // The server may close before reading all of it, so the send may fail.
+    let _ = alice.ws.send(Message::text(frame)).await;
+    let close = alice.expect_close().await;
+    assert_eq!(u16::from(close.code), 1009);
+
+    // Nothing of it was relayed; bob only hears that alice is gone.
+    assert_eq!(
+        bob.next().await,
+        ServerEvent::MemberLeft {
+            room: "room".into(),
+            user: "alice".into()
+        }
+    );
+    bob.close().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_answering_pings_is_removed_and_the_room_told() {
+    let server = TestServer::with(|c| {
+        c.ping_interval = Duration::from_millis(200);
+        c.pong_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice.join("room").await;
+    bob.join("room").await;
+    alice.next().await;
+
+    // From here alice's socket is not read, so her client answers no pings.
+    // bob keeps reading (and so answering) and must hear she is gone well
+    // within a few heartbeat periods.
+    let gone = tokio::time::timeout(Duration::from_secs(5), bob.next())
+        .await
+        .expect("removed within the heartbeat timeout");
+    assert_eq!(
+        gone,
+        ServerEvent::MemberLeft {
+            room: "room".into(),
+            user: "alice".into()
+        }
+    );
+    // bob, who answers, is still connected and served.
+    bob.say("room", "still here").await;
+    assert!(is_message(&bob.next().await, "bob", "room", "still here"));
+
+    // alice finds the reason when she reads again.
+    let close = alice.expect_close().await;
+    assert_eq!(u16::from(close.code), 1008);
+    assert!(close.reason.contains("pong"), "{}", close.reason);
+    bob.close().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_dropped_while_others_get_everything() {
+    let server = TestServer::with(|c| {
+        c.send_queue = 8;
+        c.rate = 1e6;
+        c.burst = 1_000_000;
+        c.max_message_size = 128 * 1024;
+    })
+    .await;
+    let mut sender = server.client("sender").await;
+    let mut reader = server.client("reader").await;
+    let mut stalled = server.client("stalled").await;
+    sender.join("room").await;
+    reader.join("room").await;
+    stalled.join("room").await;
+    sender.next().await; // reader joined
+    sender.next().await; // stalled joined
+    reader.next().await; // stalled joined
+
+    // The reader reads concurrently, as a live client does, until "done".
+    let body_len = 64 * 1024;
+    let reader_task = tokio::spawn(async move {
+        let mut numbers = Vec::new();
+        let mut saw_drop = false;
+        loop {
+            match reader.next().await {
+                ServerEvent::NewMessage(m) if m.text == "done" => break,
+                ServerEvent::NewMessage(m) => {
+                    let (n, rest) = m.text.split_once(':').expect("numbered");
+                    assert_eq!(rest.len(), body_len);
+                    numbers.push(n.parse::<usize>().expect("number"));
+                }
+                ServerEvent::MemberLeft { user, .. } if user == "stalled" => saw_drop = true,
+                other => panic!("reader got {other:?}"),
+            }
+        }
+        (reader, numbers, saw_drop)
+    });
+
+    // Big messages fill the stalled client's socket buffers, then its queue.
+    // The sender waits for its own echo before sending on, so the live
+    // clients' queues stay short while the stalled one only grows.
+    let body = "y".repeat(body_len);
+    let mut sent = 0;
+    let mut stalled_dropped = false;
+    while sent < 2000 && !stalled_dropped {
+        let text = format!("{sent}:{body}");
+        sender.say("room", &text).await;
+        sent += 1;
+        loop {
+            match sender.next().await {
+                ServerEvent::NewMessage(m) if m.text == text => break,
+                ServerEvent::MemberLeft { user, .. } if user == "stalled" => stalled_dropped = true,
+                other => panic!("sender got {other:?}"),
+            }
+        }
+    }
+    assert!(
+        stalled_dropped,
+        "the stalled client was never dropped ({sent} messages)"
+    );
+    sender.say("room", "done").await;
+
+    // The reader received every message, in order, and the departure.
+    let (reader, numbers, saw_drop) = reader_task.await.expect("reader task");
+    assert_eq!(numbers, (0..sent).collect::<Vec<_>>());
+    assert!(saw_drop, "the room was told the stalled client left");
+
+    // The stalled client, reading at last, gets the policy close code after
+    // whatever had reached its socket buffer.
+    let close = stalled.expect_close().await;
+    assert_eq!(u16::from(close.code), 1008);
+    assert!(close.reason.contains("slow"), "{}", close.reason);
+    sender.close().await;
+    reader.close().await;
+}
