@@ -105,9 +105,15 @@ impl From<AuthError> for ApiError {
 }
 
 fn credentials(body: Result<Json<Credentials>, JsonRejection>) -> Result<Credentials, ApiError> {
+    // 413 (too large) and 415 (not declared as JSON) keep their status; any
+    // malformed body, syntax (400) or shape (axum's 422) alike, is a 400.
     body.map(|Json(c)| c).map_err(|e| {
+        let status = match e.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            other => other,
+        };
         ApiError::new(
-            StatusCode::BAD_REQUEST,
+            status,
             ErrorCode::InvalidRequest,
             format!(
                 "expected a JSON body {{\"username\": ..., \"password\": ...}}: {}",

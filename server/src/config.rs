@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser};
 
 /// Everything `chat-server` can be told. Defaults are the embedded setup:
 /// plain HTTP on 127.0.0.1:8080, data in `./data`, registration open.
@@ -20,15 +21,15 @@ pub struct Config {
 
     /// Serve HTTPS and wss. Without --cert/--key a self-signed certificate is
     /// generated once and kept in the data directory.
-    #[arg(long, env = "CHAT_TLS")]
+    #[arg(long, env = "CHAT_TLS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub tls: bool,
 
     /// PEM certificate chain for --tls.
-    #[arg(long, env = "CHAT_TLS_CERT", requires = "key")]
+    #[arg(long, env = "CHAT_TLS_CERT", requires_all = ["key", "tls"])]
     pub cert: Option<PathBuf>,
 
     /// PEM private key for --tls.
-    #[arg(long, env = "CHAT_TLS_KEY", requires = "cert")]
+    #[arg(long, env = "CHAT_TLS_KEY", requires_all = ["cert", "tls"])]
     pub key: Option<PathBuf>,
 
     /// Extra browser origins allowed to open sockets (e.g. https://chat.example.com);
@@ -41,7 +42,7 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
 
     /// Turn off `POST /api/register`; accounts are then made with `chat-server user add`.
-    #[arg(long, env = "CHAT_DISABLE_REGISTRATION")]
+    #[arg(long, env = "CHAT_DISABLE_REGISTRATION", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub disable_registration: bool,
 
     /// How long a login ticket stays valid if unused.
@@ -49,7 +50,7 @@ pub struct Config {
     pub ticket_ttl: Duration,
 
     /// How often the server pings each client.
-    #[arg(long, env = "CHAT_PING_INTERVAL", default_value = "20s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CHAT_PING_INTERVAL", default_value = "20s", value_parser = nonzero_duration)]
     pub ping_interval: Duration,
 
     /// How long a client may take to answer a ping before it is dropped.
@@ -57,7 +58,7 @@ pub struct Config {
     pub pong_timeout: Duration,
 
     /// Largest accepted WebSocket message in bytes; larger ones close the connection with 1009.
-    #[arg(long, env = "CHAT_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024)]
+    #[arg(long, env = "CHAT_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024, value_parser = positive)]
     pub max_message_size: usize,
 
     /// Most rooms one connection may be in at once.
@@ -65,7 +66,7 @@ pub struct Config {
     pub max_rooms: usize,
 
     /// Sustained frames per second one connection may send.
-    #[arg(long, env = "CHAT_RATE", default_value_t = 5.0)]
+    #[arg(long, env = "CHAT_RATE", default_value_t = 5.0, value_parser = non_negative)]
     pub rate: f64,
 
     /// Frames a connection may send in a burst above the sustained rate.
@@ -73,7 +74,7 @@ pub struct Config {
     pub burst: u32,
 
     /// Frames queued for one client before it counts as too slow and is dropped.
-    #[arg(long, env = "CHAT_SEND_QUEUE", default_value_t = 256)]
+    #[arg(long, env = "CHAT_SEND_QUEUE", default_value_t = 256, value_parser = positive)]
     pub send_queue: usize,
 
     /// Failed logins per user name (and ten times as many per address) before
@@ -96,6 +97,30 @@ impl Config {
         let mut config = Self::parse_from(["chat-server"]);
         config.data_dir = data_dir.into();
         config
+    }
+}
+
+fn nonzero_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        Ok(_) => Err("must be a finite number, zero or more".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -127,5 +152,18 @@ mod tests {
             config.allowed_origins,
             ["https://a.example", "https://b.example"]
         );
+    }
+
+    #[test]
+    fn values_that_would_break_the_server_are_refused() {
+        for args in [
+            ["--send-queue", "0"],
+            ["--ping-interval", "0s"],
+            ["--rate", "-1"],
+            ["--max-message-size", "0"],
+        ] {
+            let parsed = Config::try_parse_from(["chat-server", args[0], args[1]]);
+            assert!(parsed.is_err(), "{args:?} was accepted");
+        }
     }
 }

@@ -60,6 +60,22 @@ async fn login_gives_a_ticket_only_for_the_right_password() {
     let (status, json) = server.post_json("/api/login", "{\"username\": 5}").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(code(json), ErrorCode::InvalidRequest);
+    let huge = creds("alice", &"p".repeat(20_000));
+    let (status, json) = server.post_json("/api/login", &huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(code(json), ErrorCode::InvalidRequest);
+    let (status, _, body) = server
+        .http("POST", "/api/login", &[], &creds("alice", PASSWORD))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "no JSON content type"
+    );
+    assert_eq!(
+        code(serde_json::from_str(&body).expect("json")),
+        ErrorCode::InvalidRequest
+    );
 }
 
 #[tokio::test]

@@ -62,3 +62,29 @@ async fn shutdown_flushes_queued_frames_then_sends_1001() {
     // A stopped server accepts nothing.
     assert!(tokio::net::TcpStream::connect(server.addr).await.is_err());
 }
+
+#[tokio::test]
+async fn wss_works_with_an_operators_own_certificate_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let (cert, key) = (dir.path().join("own.pem"), dir.path().join("own.key"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+
+    let mut server = TestServer::with(|c| {
+        c.tls = true;
+        c.cert = Some(cert.clone());
+        c.key = Some(key.clone());
+    })
+    .await;
+    assert!(
+        !server.data_dir.path().join("tls").exists(),
+        "nothing is generated when files are given"
+    );
+    server.remote.tls_cert = Some(cert);
+    let mut alice = server.client("alice").await;
+    alice.join("r").await;
+    alice.say("r", "mine").await;
+    assert!(is_message(&alice.next().await, "alice", "r", "mine"));
+    alice.close().await;
+}

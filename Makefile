@@ -1,0 +1,32 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+.PHONY: run test lint fmt check build clean
+
+CARGO ?= cargo
+# Extra flags for the server, e.g. `make run ARGS="--tls"`.
+ARGS ?=
+
+## run: start chat-server on its embedded defaults (http://127.0.0.1:8080, data in ./data)
+run:
+	$(CARGO) run --bin chat-server -- $(ARGS)
+
+## test: every test of the workspace (unit, protocol, integration over loopback)
+test:
+	$(CARGO) test --workspace
+
+## lint: formatting and clippy, warnings are errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## fmt: format the code
+fmt:
+	$(CARGO) fmt --all
+
+## check: what CI runs
+check: lint test
+
+build:
+	$(CARGO) build --workspace
+
+clean:
+	$(CARGO) clean
