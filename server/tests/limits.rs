@@ -7,6 +7,8 @@ use std::time::Duration;
 use chat_protocol::ServerEvent;
 use common::{is_message, TestServer};
 use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -148,4 +150,33 @@ async fn a_client_that_never_reads_is_dropped_while_others_get_everything() {
     assert!(close.reason.contains("slow"), "{}", close.reason);
     sender.close().await;
     reader.close().await;
+}
+
+/// Sends one hand-built frame, for inputs a well-behaved library refuses to make.
+async fn send_raw_frame(client: &mut common::Client, frame: Frame) {
+    // The server may close before the write completes.
+    let _ = client.ws.send(Message::Frame(frame)).await;
+}
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice").await;
+    let invalid = vec![b'{', 0xff, 0xfe, b'}'];
+    send_raw_frame(
+        &mut alice,
+        Frame::message(invalid, OpCode::Data(Data::Text), true),
+    )
+    .await;
+    assert_eq!(u16::from(alice.expect_close().await.code), 1007);
+}
+
+#[tokio::test]
+async fn a_frame_breaking_rfc_6455_closes_with_1002() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice").await;
+    let mut frame = Frame::message(b"{}".to_vec(), OpCode::Data(Data::Text), true);
+    frame.header_mut().rsv1 = true; // no extension was negotiated
+    send_raw_frame(&mut alice, frame).await;
+    assert_eq!(u16::from(alice.expect_close().await.code), 1002);
 }
