@@ -93,6 +93,8 @@ pub struct Limits {
     pub message_burst: u32,
     /// How often the server pings, in milliseconds.
     pub ping_interval_ms: u64,
+    /// How long the server waits for the pong before closing, in milliseconds.
+    pub pong_timeout_ms: u64,
 }
 
 /// One chat message as delivered.
@@ -136,9 +138,10 @@ mod tests {
                         messages_per_second: 5.0,
                         message_burst: 20,
                         ping_interval_ms: 20000,
+                        pong_timeout_ms: 10000,
                     },
                 },
-                r#"{"type":"welcome","payload":{"protocol_version":1,"server":"chat-server/0.1.0","user":"alice","limits":{"max_message_bytes":65536,"max_rooms":32,"messages_per_second":5.0,"message_burst":20,"ping_interval_ms":20000}}}"#,
+                r#"{"type":"welcome","payload":{"protocol_version":1,"server":"chat-server/0.1.0","user":"alice","limits":{"max_message_bytes":65536,"max_rooms":32,"messages_per_second":5.0,"message_burst":20,"ping_interval_ms":20000,"pong_timeout_ms":10000}}}"#,
             ),
             (
                 ServerEvent::Joined {

@@ -31,6 +31,8 @@ pub(crate) fn router(app: Arc<AppState>) -> Router {
         .route("/api/login", post(login))
         .route("/api/register", post(register))
         .route("/ws", get(websocket))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
 }
@@ -60,10 +62,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body)).into_response();
         if let Some(wait) = self.retry_after {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, secs.max(1).into());
+                .insert(header::RETRY_AFTER, retry_secs(wait).into());
         }
         response
     }
@@ -104,6 +105,11 @@ impl From<AuthError> for ApiError {
     }
 }
 
+/// Whole seconds to wait, rounded up: never tells a client to come back early.
+pub(crate) fn retry_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 fn credentials(body: Result<Json<Credentials>, JsonRejection>) -> Result<Credentials, ApiError> {
     // 413 (too large) and 415 (not declared as JSON) keep their status; any
     // malformed body, syntax (400) or shape (axum's 422) alike, is a 400.
@@ -121,6 +127,22 @@ fn credentials(body: Result<Json<Credentials>, JsonRejection>) -> Result<Credent
             ),
         )
     })
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::InvalidRequest,
+        "no such endpoint",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::InvalidRequest,
+        "method not allowed here; see the Allow header",
+    )
 }
 
 async fn healthz() -> &'static str {

@@ -172,6 +172,24 @@ async fn a_plain_get_of_the_socket_path_is_a_json_error() {
 }
 
 #[tokio::test]
+async fn unknown_paths_and_wrong_methods_get_json_errors() {
+    let server = TestServer::start().await;
+    let (status, _, body) = server.http("GET", "/nope", &[], "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        code(serde_json::from_str(&body).expect("json")),
+        ErrorCode::InvalidRequest
+    );
+    let (status, headers, body) = server.http("GET", "/api/login", &[], "").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "POST");
+    assert_eq!(
+        code(serde_json::from_str(&body).expect("json")),
+        ErrorCode::InvalidRequest
+    );
+}
+
+#[tokio::test]
 async fn expired_tickets_get_401() {
     let server = TestServer::with(|c| c.ticket_ttl = Duration::from_millis(100)).await;
     server.register("alice").await;

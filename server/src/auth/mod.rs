@@ -27,7 +27,7 @@ pub(crate) const MAX_PASSWORD_LEN: usize = 1024;
 pub(crate) enum AuthError {
     #[error("wrong user name or password")]
     InvalidCredentials,
-    #[error("too many failed logins; retry in {} s", .0.as_secs().max(1))]
+    #[error("too many failed logins; retry in {} s", crate::api::retry_secs(*.0))]
     TooManyAttempts(Duration),
     #[error("{0}")]
     InvalidRequest(String),

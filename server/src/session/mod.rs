@@ -94,9 +94,14 @@ fn welcome(app: &AppState, user: &str) -> ServerEvent {
             max_rooms: config.max_rooms,
             messages_per_second: config.rate,
             message_burst: config.burst,
-            ping_interval_ms: u64::try_from(config.ping_interval.as_millis()).unwrap_or(u64::MAX),
+            ping_interval_ms: millis(config.ping_interval),
+            pong_timeout_ms: millis(config.pong_timeout),
         },
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The reading half of a connection and what it needs to handle events.
