@@ -1,0 +1,219 @@
+//! chat-cli: one-off use from shells and cron jobs.
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use chat_protocol::{ChatMessage, ClientEvent, ErrorCode, ServerEvent};
+use clap::{Parser, Subcommand};
+
+use crate::args::ConnectArgs;
+use crate::client::{connect, spawn_session, ClientError, Command, Connection, SessionEvent};
+use crate::tui::text::sanitize;
+
+/// Exit codes, one per kind of failure a script may want to tell apart.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any other failure (a local problem such as an unreadable file).
+    pub const FAILURE: u8 = 1;
+    /// Wrong command-line usage (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The server refused the credentials (or throttled the login).
+    pub const AUTH: u8 = 3;
+    /// The server could not be reached.
+    pub const UNREACHABLE: u8 = 4;
+    /// The server answered with an error or something unexpected.
+    pub const PROTOCOL: u8 = 5;
+}
+
+/// chat-cli's arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chat-cli",
+    version,
+    about = "Send to and follow chat rooms from scripts"
+)]
+pub struct Cli {
+    /// Connection options.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+/// chat-cli's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Send a message; without TEXT, send each non-empty line of standard input.
+    /// Exits once the server has relayed every message.
+    Send {
+        /// The room (joined for the time of sending).
+        #[arg(long)]
+        room: String,
+        /// The message (several words are joined with spaces).
+        text: Vec<String>,
+    },
+    /// Print each new message of a room as a line until interrupted;
+    /// reconnects on its own if the connection drops.
+    Tail {
+        /// The room to follow.
+        #[arg(long)]
+        room: String,
+        /// Print each message as a JSON object per line (the `new_message` payload).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Maps an error to chat-cli's exit code.
+pub fn exit_code(error: &ClientError) -> u8 {
+    match error {
+        ClientError::Auth(_) | ClientError::Throttled(_) => exit::AUTH,
+        ClientError::Unreachable(_) => exit::UNREACHABLE,
+        ClientError::Protocol(_) | ClientError::Closed { .. } => exit::PROTOCOL,
+        ClientError::Local(_) => exit::FAILURE,
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<(), ClientError> {
+    let config = cli.connect.into_config()?;
+    match cli.command {
+        CliCommand::Send { room, text } => {
+            let lines = if text.is_empty() {
+                std::io::stdin()
+                    .lock()
+                    .lines()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| ClientError::Local(format!("reading standard input: {e}")))?
+            } else {
+                vec![text.join(" ")]
+            };
+            let mut conn = connect(&config).await?;
+            let result = send_all(&mut conn, &room, lines).await;
+            conn.close().await;
+            result
+        }
+        CliCommand::Tail { room, json } => tail(config, room, json).await,
+    }
+}
+
+/// Joins `room`, sends each non-blank line, and waits for the server to relay
+/// each one back (the protocol's confirmation), retrying rate-limited ones.
+async fn send_all(
+    conn: &mut Connection,
+    room: &str,
+    lines: Vec<String>,
+) -> Result<(), ClientError> {
+    conn.send(&ClientEvent::JoinRoom { room: room.into() })
+        .await?;
+    loop {
+        match conn.next_event().await? {
+            ServerEvent::Joined { room: joined, .. } if joined == room => break,
+            ServerEvent::Error { message, .. } => return Err(ClientError::Protocol(message)),
+            _ => {}
+        }
+    }
+    let pause = Duration::from_secs_f64(1.0 / conn.limits().messages_per_second.max(0.1));
+    let me = conn.user().to_owned();
+    for text in lines.into_iter().filter(|l| !l.trim().is_empty()) {
+        let event = ClientEvent::SendMessage {
+            room: room.into(),
+            text: text.clone(),
+        };
+        conn.send(&event).await?;
+        loop {
+            match conn.next_event().await? {
+                ServerEvent::NewMessage(m) if m.room == room && m.from == me && m.text == text => {
+                    break
+                }
+                ServerEvent::Error {
+                    code: ErrorCode::RateLimited,
+                    ..
+                } => {
+                    tokio::time::sleep(pause).await;
+                    conn.send(&event).await?;
+                }
+                ServerEvent::Error { message, .. } => return Err(ClientError::Protocol(message)),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn tail(
+    config: crate::client::ClientConfig,
+    room: String,
+    json: bool,
+) -> Result<(), ClientError> {
+    // The first connection is made here so that a wrong password or a dead
+    // server fails at once with its exit code; later drops reconnect.
+    connect(&config).await?.close().await;
+    let mut session = spawn_session(config, vec![room.clone()]);
+    let mut stdout = std::io::stdout();
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        let event = tokio::select! {
+            event = session.events.recv() => event,
+            () = &mut stop => None,
+        };
+        match event {
+            None => break,
+            Some(SessionEvent::Server(ServerEvent::NewMessage(m))) if m.room == room => {
+                let line = if json { json_line(&m) } else { plain_line(&m) };
+                // A closed pipe (`| head`) ends the tail quietly.
+                if writeln!(stdout, "{line}")
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Some(SessionEvent::Server(ServerEvent::Error { message, .. })) => {
+                let _ = session.commands.send(Command::Quit).await;
+                return Err(ClientError::Protocol(message));
+            }
+            Some(SessionEvent::Fatal(error)) => return Err(error),
+            Some(SessionEvent::State(state)) => {
+                if let crate::client::ConnState::Reconnecting { delay, reason, .. } = state {
+                    eprintln!("chat-cli: connection lost ({reason}); retrying in {delay:.1?}");
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    let _ = session.commands.send(Command::Quit).await;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM, so `tail` closes its socket properly.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+fn json_line(message: &ChatMessage) -> String {
+    serde_json::to_string(message).unwrap_or_default()
+}
+
+fn plain_line(m: &ChatMessage) -> String {
+    format!(
+        "{} {}: {}",
+        m.sent_at,
+        m.from,
+        sanitize(&m.text).replace('\n', " ")
+    )
+}

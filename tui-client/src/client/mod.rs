@@ -1,0 +1,81 @@
+//! The protocol implemented once in Rust, for chat-tui, chat-cli, tests and
+//! benchmarks: server URLs, TLS trust, HTTP login, the typed WebSocket
+//! connection, and a session that reconnects on its own.
+
+mod connection;
+mod http;
+mod session;
+mod tls;
+mod transport;
+mod url;
+
+pub use connection::{connect, Connection};
+pub use http::{login, register};
+pub use session::{spawn_session, Command, ConnState, SessionEvent, SessionHandle};
+pub use tls::TlsOptions;
+pub use url::ServerUrl;
+
+use std::time::Duration;
+
+/// Where and as whom to connect.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// The server.
+    pub server: ServerUrl,
+    /// User name.
+    pub user: String,
+    /// Password (kept in memory to log in again on reconnect).
+    pub password: String,
+    /// Certificate trust for https/wss.
+    pub tls: TlsOptions,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("server", &self.server)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Everything that can go wrong talking to a server, grouped by what the user
+/// should do about it (each group has its own exit code in chat-cli).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached (refused, timed out, TLS failed).
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    /// The credentials were refused.
+    #[error("login refused: {0}")]
+    Auth(String),
+    /// Too many failed logins; wait before trying again.
+    #[error("too many failed logins; retry in {} s", .0.as_secs())]
+    Throttled(Duration),
+    /// The server said or did something this client does not expect.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The server closed the connection.
+    #[error("connection closed by the server ({code}: {reason})")]
+    Closed {
+        /// WebSocket close code (1006 when the connection just dropped).
+        code: u16,
+        /// The server's reason text.
+        reason: String,
+    },
+    /// A local problem (reading a certificate file, say).
+    #[error("{0}")]
+    Local(String),
+}
+
+impl ClientError {
+    /// Whether trying again later might work (reconnect), as opposed to a
+    /// problem that needs the user (wrong password, bad certificate file).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable(_) | Self::Closed { .. } | Self::Throttled(_) => true,
+            Self::Auth(_) | Self::Protocol(_) | Self::Local(_) => false,
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! A session that stays connected: reconnects with backoff and jitter (a
+//! fresh ticket each time) and rejoins its rooms. chat-tui and `chat-cli tail`
+//! talk to it only through channels.
+
+use std::time::Duration;
+
+use chat_protocol::{ClientEvent, ServerEvent};
+use tokio::sync::mpsc;
+
+use crate::client::{connect, ClientConfig, ClientError, Connection};
+
+/// What the application asks of the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Join a room (and rejoin it after every reconnect).
+    Join(String),
+    /// Leave a room.
+    Leave(String),
+    /// Send a message.
+    Send {
+        /// Room.
+        room: String,
+        /// Text.
+        text: String,
+    },
+    /// Ask for the room list.
+    ListRooms,
+    /// Close the connection and end the session.
+    Quit,
+}
+
+/// The connection's state, for a status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    /// First connection attempt under way.
+    Connecting,
+    /// Connected and authenticated.
+    Connected,
+    /// Lost; the next attempt starts after `delay`.
+    Reconnecting {
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// Wait before it.
+        delay: Duration,
+        /// Why the last connection or attempt failed.
+        reason: String,
+    },
+}
+
+/// What the session tells the application.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// The connection state changed.
+    State(ConnState),
+    /// An event from the server.
+    Server(ServerEvent),
+    /// A message could not be sent because the connection is down.
+    NotSent {
+        /// Room.
+        room: String,
+        /// Text.
+        text: String,
+    },
+    /// A problem retrying cannot fix (wrong password, say); the session ended.
+    Fatal(ClientError),
+}
+
+/// The application's ends of the session's channels.
+pub struct SessionHandle {
+    /// Commands to the session.
+    pub commands: mpsc::Sender<Command>,
+    /// Events from the session.
+    pub events: mpsc::Receiver<SessionEvent>,
+}
+
+/// Starts a session task that connects and joins `rooms`.
+pub fn spawn_session(config: ClientConfig, rooms: Vec<String>) -> SessionHandle {
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    // Bounded: if the application stops reading, the session stops reading
+    // the socket, and the server's slow-client policy applies.
+    let (ev_tx, ev_rx) = mpsc::channel(1024);
+    let mut ordered = Rooms::default();
+    for room in rooms {
+        ordered.insert(room);
+    }
+    tokio::spawn(run(config, ordered, cmd_rx, ev_tx));
+    SessionHandle {
+        commands: cmd_tx,
+        events: ev_rx,
+    }
+}
+
+/// Delay before reconnect attempt `attempt` (from 1): exponential from 0.5 s,
+/// capped at 30 s, with jitter so that many clients do not return at once.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(500).saturating_mul(1 << attempt.saturating_sub(1).min(6));
+    base.min(Duration::from_secs(30))
+        .mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+/// Joined rooms in the order they were asked for, so that the first room on
+/// the command line is joined (and shown) first, also after a reconnect.
+#[derive(Debug, Default)]
+struct Rooms(Vec<String>);
+
+impl Rooms {
+    fn insert(&mut self, room: String) {
+        if !self.0.contains(&room) {
+            self.0.push(room);
+        }
+    }
+
+    fn remove(&mut self, room: &str) {
+        self.0.retain(|r| r != room);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &String> {
+        self.0.iter()
+    }
+}
+
+enum Ended {
+    Quit,
+    Lost(ClientError),
+}
+
+async fn run(
+    config: ClientConfig,
+    mut rooms: Rooms,
+    mut commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<SessionEvent>,
+) {
+    let emit = |event| {
+        let events = events.clone();
+        async move { events.send(event).await.is_ok() }
+    };
+    let mut attempt = 0u32;
+    if !emit(SessionEvent::State(ConnState::Connecting)).await {
+        return;
+    }
+    loop {
+        let error = match connect(&config).await {
+            Ok(conn) => {
+                attempt = 0;
+                match serve(conn, &mut rooms, &mut commands, &events).await {
+                    Ended::Quit => return,
+                    Ended::Lost(error) => error,
+                }
+            }
+            Err(error) => error,
+        };
+        if !error.is_transient() {
+            let _ = emit(SessionEvent::Fatal(error)).await;
+            return;
+        }
+        attempt += 1;
+        let mut delay = backoff(attempt);
+        if let ClientError::Throttled(wait) = &error {
+            delay = delay.max(*wait);
+        }
+        let state = ConnState::Reconnecting {
+            attempt,
+            delay,
+            reason: error.to_string(),
+        };
+        if !emit(SessionEvent::State(state)).await {
+            return;
+        }
+        // While waiting, keep taking commands so the application never blocks.
+        let wake = tokio::time::sleep(delay);
+        tokio::pin!(wake);
+        loop {
+            tokio::select! {
+                () = &mut wake => break,
+                command = commands.recv() => match command {
+                    None | Some(Command::Quit) => return,
+                    Some(Command::Join(room)) => { rooms.insert(room); }
+                    Some(Command::Leave(room)) => { rooms.remove(&room); }
+                    Some(Command::Send { room, text }) => {
+                        if !emit(SessionEvent::NotSent { room, text }).await {
+                            return;
+                        }
+                    }
+                    Some(Command::ListRooms) => {}
+                },
+            }
+        }
+    }
+}
+
+/// Runs one connection until it is lost or the application quits.
+async fn serve(
+    mut conn: Connection,
+    rooms: &mut Rooms,
+    commands: &mut mpsc::Receiver<Command>,
+    events: &mpsc::Sender<SessionEvent>,
+) -> Ended {
+    if events
+        .send(SessionEvent::State(ConnState::Connected))
+        .await
+        .is_err()
+    {
+        conn.close().await;
+        return Ended::Quit;
+    }
+    for room in rooms.iter() {
+        let join = ClientEvent::JoinRoom { room: room.clone() };
+        if let Err(e) = conn.send(&join).await {
+            return Ended::Lost(e);
+        }
+    }
+    loop {
+        tokio::select! {
+            command = commands.recv() => {
+                let event = match command {
+                    None | Some(Command::Quit) => {
+                        conn.close().await;
+                        return Ended::Quit;
+                    }
+                    Some(Command::Join(room)) => ClientEvent::JoinRoom { room },
+                    Some(Command::Leave(room)) => ClientEvent::LeaveRoom { room },
+                    Some(Command::Send { room, text }) => ClientEvent::SendMessage { room, text },
+                    Some(Command::ListRooms) => ClientEvent::ListRooms {},
+                };
+                if let Err(e) = conn.send(&event).await {
+                    return Ended::Lost(e);
+                }
+            }
+            event = conn.next_event() => {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(e) => return Ended::Lost(e),
+                };
+                // Rooms are remembered as the server confirms them, so a
+                // rejoin after reconnect asks only for what really was joined.
+                match &event {
+                    ServerEvent::Joined { room, .. } => { rooms.insert(room.clone()); }
+                    ServerEvent::Left { room } => { rooms.remove(room); }
+                    _ => {}
+                }
+                if events.send(SessionEvent::Server(event)).await.is_err() {
+                    conn.close().await;
+                    return Ended::Quit;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn rooms_keep_the_order_they_were_asked_for() {
+        let mut rooms = Rooms::default();
+        for room in ["general", "dev", "general", "ops"] {
+            rooms.insert(room.to_owned());
+        }
+        rooms.remove("dev");
+        assert_eq!(rooms.0, ["general", "ops"]);
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        for attempt in 1..20 {
+            let d = backoff(attempt);
+            assert!(d <= Duration::from_secs(30), "{attempt}: {d:?}");
+            assert!(d >= Duration::from_millis(250), "{attempt}: {d:?}");
+        }
+        assert!(backoff(1) <= Duration::from_millis(500));
+        assert!(backoff(10) >= Duration::from_secs(15));
+        let samples: BTreeSet<_> = (0..20).map(|_| backoff(5)).collect();
+        assert!(samples.len() > 1, "jitter varies the delay");
+    }
+}

@@ -1,0 +1,302 @@
+//! chat-tui's state and update function, without any terminal.
+
+use chat_protocol::{ChatMessage, RoomInfo, ServerEvent};
+use chat_tui::client::{Command, ConnState, SessionEvent};
+use chat_tui::tui::app::{App, AppEvent, ChatLine, Clock, Focus, Status};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+
+fn key(code: KeyCode) -> AppEvent {
+    AppEvent::Terminal(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+fn ctrl(c: char) -> AppEvent {
+    AppEvent::Terminal(Event::Key(KeyEvent::new(
+        KeyCode::Char(c),
+        KeyModifiers::CONTROL,
+    )))
+}
+
+fn alt(c: char) -> AppEvent {
+    AppEvent::Terminal(Event::Key(KeyEvent::new(
+        KeyCode::Char(c),
+        KeyModifiers::ALT,
+    )))
+}
+
+fn server(event: ServerEvent) -> AppEvent {
+    AppEvent::Session(SessionEvent::Server(event))
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        app.update(key(KeyCode::Char(c)));
+    }
+}
+
+fn message(room: &str, from: &str, text: &str) -> AppEvent {
+    server(ServerEvent::NewMessage(ChatMessage {
+        id: "1".into(),
+        room: room.into(),
+        from: from.into(),
+        text: text.into(),
+        sent_at: "2026-11-24T09:30:00.000Z".into(),
+    }))
+}
+
+fn joined(room: &str, members: &[&str]) -> AppEvent {
+    server(ServerEvent::Joined {
+        room: room.into(),
+        members: members.iter().map(|m| m.to_string()).collect(),
+    })
+}
+
+/// An app connected as alice, in rooms `general` (shown) and `dev`.
+fn connected_app() -> App {
+    let mut app = App::new("alice", "http://127.0.0.1:8080", Clock::Utc);
+    app.update(AppEvent::Session(SessionEvent::State(ConnState::Connected)));
+    app.update(joined("general", &["alice", "bob"]));
+    app.update(joined("dev", &["alice"]));
+    app
+}
+
+fn current(app: &App) -> &str {
+    &app.current_room().expect("a room is shown").name
+}
+
+#[test]
+fn the_first_joined_room_is_shown_and_rooms_switch_by_key() {
+    let mut app = connected_app();
+    assert_eq!(current(&app), "general");
+    app.update(ctrl('n'));
+    assert_eq!(current(&app), "dev");
+    app.update(ctrl('n'));
+    assert_eq!(current(&app), "general", "wraps around");
+    app.update(ctrl('p'));
+    assert_eq!(current(&app), "dev");
+    app.update(alt('1'));
+    assert_eq!(current(&app), "general");
+    app.update(alt('9'));
+    assert_eq!(current(&app), "general", "no ninth room: nothing changes");
+}
+
+#[test]
+fn messages_elsewhere_count_as_unread_until_shown() {
+    let mut app = connected_app();
+    app.update(message("dev", "bob", "one"));
+    app.update(message("dev", "bob", "two"));
+    app.update(message("general", "bob", "here"));
+    let dev = &app.rooms[1];
+    assert_eq!(
+        (dev.name.as_str(), dev.unread, dev.mentioned),
+        ("dev", 2, false)
+    );
+    assert_eq!(app.rooms[0].unread, 0, "the shown room has no unread");
+
+    app.update(message("dev", "bob", "hey ALICE, look"));
+    assert!(app.rooms[1].mentioned);
+    app.update(alt('2'));
+    assert_eq!((app.rooms[1].unread, app.rooms[1].mentioned), (0, false));
+}
+
+#[test]
+fn mentions_are_whole_words() {
+    use chat_tui::tui::app::mentions;
+    assert!(mentions("alice: hi", "alice"));
+    assert!(mentions("thanks Alice.", "alice"));
+    assert!(!mentions("malice aforethought", "alice"));
+    assert!(!mentions("alice_bot says hi", "alice"));
+}
+
+#[test]
+fn received_escape_sequences_are_stored_inert() {
+    let mut app = connected_app();
+    app.update(message("general", "bob", "\x1b[2J\x1b]0;owned\x07hi"));
+    let Some(ChatLine::Message { text, .. }) = app.rooms[0].lines.last() else {
+        panic!("expected a message line");
+    };
+    assert!(!text.chars().any(char::is_control), "{text:?}");
+    assert_eq!(text, "␛[2J␛]0;owned␇hi");
+}
+
+#[test]
+fn enter_sends_to_the_shown_room_and_keeps_history() {
+    let mut app = connected_app();
+    type_text(&mut app, "héllo 你好");
+    app.update(key(KeyCode::Left));
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(app.input.text(), "héllo 好");
+    let commands = app.update(key(KeyCode::Enter));
+    assert_eq!(
+        commands,
+        [Command::Send {
+            room: "general".into(),
+            text: "héllo 好".into()
+        }]
+    );
+    assert!(app.input.is_empty());
+    app.update(key(KeyCode::Up));
+    assert_eq!(app.input.text(), "héllo 好");
+}
+
+#[test]
+fn offline_input_stays_in_the_line() {
+    let mut app = connected_app();
+    app.update(AppEvent::Session(SessionEvent::State(
+        ConnState::Reconnecting {
+            attempt: 1,
+            delay: std::time::Duration::from_secs(1),
+            reason: "connection dropped".into(),
+        },
+    )));
+    type_text(&mut app, "later");
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert_eq!(app.input.text(), "later");
+    assert!(
+        matches!(app.rooms[0].lines.last(), Some(ChatLine::Info(t)) if t.contains("connection lost"))
+    );
+
+    app.update(AppEvent::Session(SessionEvent::State(ConnState::Connected)));
+    assert!(
+        matches!(app.rooms[0].lines.last(), Some(ChatLine::Info(t)) if t.contains("reconnected"))
+    );
+    assert_eq!(
+        app.update(key(KeyCode::Enter)).len(),
+        1,
+        "sent once back online"
+    );
+}
+
+#[test]
+fn the_selector_picks_listed_rooms_or_creates_typed_ones() {
+    let mut app = connected_app();
+    app.update(server(ServerEvent::RoomList {
+        rooms: vec![
+            RoomInfo {
+                name: "dev".into(),
+                members: 1,
+            },
+            RoomInfo {
+                name: "general".into(),
+                members: 2,
+            },
+            RoomInfo {
+                name: "random".into(),
+                members: 5,
+            },
+        ],
+    }));
+    app.update(key(KeyCode::Esc));
+    assert!(matches!(app.focus, Focus::Rooms { .. }));
+    let names: Vec<String> = app.selector_entries().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["dev", "general", "random"]);
+
+    // Arrows and Enter pick a listed room.
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Down));
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        [Command::Join("random".into())]
+    );
+    assert_eq!(app.focus, Focus::Input);
+    app.update(joined("random", &["alice", "carol"]));
+    assert_eq!(
+        current(&app),
+        "random",
+        "a room the user picked is shown once joined"
+    );
+
+    // Typing a new name offers to create it, first in the list.
+    app.update(key(KeyCode::Esc));
+    type_text(&mut app, "ran");
+    assert_eq!(app.selector_entries()[0].name, "ran");
+    assert!(app.selector_entries()[0].create);
+    type_text(&mut app, "dom2");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        [Command::Join("random2".into())]
+    );
+}
+
+#[test]
+fn commands_join_leave_and_validate() {
+    let mut app = connected_app();
+    type_text(&mut app, "/join bad name");
+    // Only the first word counts as the room name.
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        [Command::Join("bad".into())]
+    );
+    type_text(&mut app, "/join café");
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert!(app
+        .note
+        .as_deref()
+        .unwrap_or_default()
+        .contains("invalid room name"));
+    type_text(&mut app, "/leave");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        [Command::Leave("general".into())]
+    );
+    app.update(server(ServerEvent::Left {
+        room: "general".into(),
+    }));
+    assert_eq!(current(&app), "dev");
+    type_text(&mut app, "/quit");
+    assert_eq!(app.update(key(KeyCode::Enter)), [Command::Quit]);
+    assert!(app.quit.is_some());
+}
+
+#[test]
+fn members_are_tracked_and_tab_completes_them() {
+    let mut app = connected_app();
+    app.update(server(ServerEvent::MemberJoined {
+        room: "general".into(),
+        user: "bobby".into(),
+    }));
+    type_text(&mut app, "bobb");
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.input.text(), "bobby: ");
+    app.update(server(ServerEvent::MemberLeft {
+        room: "general".into(),
+        user: "bob".into(),
+    }));
+    let members: Vec<&str> = app.rooms[0].members.iter().map(String::as_str).collect();
+    assert_eq!(members, ["alice", "bobby"]);
+}
+
+#[test]
+fn a_wrong_password_at_start_quits_with_the_reason() {
+    let mut app = App::new("alice", "http://x", Clock::Utc);
+    app.update(AppEvent::Session(SessionEvent::Fatal(
+        chat_tui::client::ClientError::Auth("wrong user name or password".into()),
+    )));
+    assert!(matches!(app.status, Status::Failed(_)));
+    assert!(app
+        .quit
+        .as_deref()
+        .unwrap_or_default()
+        .contains("wrong user name or password"));
+}
+
+#[test]
+fn a_scrolled_view_stays_put_while_messages_arrive() {
+    let mut app = connected_app();
+    app.size = (100, 30);
+    for i in 0..40 {
+        app.update(message("general", "bob", &format!("line {i}")));
+    }
+    app.update(key(KeyCode::PageUp));
+    let scrolled = app.rooms[0].scroll;
+    assert!(scrolled > 0);
+    app.update(message("general", "bob", "one more"));
+    assert_eq!(
+        app.rooms[0].scroll,
+        scrolled + 1,
+        "the view moved with the new line"
+    );
+    app.update(key(KeyCode::PageDown));
+    app.update(key(KeyCode::PageDown));
+    app.update(message("general", "bob", "following again"));
+    assert_eq!(app.rooms[0].scroll, 0);
+}
