@@ -1,0 +1,226 @@
+//! The real chat-cli binary against a real server: sending, tailing, exit codes.
+
+mod common;
+
+use std::process::Stdio;
+
+use chat_protocol::{ChatMessage, ServerEvent};
+use common::{chat_cli, wait_event, TestServer, WAIT};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+#[tokio::test]
+async fn send_delivers_arguments_and_stdin_lines_and_tail_prints_them() {
+    let server = TestServer::start().await;
+    for user in ["alice", "bob", "carol"] {
+        server.register(user).await;
+    }
+    let mut carol = server.member("carol", "ops").await;
+
+    let mut tail = chat_cli(&server, "bob")
+        .args(["tail", "--room", "ops", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tail runs");
+    let mut tail_lines = BufReader::new(tail.stdout.take().expect("stdout")).lines();
+    // The tail is following once the room hears bob arrive.
+    wait_event(
+        &mut carol,
+        |e| matches!(e, ServerEvent::MemberJoined { user, .. } if user == "bob"),
+    )
+    .await;
+
+    let status = chat_cli(&server, "alice")
+        .args(["send", "--room", "ops", "deploy", "done", "✅"])
+        .status()
+        .await
+        .expect("send runs");
+    assert_eq!(status.code(), Some(0));
+
+    let mut stdin_send = chat_cli(&server, "alice")
+        .args(["send", "--room", "ops"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("send runs");
+    let mut stdin = stdin_send.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"first line\n\nsecond line\n")
+        .await
+        .expect("write");
+    drop(stdin);
+    assert_eq!(stdin_send.wait().await.expect("exit").code(), Some(0));
+
+    let mut texts = Vec::new();
+    for _ in 0..3 {
+        let line = tokio::time::timeout(WAIT, tail_lines.next_line())
+            .await
+            .expect("tail prints in time")
+            .expect("read")
+            .expect("a line");
+        let message: ChatMessage = serde_json::from_str(&line).expect("one JSON message per line");
+        assert_eq!(
+            (message.room.as_str(), message.from.as_str()),
+            ("ops", "alice")
+        );
+        texts.push(message.text);
+    }
+    assert_eq!(
+        texts,
+        ["deploy done ✅", "first line", "second line"],
+        "blank lines are skipped"
+    );
+
+    // The other member saw the same, in the same order.
+    for expected in ["deploy done ✅", "first line", "second line"] {
+        let got = wait_event(&mut carol, |e| matches!(e, ServerEvent::NewMessage(_))).await;
+        assert!(matches!(got, ServerEvent::NewMessage(m) if m.text == expected));
+    }
+
+    // SIGTERM ends the tail cleanly.
+    let pid = tail.id().expect("pid").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let exit = tokio::time::timeout(WAIT, tail.wait())
+        .await
+        .expect("tail exits")
+        .expect("wait");
+    assert_eq!(exit.code(), Some(0));
+    carol.close().await;
+}
+
+#[tokio::test]
+async fn tail_prints_plain_lines_without_terminal_escapes() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    server.register("bob").await;
+    let mut alice = server.member("alice", "r").await;
+    let mut tail = chat_cli(&server, "bob")
+        .args(["tail", "--room", "r"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tail runs");
+    let mut lines = BufReader::new(tail.stdout.take().expect("stdout")).lines();
+    wait_event(&mut alice, |e| {
+        matches!(e, ServerEvent::MemberJoined { .. })
+    })
+    .await;
+    alice
+        .send(&chat_protocol::ClientEvent::SendMessage {
+            room: "r".into(),
+            text: "\x1b[31mred\x1b[0m\nsecond".into(),
+        })
+        .await
+        .expect("send");
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("in time")
+        .expect("read")
+        .expect("line");
+    assert!(line.ends_with(" alice: ␛[31mred␛[0m second"), "{line:?}");
+    assert!(!line.contains('\x1b'));
+    let _ = tail.kill().await;
+    alice.close().await;
+}
+
+#[tokio::test]
+async fn each_failure_has_its_own_exit_code() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+
+    // Wrong password: 3.
+    let out = chat_cli(&server, "alice")
+        .env("CHAT_PASSWORD", "not the password")
+        .args(["send", "--room", "r", "hi"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("login refused"), "{stderr}");
+
+    let out = chat_cli(&server, "alice")
+        .env("CHAT_PASSWORD", "not the password")
+        .args(["tail", "--room", "r"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(3));
+
+    // A server that refuses the room: 5.
+    let out = chat_cli(&server, "alice")
+        .args(["send", "--room", "no spaces allowed", "hi"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid room name"));
+
+    // Nothing listening: 4. The port was free a moment ago and is not reused.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let out = tokio::process::Command::new(common::bin("chat-cli"))
+        .args([
+            "--server",
+            &format!("http://{free}"),
+            "--user",
+            "alice",
+            "send",
+            "--room",
+            "r",
+            "x",
+        ])
+        .env("CHAT_PASSWORD", common::PASSWORD)
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A local problem (unreadable CA file) for an https server: 1.
+    let out = tokio::process::Command::new(common::bin("chat-cli"))
+        .args([
+            "--server",
+            "https://127.0.0.1:1",
+            "--user",
+            "alice",
+            "--ca-cert",
+            "/nonexistent.pem",
+        ])
+        .args(["send", "--room", "r", "x"])
+        .env("CHAT_PASSWORD", common::PASSWORD)
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Usage errors: 2 (clap).
+    let out = chat_cli(&server, "alice")
+        .args(["send"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,144 @@
+//! Test support: a real chat-server in this process, restartable on the same
+//! address and data directory, and helpers to run the real client binaries.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chat_protocol::{ClientEvent, ServerEvent};
+use chat_server::{Config, Server};
+use chat_tui::client::{self, ClientConfig, Connection, ServerUrl, TlsOptions};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const WAIT: Duration = Duration::from_secs(15);
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A chat server running in this test process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let (addr, shutdown, handle) =
+            run(data_dir.path(), "127.0.0.1:0".parse().expect("addr")).await;
+        Self {
+            addr,
+            data_dir,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops gracefully (clients get 1001) and waits until it has.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(WAIT, handle)
+                .await
+                .expect("server stops")
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+
+    /// Starts again on the same address and data directory.
+    pub async fn restart(&mut self) {
+        let (addr, shutdown, handle) = run(self.data_dir.path(), self.addr).await;
+        assert_eq!(addr, self.addr);
+        self.shutdown = shutdown;
+        self.handle = Some(handle);
+    }
+
+    pub fn config(&self, user: &str) -> ClientConfig {
+        ClientConfig {
+            server: ServerUrl::parse(&self.url()).expect("url"),
+            user: user.to_owned(),
+            password: PASSWORD.to_owned(),
+            tls: TlsOptions::default(),
+        }
+    }
+
+    pub async fn register(&self, user: &str) {
+        client::register(&self.config(user))
+            .await
+            .expect("register");
+    }
+
+    /// A connected client already in `room` (its own `joined` consumed).
+    pub async fn member(&self, user: &str, room: &str) -> Connection {
+        let mut conn = client::connect(&self.config(user)).await.expect("connect");
+        conn.send(&ClientEvent::JoinRoom { room: room.into() })
+            .await
+            .expect("join");
+        wait_event(&mut conn, |e| matches!(e, ServerEvent::Joined { .. })).await;
+        conn
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn run(
+    data_dir: &Path,
+    listen: SocketAddr,
+) -> (
+    SocketAddr,
+    CancellationToken,
+    JoinHandle<anyhow::Result<()>>,
+) {
+    let mut config = Config::with_data_dir(data_dir);
+    config.listen = listen;
+    config.shutdown_grace = Duration::from_secs(2);
+    let server = Server::bind(config).await.expect("server binds");
+    let addr = server.local_addr().expect("addr");
+    let shutdown = server.shutdown_token();
+    (addr, shutdown, tokio::spawn(server.run()))
+}
+
+/// Reads events until one matches, failing after [`WAIT`].
+pub async fn wait_event(conn: &mut Connection, what: impl Fn(&ServerEvent) -> bool) -> ServerEvent {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let event = conn.next_event().await.expect("event");
+            if what(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the expected event arrived in time")
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "chat-cli" => PathBuf::from(env!("CARGO_BIN_EXE_chat-cli")),
+        "chat-tui" => PathBuf::from(env!("CARGO_BIN_EXE_chat-tui")),
+        other => panic!("no binary {other}"),
+    }
+}
+
+/// A `chat-cli` command for `user` against `server`, password in the environment.
+pub fn chat_cli(server: &TestServer, user: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(bin("chat-cli"));
+    command
+        .args(["--server", &server.url(), "--user", user])
+        .env("CHAT_PASSWORD", PASSWORD)
+        .env_remove("CHAT_SERVER")
+        .env_remove("CHAT_USER")
+        .kill_on_drop(true);
+    command
+}
