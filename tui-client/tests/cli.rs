@@ -224,3 +224,43 @@ async fn each_failure_has_its_own_exit_code() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn https_servers_need_their_certificate_trusted() {
+    let server = TestServer::start_tls().await;
+    server.register("alice").await; // over https, trusting the generated cert
+    let cert = server.cert();
+    let cert = cert.to_str().expect("utf-8 path");
+
+    let trusted = chat_cli(&server, "alice")
+        .args(["--ca-cert", cert, "send", "--room", "r", "over wss"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(
+        trusted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+
+    let untrusted = chat_cli(&server, "alice")
+        .args(["send", "--room", "r", "x"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(
+        untrusted.status.code(),
+        Some(4),
+        "an unknown certificate is refused"
+    );
+    assert!(String::from_utf8_lossy(&untrusted.stderr).contains("--ca-cert"));
+
+    let insecure = chat_cli(&server, "alice")
+        .args(["--insecure", "send", "--room", "r", "x"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(insecure.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&insecure.stderr).contains("warning: --insecure"));
+}

@@ -19,25 +19,46 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct TestServer {
     pub addr: SocketAddr,
     pub data_dir: tempfile::TempDir,
+    /// Serving https/wss with a generated certificate.
+    pub tls: bool,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl TestServer {
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// A server speaking https/wss with the certificate it generates.
+    pub async fn start_tls() -> Self {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
-        let (addr, shutdown, handle) =
-            run(data_dir.path(), "127.0.0.1:0".parse().expect("addr")).await;
+        let listen = "127.0.0.1:0".parse().expect("addr");
+        let (addr, shutdown, handle) = run(data_dir.path(), listen, tls).await;
         Self {
             addr,
             data_dir,
+            tls,
             shutdown,
             handle: Some(handle),
         }
     }
 
+    /// The certificate a TLS server generated.
+    pub fn cert(&self) -> PathBuf {
+        self.data_dir.path().join("tls").join("cert.pem")
+    }
+
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.tls {
+            format!("https://localhost:{}", self.addr.port())
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     /// Stops gracefully (clients get 1001) and waits until it has.
@@ -54,7 +75,7 @@ impl TestServer {
 
     /// Starts again on the same address and data directory.
     pub async fn restart(&mut self) {
-        let (addr, shutdown, handle) = run(self.data_dir.path(), self.addr).await;
+        let (addr, shutdown, handle) = run(self.data_dir.path(), self.addr, self.tls).await;
         assert_eq!(addr, self.addr);
         self.shutdown = shutdown;
         self.handle = Some(handle);
@@ -65,7 +86,10 @@ impl TestServer {
             server: ServerUrl::parse(&self.url()).expect("url"),
             user: user.to_owned(),
             password: PASSWORD.to_owned(),
-            tls: TlsOptions::default(),
+            tls: TlsOptions {
+                ca_cert: self.tls.then(|| self.cert()),
+                insecure: false,
+            },
         }
     }
 
@@ -95,6 +119,7 @@ impl Drop for TestServer {
 async fn run(
     data_dir: &Path,
     listen: SocketAddr,
+    tls: bool,
 ) -> (
     SocketAddr,
     CancellationToken,
@@ -102,6 +127,7 @@ async fn run(
 ) {
     let mut config = Config::with_data_dir(data_dir);
     config.listen = listen;
+    config.tls = tls;
     config.shutdown_grace = Duration::from_secs(2);
     let server = Server::bind(config).await.expect("server binds");
     let addr = server.local_addr().expect("addr");
