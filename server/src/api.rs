@@ -19,14 +19,15 @@ use serde::Deserialize;
 
 use crate::auth::{AuthError, TicketError};
 use crate::server::AppState;
-use crate::{origin, session};
+use crate::{origin, session, web};
 
 /// Largest accepted request body; credentials are far smaller.
 const MAX_BODY: usize = 16 * 1024;
 
-/// The HTTP routes of the server.
+/// The HTTP routes of the server, and the browser client's files.
 pub(crate) fn router(app: Arc<AppState>) -> Router {
     Router::new()
+        .merge(web::routes())
         .route("/healthz", get(healthz))
         .route("/api/login", post(login))
         .route("/api/register", post(register))

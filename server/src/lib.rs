@@ -9,6 +9,7 @@
 //! - `ratelimit`: the per-connection token bucket.
 //! - [`store`]: the embedded SQLite database.
 //! - [`config`]: flags and `CHAT_*` variables; [`tls`]: certificates.
+//! - `web`: the browser client (`web/`), embedded and served at `/`.
 
 mod api;
 mod auth;
@@ -20,6 +21,7 @@ pub mod server;
 mod session;
 pub mod store;
 pub mod tls;
+mod web;
 
 pub use auth::add_user;
 pub use config::Config;
