@@ -9,9 +9,12 @@ ARGS ?=
 run:
 	$(CARGO) run --bin chat-server -- $(ARGS)
 
-## test: every test of the workspace (unit, protocol, integration over loopback)
+## test: every test of the workspace (unit, protocol, integration over loopback), then
+## the browser client in headless Chromium (web/tests/run.sh; skipped, with a note, without Chromium)
 test:
 	$(CARGO) test --workspace
+	$(CARGO) build --workspace --bins
+	bash web/tests/run.sh
 
 ## lint: formatting and clippy, warnings are errors
 lint:
