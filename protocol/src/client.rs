@@ -12,11 +12,16 @@ use crate::ErrorCode;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "payload", rename_all = "snake_case")]
 pub enum ClientEvent {
-    /// Join a room, creating it if nobody is in it. Joining a room one is
+    /// Join a room, creating it if it does not exist. Joining a room one is
     /// already in is not an error: the server confirms again.
     JoinRoom {
         /// Room name, see [`crate::names::validate_room_name`].
         room: String,
+        /// Resume: the last sequence number this client has of the room. The
+        /// server then sends every stored message after it, in order, before
+        /// `joined`, instead of the recent history.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
     },
     /// Leave a room.
     LeaveRoom {
@@ -29,6 +34,22 @@ pub enum ClientEvent {
         room: String,
         /// The message; must contain something other than white space.
         text: String,
+        /// A client-chosen id (1 to 64 characters) that makes a resend of the
+        /// same message harmless: it is stored and delivered once, and every
+        /// send of it is acknowledged with the same sequence number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    /// Ask for older messages of a room the client has joined.
+    History {
+        /// The room.
+        room: String,
+        /// Only messages with a sequence number below this; absent: the newest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
+        /// Most messages wanted (the server caps it at 200; default 50).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Ask for the list of rooms that currently have members.
     ListRooms {},
@@ -36,8 +57,13 @@ pub enum ClientEvent {
 
 impl ClientEvent {
     /// Every `type` name a client may send, in declaration order.
-    pub const TYPES: &'static [&'static str] =
-        &["join_room", "leave_room", "send_message", "list_rooms"];
+    pub const TYPES: &'static [&'static str] = &[
+        "join_room",
+        "leave_room",
+        "send_message",
+        "history",
+        "list_rooms",
+    ];
 
     /// The wire `type` of this event.
     pub fn kind(&self) -> &'static str {
@@ -45,6 +71,7 @@ impl ClientEvent {
             Self::JoinRoom { .. } => "join_room",
             Self::LeaveRoom { .. } => "leave_room",
             Self::SendMessage { .. } => "send_message",
+            Self::History { .. } => "history",
             Self::ListRooms {} => "list_rooms",
         }
     }
@@ -124,8 +151,16 @@ mod tests {
             (
                 ClientEvent::JoinRoom {
                     room: "general".into(),
+                    since: None,
                 },
                 r#"{"type":"join_room","payload":{"room":"general"}}"#,
+            ),
+            (
+                ClientEvent::JoinRoom {
+                    room: "general".into(),
+                    since: Some(41),
+                },
+                r#"{"type":"join_room","payload":{"room":"general","since":41}}"#,
             ),
             (
                 ClientEvent::LeaveRoom {
@@ -137,8 +172,25 @@ mod tests {
                 ClientEvent::SendMessage {
                     room: "general".into(),
                     text: "héllo 👋".into(),
+                    client_id: None,
                 },
                 r#"{"type":"send_message","payload":{"room":"general","text":"héllo 👋"}}"#,
+            ),
+            (
+                ClientEvent::SendMessage {
+                    room: "general".into(),
+                    text: "once".into(),
+                    client_id: Some("c-7f3a".into()),
+                },
+                r#"{"type":"send_message","payload":{"room":"general","text":"once","client_id":"c-7f3a"}}"#,
+            ),
+            (
+                ClientEvent::History {
+                    room: "general".into(),
+                    before: Some(120),
+                    limit: Some(50),
+                },
+                r#"{"type":"history","payload":{"room":"general","before":120,"limit":50}}"#,
             ),
             (
                 ClientEvent::ListRooms {},
@@ -157,7 +209,8 @@ mod tests {
 
     #[test]
     fn types_list_matches_every_variant() {
-        let kinds: Vec<&str> = examples().iter().map(|(e, _)| e.kind()).collect();
+        let mut kinds: Vec<&str> = examples().iter().map(|(e, _)| e.kind()).collect();
+        kinds.dedup();
         assert_eq!(kinds, ClientEvent::TYPES);
         for (event, json) in examples() {
             assert!(json.starts_with(&format!(r#"{{"type":"{}""#, event.kind())));
@@ -180,7 +233,10 @@ mod tests {
     fn unknown_payload_fields_are_ignored() {
         assert_eq!(
             ClientEvent::decode(r#"{"type":"join_room","payload":{"room":"a","extra":1}}"#),
-            Ok(ClientEvent::JoinRoom { room: "a".into() })
+            Ok(ClientEvent::JoinRoom {
+                room: "a".into(),
+                since: None
+            })
         );
     }
 

@@ -22,12 +22,52 @@ pub enum ServerEvent {
         /// Limits this connection is held to.
         limits: Limits,
     },
-    /// Confirms a `join_room`; sent to the joining connection only.
+    /// Confirms a `join_room`; sent to the joining connection only. From here
+    /// on, every new message of the room arrives, in sequence order.
     Joined {
         /// The room joined.
         room: String,
         /// Everyone in the room now, the joiner included, sorted, each once.
         members: Vec<String>,
+        /// The room's newest sequence number (0: no message yet). Live
+        /// messages continue from `last_seq + 1`.
+        last_seq: u64,
+        /// On a plain join, the most recent messages, oldest first. Empty on a
+        /// resume (`since`), whose messages arrived before this event.
+        history: Vec<ChatMessage>,
+    },
+    /// Confirms that a `send_message` was stored, to its sender only; a resend
+    /// with the same `client_id` gets the same answer.
+    Ack {
+        /// The room.
+        room: String,
+        /// The message's sequence number in the room.
+        seq: u64,
+        /// The message's id.
+        id: String,
+        /// The `client_id` the message was sent with, if any.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// Answer to `history`: older messages, oldest first.
+    HistoryPage {
+        /// The room.
+        room: String,
+        /// The messages (at most the `limit` asked for).
+        messages: Vec<ChatMessage>,
+        /// The oldest sequence number still stored for the room (none: empty
+        /// room). There is nothing further back once a page starts there.
+        first_seq: Option<u64>,
+    },
+    /// On a resume, messages `from..=to` are no longer stored (retention) and
+    /// cannot be delivered; the ones after follow.
+    HistoryGap {
+        /// The room.
+        room: String,
+        /// First missing sequence number.
+        from: u64,
+        /// Last missing sequence number.
+        to: u64,
     },
     /// Confirms a `leave_room`; sent to the leaving connection only.
     Left {
@@ -53,7 +93,7 @@ pub enum ServerEvent {
     NewMessage(ChatMessage),
     /// Answer to `list_rooms`.
     RoomList {
-        /// Rooms that have at least one member, sorted by name.
+        /// Rooms that have members or stored messages, sorted by name.
         rooms: Vec<RoomInfo>,
     },
     /// A request failed; the connection stays open.
@@ -104,6 +144,8 @@ pub struct ChatMessage {
     pub id: String,
     /// The room it was sent to.
     pub room: String,
+    /// Its place in the room: 1, 2, 3, ... with no gaps, never reused.
+    pub seq: u64,
     /// The authenticated sender (never taken from the client).
     pub from: String,
     /// The text, exactly as sent.
@@ -119,6 +161,12 @@ pub struct RoomInfo {
     pub name: String,
     /// How many distinct users are in it.
     pub members: usize,
+    /// Its newest sequence number (0: no message yet).
+    #[serde(default)]
+    pub last_seq: u64,
+    /// When its newest message was sent (RFC 3339), if it has one.
+    #[serde(default)]
+    pub last_activity: Option<String>,
 }
 
 #[cfg(test)]
@@ -147,8 +195,42 @@ mod tests {
                 ServerEvent::Joined {
                     room: "general".into(),
                     members: vec!["alice".into(), "bob".into()],
+                    last_seq: 7,
+                    history: vec![ChatMessage {
+                        id: "12".into(),
+                        room: "general".into(),
+                        seq: 7,
+                        from: "bob".into(),
+                        text: "earlier".into(),
+                        sent_at: "2026-11-24T09:29:00.000Z".into(),
+                    }],
                 },
-                r#"{"type":"joined","payload":{"room":"general","members":["alice","bob"]}}"#,
+                r#"{"type":"joined","payload":{"room":"general","members":["alice","bob"],"last_seq":7,"history":[{"id":"12","room":"general","seq":7,"from":"bob","text":"earlier","sent_at":"2026-11-24T09:29:00.000Z"}]}}"#,
+            ),
+            (
+                ServerEvent::Ack {
+                    room: "general".into(),
+                    seq: 8,
+                    id: "13".into(),
+                    client_id: Some("c-7f3a".into()),
+                },
+                r#"{"type":"ack","payload":{"room":"general","seq":8,"id":"13","client_id":"c-7f3a"}}"#,
+            ),
+            (
+                ServerEvent::HistoryPage {
+                    room: "general".into(),
+                    messages: vec![],
+                    first_seq: Some(1),
+                },
+                r#"{"type":"history_page","payload":{"room":"general","messages":[],"first_seq":1}}"#,
+            ),
+            (
+                ServerEvent::HistoryGap {
+                    room: "general".into(),
+                    from: 3,
+                    to: 5,
+                },
+                r#"{"type":"history_gap","payload":{"room":"general","from":3,"to":5}}"#,
             ),
             (
                 ServerEvent::Left {
@@ -172,22 +254,25 @@ mod tests {
             ),
             (
                 ServerEvent::NewMessage(ChatMessage {
-                    id: "18f3a2b4c5d-1".into(),
+                    id: "13".into(),
                     room: "general".into(),
+                    seq: 8,
                     from: "alice".into(),
                     text: "hi <b>bob</b> 👋".into(),
                     sent_at: "2026-11-24T09:30:00.123Z".into(),
                 }),
-                r#"{"type":"new_message","payload":{"id":"18f3a2b4c5d-1","room":"general","from":"alice","text":"hi <b>bob</b> 👋","sent_at":"2026-11-24T09:30:00.123Z"}}"#,
+                r#"{"type":"new_message","payload":{"id":"13","room":"general","seq":8,"from":"alice","text":"hi <b>bob</b> 👋","sent_at":"2026-11-24T09:30:00.123Z"}}"#,
             ),
             (
                 ServerEvent::RoomList {
                     rooms: vec![RoomInfo {
                         name: "general".into(),
                         members: 2,
+                        last_seq: 8,
+                        last_activity: Some("2026-11-24T09:30:00.123Z".into()),
                     }],
                 },
-                r#"{"type":"room_list","payload":{"rooms":[{"name":"general","members":2}]}}"#,
+                r#"{"type":"room_list","payload":{"rooms":[{"name":"general","members":2,"last_seq":8,"last_activity":"2026-11-24T09:30:00.123Z"}]}}"#,
             ),
             (
                 ServerEvent::error(ErrorCode::NotInRoom, "join \"x\" first"),

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
+
+use crate::history::{Durability, Retention, Storage};
 use clap::{ArgAction, Parser};
 
 /// Everything `chat-server` can be told. Defaults are the embedded setup:
@@ -86,12 +88,41 @@ pub struct Config {
     #[arg(long, env = "CHAT_LOGIN_WINDOW", default_value = "1m", value_parser = humantime::parse_duration)]
     pub login_window: Duration,
 
+    /// Messages of recent history sent with each plain join.
+    #[arg(long, env = "CHAT_HISTORY_ON_JOIN", default_value_t = 50)]
+    pub history_on_join: usize,
+
+    /// Keep at most this many messages per room (default: keep all).
+    #[arg(long, env = "CHAT_RETAIN_MESSAGES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub retain_messages: Option<u64>,
+
+    /// Forget messages older than this, e.g. 30d (default: keep all).
+    #[arg(long, env = "CHAT_RETAIN_FOR", value_parser = nonzero_duration)]
+    pub retain_for: Option<Duration>,
+
+    /// normal: a stored message survives the server being killed; full: it
+    /// also survives the machine losing power, at the cost of a disk flush per message.
+    #[arg(long, value_enum, env = "CHAT_DURABILITY", default_value = "normal")]
+    pub durability: Durability,
+
+    /// file: messages.db in the data directory; memory: nothing survives a restart.
+    #[arg(long, value_enum, env = "CHAT_STORAGE", default_value = "file")]
+    pub storage: Storage,
+
     /// On shutdown, how long to wait for clients to take their Close frame.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 }
 
 impl Config {
+    /// The retention limits, as the message store wants them.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            max_messages: self.retain_messages,
+            max_age: self.retain_for,
+        }
+    }
+
     /// The defaults with another data directory, as tests and embedders want.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         let mut config = Self::parse_from(["chat-server"]);

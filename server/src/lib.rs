@@ -6,6 +6,7 @@
 //! - `origin`, `auth`: the Origin check; passwords, login throttling and tickets.
 //! - `session`: one connection: reader, event handler, writer task and heartbeat.
 //! - `rooms`: the registry of connections and rooms, and fan-out.
+//! - [`history`]: durable, numbered messages (SQLite), paging and retention.
 //! - `ratelimit`: the per-connection token bucket.
 //! - [`store`]: the embedded SQLite database.
 //! - [`config`]: flags and `CHAT_*` variables; [`tls`]: certificates.
@@ -14,6 +15,7 @@
 mod api;
 mod auth;
 pub mod config;
+pub mod history;
 mod origin;
 mod ratelimit;
 mod rooms;

@@ -1,14 +1,14 @@
 //! The room registry: which connections exist, which rooms they are in, and
 //! fan-out of events to a room's members.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use chat_protocol::{ChatMessage, RoomInfo, ServerEvent};
 
+use crate::history::{HistoryError, MessageStore};
 use crate::session::Outbox;
 
 /// Identifies one connection for its lifetime.
@@ -21,7 +21,20 @@ pub(crate) enum RoomError {
     NotInRoom(String),
     #[error("you are already in {0} rooms, the most allowed; leave one first")]
     TooManyRooms(usize),
+    #[error("the message store failed; nothing was stored or sent ({0})")]
+    Storage(String),
 }
+
+impl From<HistoryError> for RoomError {
+    fn from(e: HistoryError) -> Self {
+        tracing::error!(error = %e, "message store failed");
+        Self::Storage(e.to_string())
+    }
+}
+
+/// Largest number of messages handed over under the registry lock when a
+/// resume catches up; the session pages everything before that itself.
+pub(crate) const RESUME_TAIL: usize = 10_000;
 
 struct Client {
     user: Arc<str>,
@@ -64,30 +77,44 @@ impl State {
     }
 }
 
-/// All connections and rooms. Rooms exist while they have members.
+/// All connections and the members of each room. A room's messages outlive
+/// its members (they are in the [`MessageStore`]); its membership exists while
+/// it has members.
 ///
-/// One std `Mutex` guards it. Every critical section is map updates plus
-/// `try_send`s, which never wait, so the lock is never held across an `.await`
-/// and a slow client can never stall a room: its full queue disconnects it.
+/// One std `Mutex` guards it. Every critical section is map updates,
+/// `try_send`s (which never wait) and, for a message, its SQLite commit: the
+/// lock is never held across an `.await`, a slow client can never stall a
+/// room (its full queue disconnects it), and storing under the lock makes a
+/// room's sequence order the order every member receives it in.
 pub(crate) struct Registry {
     state: Mutex<State>,
     max_rooms: usize,
-    /// Message ids are `<boot time in ms>-<counter>` in hex, unique across restarts.
-    id_prefix: String,
-    next_message: AtomicU64,
+    store: Arc<MessageStore>,
+    /// Messages of history in a plain `joined`.
+    history_on_join: usize,
 }
 
 impl Registry {
-    pub(crate) fn new(max_rooms: usize) -> Self {
-        let boot_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+    pub(crate) fn new(max_rooms: usize, store: Arc<MessageStore>, history_on_join: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
             max_rooms,
-            id_prefix: format!("{boot_ms:x}"),
-            next_message: AtomicU64::new(1),
+            store,
+            history_on_join,
         }
+    }
+
+    /// The message store behind the rooms.
+    pub(crate) fn store(&self) -> &MessageStore {
+        &self.store
+    }
+
+    /// Whether connection `id` is in `room`.
+    pub(crate) fn is_member(&self, id: ConnId, room: &str) -> bool {
+        self.state()
+            .clients
+            .get(&id)
+            .is_some_and(|c| c.rooms.contains(room))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -123,11 +150,56 @@ impl Registry {
         }
     }
 
-    /// Adds a connection to a room, creating the room if needed. Joining again
-    /// is harmless and repeats the confirmation.
+    /// Adds a connection to a room with the recent history. Joining again is
+    /// harmless and repeats the confirmation.
     pub(crate) fn join(&self, id: ConnId, room_name: &str) -> Result<(), RoomError> {
         let mut guard = self.state();
-        let state = &mut *guard;
+        // Read under the lock: no message can be stored between this history
+        // and the membership, so the live stream continues exactly after it.
+        let last_seq = self.store.last_seq(room_name)?;
+        let history = self.store.before(room_name, None, self.history_on_join)?;
+        self.admit(&mut guard, id, room_name, last_seq, history)
+    }
+
+    /// Ends a resume: hands over the messages after `cursor` that the session
+    /// has not paged out itself, then makes the connection a member, all under
+    /// the lock, so that live messages continue exactly after them.
+    pub(crate) fn finish_resume(
+        &self,
+        id: ConnId,
+        room_name: &str,
+        cursor: u64,
+    ) -> Result<(), RoomError> {
+        let mut guard = self.state();
+        let Some(client) = guard.clients.get(&id) else {
+            return Ok(());
+        };
+        if !client.rooms.contains(room_name) {
+            if client.rooms.len() >= self.max_rooms {
+                return Err(RoomError::TooManyRooms(self.max_rooms));
+            }
+            let tail = self.store.after(room_name, cursor, RESUME_TAIL)?;
+            if let Some(gap) = gap_before(room_name, cursor, tail.first()) {
+                client.outbox.deliver(&gap.to_json().into());
+            }
+            for message in tail {
+                client
+                    .outbox
+                    .deliver(&ServerEvent::NewMessage(message).to_json().into());
+            }
+        }
+        let last_seq = self.store.last_seq(room_name)?;
+        self.admit(&mut guard, id, room_name, last_seq, Vec::new())
+    }
+
+    fn admit(
+        &self,
+        state: &mut State,
+        id: ConnId,
+        room_name: &str,
+        last_seq: u64,
+        history: Vec<ChatMessage>,
+    ) -> Result<(), RoomError> {
         let Some(client) = state.clients.get_mut(&id) else {
             return Ok(());
         };
@@ -153,6 +225,8 @@ impl Registry {
         let joined = ServerEvent::Joined {
             room: room_name.to_owned(),
             members: room.member_names().into_iter().map(String::from).collect(),
+            last_seq,
+            history,
         };
         if let Some(client) = state.clients.get(&id) {
             client.outbox.deliver(&joined.to_json().into());
@@ -194,12 +268,15 @@ impl Registry {
         }
     }
 
-    /// Relays a message to every member of the room, the sender included.
+    /// Stores a message, acknowledges it to the sender, and relays it to
+    /// every member of the room, the sender included. A resend with a known
+    /// `client_id` is acknowledged again and not relayed a second time.
     pub(crate) fn send_message(
         &self,
         id: ConnId,
         room_name: &str,
-        text: String,
+        text: &str,
+        client_id: Option<&str>,
     ) -> Result<(), RoomError> {
         let state = self.state();
         let not_in_room = || RoomError::NotInRoom(room_name.to_owned());
@@ -208,34 +285,76 @@ impl Registry {
             return Err(not_in_room());
         }
         let room = state.rooms.get(room_name).ok_or_else(not_in_room)?;
-        // Numbered and stamped under the lock, so ids and times follow the
-        // order in which every member receives the messages.
-        let seq = self.next_message.fetch_add(1, Ordering::Relaxed);
-        let event = ServerEvent::NewMessage(ChatMessage {
-            id: format!("{}-{seq:x}", self.id_prefix),
+        let now = SystemTime::now();
+        let sent_ms = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let sent_at = humantime::format_rfc3339_millis(now).to_string();
+        // Stored (committed) before anyone hears of it: nobody ever sees a
+        // message that a crash could lose.
+        let appended =
+            self.store
+                .append(room_name, &client.user, client_id, text, &sent_at, sent_ms)?;
+        let ack = ServerEvent::Ack {
             room: room_name.to_owned(),
-            from: client.user.to_string(),
-            text,
-            sent_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        });
-        state.broadcast(room, &event.to_json().into(), None);
+            seq: appended.message.seq,
+            id: appended.message.id.clone(),
+            client_id: client_id.map(str::to_owned),
+        };
+        client.outbox.deliver(&ack.to_json().into());
+        if !appended.duplicate {
+            let event = ServerEvent::NewMessage(appended.message);
+            state.broadcast(room, &event.to_json().into(), None);
+        }
         Ok(())
     }
 
-    /// Rooms with members, sorted by name, with their distinct user counts.
-    pub(crate) fn list_rooms(&self) -> Vec<RoomInfo> {
-        let state = self.state();
-        let mut rooms: Vec<RoomInfo> = state
-            .rooms
-            .iter()
-            .map(|(name, room)| RoomInfo {
-                name: name.clone(),
-                members: room.member_names().len(),
+    /// Every room with members or stored messages, sorted by name, with its
+    /// distinct user count and last activity.
+    pub(crate) fn list_rooms(&self) -> Result<Vec<RoomInfo>, RoomError> {
+        let mut rooms: BTreeMap<String, RoomInfo> = self
+            .store
+            .rooms()?
+            .into_iter()
+            .map(|r| {
+                let info = RoomInfo {
+                    name: r.name.clone(),
+                    members: 0,
+                    last_seq: r.last_seq,
+                    last_activity: r.last_activity,
+                };
+                (r.name, info)
             })
             .collect();
-        rooms.sort_by(|a, b| a.name.cmp(&b.name));
-        rooms
+        let state = self.state();
+        for (name, room) in &state.rooms {
+            rooms
+                .entry(name.clone())
+                .or_insert_with(|| RoomInfo {
+                    name: name.clone(),
+                    members: 0,
+                    last_seq: 0,
+                    last_activity: None,
+                })
+                .members = room.member_names().len();
+        }
+        Ok(rooms.into_values().collect())
     }
+}
+
+/// The `history_gap` to send when the first message available after `cursor`
+/// is not the next one: retention has removed those in between.
+pub(crate) fn gap_before(
+    room: &str,
+    cursor: u64,
+    first_available: Option<&ChatMessage>,
+) -> Option<ServerEvent> {
+    let first = first_available?.seq;
+    (first > cursor + 1).then(|| ServerEvent::HistoryGap {
+        room: room.to_owned(),
+        from: cursor + 1,
+        to: first - 1,
+    })
 }
 
 #[cfg(test)]
@@ -244,7 +363,19 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
+    use crate::history::{Durability, Retention, Storage};
     use crate::session::Closer;
+
+    fn registry(max_rooms: usize) -> Registry {
+        let store = MessageStore::open(
+            std::path::Path::new("."),
+            Storage::Memory,
+            Durability::Normal,
+            Retention::default(),
+        )
+        .expect("store");
+        Registry::new(max_rooms, Arc::new(store), 50)
+    }
 
     struct Conn {
         id: ConnId,
@@ -271,7 +402,7 @@ mod tests {
 
     #[test]
     fn join_notices_go_to_others_and_confirmation_to_the_joiner() {
-        let registry = Registry::new(8);
+        let registry = registry(8);
         let mut alice = Conn::open(&registry, "alice", 16);
         let mut bob = Conn::open(&registry, "bob", 16);
         registry.join(alice.id, "general").expect("joins");
@@ -290,14 +421,16 @@ mod tests {
             bob.events(),
             [ServerEvent::Joined {
                 room: "general".into(),
-                members: vec!["alice".into(), "bob".into()]
+                members: vec!["alice".into(), "bob".into()],
+                last_seq: 0,
+                history: vec![],
             }]
         );
     }
 
     #[test]
     fn a_second_connection_of_the_same_user_is_one_member() {
-        let registry = Registry::new(8);
+        let registry = registry(8);
         let mut alice = Conn::open(&registry, "alice", 16);
         let phone = Conn::open(&registry, "alice", 16);
         registry.join(alice.id, "r").expect("joins");
@@ -305,29 +438,79 @@ mod tests {
         registry.disconnect(phone.id);
         assert_eq!(alice.events().len(), 1, "only alice's own joined");
         assert_eq!(
-            registry.list_rooms(),
+            registry.list_rooms().expect("rooms"),
             [RoomInfo {
                 name: "r".into(),
-                members: 1
+                members: 1,
+                last_seq: 0,
+                last_activity: None,
             }]
         );
         registry.disconnect(alice.id);
         assert!(
-            registry.list_rooms().is_empty(),
-            "empty rooms are forgotten"
+            registry.list_rooms().expect("rooms").is_empty(),
+            "a room without members or messages is forgotten"
         );
     }
 
     #[test]
+    fn messages_are_acked_numbered_and_stay_in_the_room_list() {
+        let registry = registry(8);
+        let mut alice = Conn::open(&registry, "alice", 64);
+        let mut bob = Conn::open(&registry, "bob", 64);
+        registry.join(alice.id, "r").expect("joins");
+        registry.join(bob.id, "r").expect("joins");
+        alice.events();
+        bob.events();
+        registry
+            .send_message(alice.id, "r", "one", Some("c1"))
+            .expect("sends");
+        registry
+            .send_message(alice.id, "r", "one", Some("c1"))
+            .expect("resends");
+        let to_alice = alice.events();
+        assert!(matches!(&to_alice[0], ServerEvent::Ack { seq: 1, .. }));
+        assert!(matches!(&to_alice[1], ServerEvent::NewMessage(m) if m.seq == 1));
+        assert!(
+            matches!(&to_alice[2], ServerEvent::Ack { seq: 1, .. }),
+            "same seq again"
+        );
+        assert_eq!(to_alice.len(), 3, "the resend is not relayed: {to_alice:?}");
+        assert_eq!(bob.events().len(), 1);
+
+        registry.disconnect(alice.id);
+        registry.disconnect(bob.id);
+        let rooms = registry.list_rooms().expect("rooms");
+        assert_eq!(
+            (rooms[0].members, rooms[0].last_seq),
+            (0, 1),
+            "kept for its history"
+        );
+
+        // A later join gets the history and the last sequence number.
+        let mut carol = Conn::open(&registry, "carol", 64);
+        registry.join(carol.id, "r").expect("joins");
+        match &carol.events()[0] {
+            ServerEvent::Joined {
+                last_seq, history, ..
+            } => {
+                assert_eq!(*last_seq, 1);
+                assert_eq!(history[0].text, "one");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn room_limit_and_membership_are_enforced() {
-        let registry = Registry::new(2);
+        let registry = registry(2);
         let conn = Conn::open(&registry, "alice", 16);
         registry.join(conn.id, "a").expect("joins");
         registry.join(conn.id, "b").expect("joins");
         registry.join(conn.id, "a").expect("rejoining is fine");
         assert_eq!(registry.join(conn.id, "c"), Err(RoomError::TooManyRooms(2)));
         assert_eq!(
-            registry.send_message(conn.id, "c", "hi".into()),
+            registry.send_message(conn.id, "c", "hi", None),
             Err(RoomError::NotInRoom("c".into()))
         );
         assert_eq!(
@@ -338,14 +521,14 @@ mod tests {
 
     #[test]
     fn a_full_queue_closes_that_client_only() {
-        let registry = Registry::new(8);
+        let registry = registry(8);
         let mut fast = Conn::open(&registry, "fast", 64);
         let slow = Conn::open(&registry, "slow", 2);
         registry.join(slow.id, "r").expect("joins");
         registry.join(fast.id, "r").expect("joins");
         for i in 0..5 {
             registry
-                .send_message(fast.id, "r", format!("m{i}"))
+                .send_message(fast.id, "r", &format!("m{i}"), None)
                 .expect("sends");
         }
         assert!(slow.closer.is_closing());

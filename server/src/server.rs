@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::api;
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::history::MessageStore;
 use crate::rooms::Registry;
 use crate::store::Accounts;
 use crate::tls::{self, CertSource};
@@ -53,6 +54,12 @@ impl Server {
     /// in use, an unreadable certificate) surface before anything runs.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         let accounts = Accounts::open_in(&config.data_dir)?;
+        let store = Arc::new(MessageStore::open(
+            &config.data_dir,
+            config.storage,
+            config.durability,
+            config.retention(),
+        )?);
         let (tls, cert_source) = if config.tls {
             let (acceptor, source) = tls::acceptor(&config)?;
             (Some(acceptor), Some(source))
@@ -69,7 +76,7 @@ impl Server {
                 config.login_attempts,
                 config.login_window,
             ),
-            registry: Registry::new(config.max_rooms),
+            registry: Registry::new(config.max_rooms, store, config.history_on_join),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             tls: tls.is_some(),
@@ -111,6 +118,9 @@ impl Server {
             listener, tls, app, ..
         } = self;
         let router = api::router(app.clone());
+        if let Some(every) = app.registry.store().prune_interval() {
+            app.tracker.spawn(prune_old_messages(app.clone(), every));
+        }
         loop {
             let accepted = tokio::select! {
                 () = app.shutdown.cancelled() => break,
@@ -153,6 +163,25 @@ impl Server {
             tracing::warn!("some connections did not close within the grace period");
         }
         Ok(())
+    }
+}
+
+/// Applies age retention every `every` until shutdown.
+async fn prune_old_messages(app: Arc<AppState>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = app.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        match app.registry.store().prune_by_age(now_ms) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(messages = n, "retention: forgot old messages"),
+            Err(e) => tracing::error!(error = %e, "retention failed"),
+        }
     }
 }
 

@@ -55,11 +55,15 @@ pub enum CliCommand {
         text: Vec<String>,
     },
     /// Print each new message of a room as a line until interrupted;
-    /// reconnects on its own if the connection drops.
+    /// reconnects on its own if the connection drops, missing nothing.
     Tail {
         /// The room to follow.
         #[arg(long)]
         room: String,
+        /// First print every stored message after this sequence number (the
+        /// `seq` of the last message you have), then follow.
+        #[arg(long)]
+        since: Option<u64>,
         /// Print each message as a JSON object per line (the `new_message` payload).
         #[arg(long)]
         json: bool,
@@ -95,19 +99,23 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             conn.close().await;
             result
         }
-        CliCommand::Tail { room, json } => tail(config, room, json).await,
+        CliCommand::Tail { room, since, json } => tail(config, room, since, json).await,
     }
 }
 
-/// Joins `room`, sends each non-blank line, and waits for the server to relay
-/// each one back (the protocol's confirmation), retrying rate-limited ones.
+/// Joins `room`, sends each non-blank line, and waits for the server's
+/// acknowledgement of each (it is stored by then), resending rate-limited ones
+/// with the same client id, so a message is never stored twice.
 async fn send_all(
     conn: &mut Connection,
     room: &str,
     lines: Vec<String>,
 ) -> Result<(), ClientError> {
-    conn.send(&ClientEvent::JoinRoom { room: room.into() })
-        .await?;
+    conn.send(&ClientEvent::JoinRoom {
+        room: room.into(),
+        since: None,
+    })
+    .await?;
     loop {
         match conn.next_event().await? {
             ServerEvent::Joined { room: joined, .. } if joined == room => break,
@@ -116,18 +124,25 @@ async fn send_all(
         }
     }
     let pause = Duration::from_secs_f64(1.0 / conn.limits().messages_per_second.max(0.1));
-    let me = conn.user().to_owned();
-    for text in lines.into_iter().filter(|l| !l.trim().is_empty()) {
+    let run = format!("{:08x}", fastrand::u32(..));
+    for (n, text) in lines
+        .into_iter()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+    {
+        let client_id = format!("cli-{run}-{n}");
         let event = ClientEvent::SendMessage {
             room: room.into(),
-            text: text.clone(),
+            text,
+            client_id: Some(client_id.clone()),
         };
         conn.send(&event).await?;
         loop {
             match conn.next_event().await? {
-                ServerEvent::NewMessage(m) if m.room == room && m.from == me && m.text == text => {
-                    break
-                }
+                ServerEvent::Ack {
+                    client_id: Some(acked),
+                    ..
+                } if acked == client_id => break,
                 ServerEvent::Error {
                     code: ErrorCode::RateLimited,
                     ..
@@ -146,12 +161,13 @@ async fn send_all(
 async fn tail(
     config: crate::client::ClientConfig,
     room: String,
+    since: Option<u64>,
     json: bool,
 ) -> Result<(), ClientError> {
     // The first connection is made here so that a wrong password or a dead
     // server fails at once with its exit code; later drops reconnect.
     connect(&config).await?.close().await;
-    let mut session = spawn_session(config, vec![room.clone()]);
+    let mut session = spawn_session(config, vec![(room.clone(), since)]);
     let mut stdout = std::io::stdout();
     let stop = stop_signal();
     tokio::pin!(stop);
@@ -171,6 +187,9 @@ async fn tail(
                 {
                     break;
                 }
+            }
+            Some(SessionEvent::Server(ServerEvent::HistoryGap { from, to, .. })) => {
+                eprintln!("chat-cli: messages {from} to {to} are no longer stored on the server");
             }
             Some(SessionEvent::Server(ServerEvent::Error { message, .. })) => {
                 let _ = session.commands.send(Command::Quit).await;

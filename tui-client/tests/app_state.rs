@@ -34,9 +34,12 @@ fn type_text(app: &mut App, text: &str) {
 }
 
 fn message(room: &str, from: &str, text: &str) -> AppEvent {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     server(ServerEvent::NewMessage(ChatMessage {
-        id: "1".into(),
+        id: seq.to_string(),
         room: room.into(),
+        seq,
         from: from.into(),
         text: text.into(),
         sent_at: "2026-11-24T09:30:00.000Z".into(),
@@ -47,6 +50,8 @@ fn joined(room: &str, members: &[&str]) -> AppEvent {
     server(ServerEvent::Joined {
         room: room.into(),
         members: members.iter().map(|m| m.to_string()).collect(),
+        last_seq: 0,
+        history: vec![],
     })
 }
 
@@ -174,14 +179,20 @@ fn the_selector_picks_listed_rooms_or_creates_typed_ones() {
             RoomInfo {
                 name: "dev".into(),
                 members: 1,
+                last_seq: 0,
+                last_activity: None,
             },
             RoomInfo {
                 name: "general".into(),
                 members: 2,
+                last_seq: 0,
+                last_activity: None,
             },
             RoomInfo {
                 name: "random".into(),
                 members: 5,
+                last_seq: 0,
+                last_activity: None,
             },
         ],
     }));

@@ -109,6 +109,7 @@ async fn tail_prints_plain_lines_without_terminal_escapes() {
         .send(&chat_protocol::ClientEvent::SendMessage {
             room: "r".into(),
             text: "\x1b[31mred\x1b[0m\nsecond".into(),
+            client_id: None,
         })
         .await
         .expect("send");

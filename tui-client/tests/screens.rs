@@ -27,6 +27,7 @@ fn say(app: &mut App, room: &str, from: &str, minute: u32, text: &str) {
         ServerEvent::NewMessage(ChatMessage {
             id: format!("{minute}"),
             room: room.into(),
+            seq: u64::from(minute),
             from: from.into(),
             text: text.into(),
             sent_at: format!("2026-11-24T09:{minute:02}:00.000Z"),
@@ -54,6 +55,8 @@ fn busy_app() -> App {
             ServerEvent::Joined {
                 room: room.into(),
                 members: members.into_iter().map(String::from).collect(),
+                last_seq: 0,
+                history: vec![],
             },
         );
     }
@@ -64,14 +67,20 @@ fn busy_app() -> App {
                 RoomInfo {
                     name: "dev".into(),
                     members: 2,
+                    last_seq: 0,
+                    last_activity: None,
                 },
                 RoomInfo {
                     name: "general".into(),
                     members: 3,
+                    last_seq: 0,
+                    last_activity: None,
                 },
                 RoomInfo {
                     name: "random".into(),
                     members: 7,
+                    last_seq: 0,
+                    last_activity: None,
                 },
             ],
         },

@@ -8,6 +8,7 @@
 
 mod close;
 mod outbox;
+mod resume;
 mod writer;
 
 use axum::extract::ws::{Message, WebSocket};
@@ -195,24 +196,77 @@ impl Session {
     fn handle(&mut self, event: ClientEvent) -> Result<(), Refusal> {
         let registry = &self.app.registry;
         match event {
-            ClientEvent::JoinRoom { room } => {
+            ClientEvent::JoinRoom { room, since } => {
                 validate_room_name(&room).map_err(|e| {
                     (
                         ErrorCode::InvalidRoomName,
                         format!("invalid room name {room:?}: {e}"),
                     )
                 })?;
-                registry.join(self.id, &room).map_err(refusal)
+                match since {
+                    // The backlog is paged out in its own task, so this
+                    // connection keeps reading (pongs, other rooms) meanwhile.
+                    Some(since) if !registry.is_member(self.id, &room) => {
+                        tokio::spawn(resume::resume(
+                            self.app.clone(),
+                            self.id,
+                            self.outbox.clone(),
+                            room,
+                            since,
+                        ));
+                        Ok(())
+                    }
+                    _ => registry.join(self.id, &room).map_err(refusal),
+                }
             }
             ClientEvent::LeaveRoom { room } => registry.leave(self.id, &room).map_err(refusal),
-            ClientEvent::SendMessage { room, text } => {
+            ClientEvent::SendMessage {
+                room,
+                text,
+                client_id,
+            } => {
                 if text.trim().is_empty() {
                     return Err((ErrorCode::EmptyMessage, "message text is empty".into()));
                 }
-                registry.send_message(self.id, &room, text).map_err(refusal)
+                if let Some(id) = &client_id {
+                    if id.is_empty()
+                        || id.chars().count() > MAX_CLIENT_ID
+                        || id.chars().any(char::is_control)
+                    {
+                        return Err((
+                            ErrorCode::InvalidPayload,
+                            format!("client_id must be 1 to {MAX_CLIENT_ID} characters, without control characters"),
+                        ));
+                    }
+                }
+                registry
+                    .send_message(self.id, &room, &text, client_id.as_deref())
+                    .map_err(refusal)
+            }
+            ClientEvent::History {
+                room,
+                before,
+                limit,
+            } => {
+                if !registry.is_member(self.id, &room) {
+                    return Err(refusal(RoomError::NotInRoom(room)));
+                }
+                let limit =
+                    limit.map_or(DEFAULT_HISTORY_PAGE, |l| (l as usize).min(MAX_HISTORY_PAGE));
+                let store = registry.store();
+                let page = store
+                    .before(&room, before, limit)
+                    .and_then(|messages| Ok((messages, store.first_seq(&room)?)))
+                    .map_err(|e| refusal(e.into()))?;
+                self.reply(&ServerEvent::HistoryPage {
+                    room,
+                    messages: page.0,
+                    first_seq: page.1,
+                });
+                Ok(())
             }
             ClientEvent::ListRooms {} => {
-                let rooms = registry.list_rooms();
+                let rooms = registry.list_rooms().map_err(refusal)?;
                 self.reply(&ServerEvent::RoomList { rooms });
                 Ok(())
             }
@@ -229,10 +283,18 @@ impl Session {
     }
 }
 
-fn refusal(e: RoomError) -> Refusal {
+/// Longest `client_id`, in characters.
+const MAX_CLIENT_ID: usize = 64;
+/// Messages in a `history_page` when the request names no limit.
+const DEFAULT_HISTORY_PAGE: usize = 50;
+/// Most messages in one `history_page`.
+const MAX_HISTORY_PAGE: usize = 200;
+
+pub(crate) fn refusal(e: RoomError) -> Refusal {
     let code = match e {
         RoomError::NotInRoom(_) => ErrorCode::NotInRoom,
         RoomError::TooManyRooms(_) => ErrorCode::TooManyRooms,
+        RoomError::Storage(_) => ErrorCode::Internal,
     };
     (code, e.to_string())
 }

@@ -21,6 +21,13 @@ impl Outbox {
         Self { tx, closer }
     }
 
+    /// Queues a frame, waiting while the queue is full: for traffic only this
+    /// client asked for (a resume's backlog), which may go at its own pace.
+    /// Returns `false` once the connection is gone.
+    pub(crate) async fn send(&self, frame: Utf8Bytes) -> bool {
+        self.tx.send(frame).await.is_ok()
+    }
+
     /// Queues an already-serialized frame without waiting. Cloning a frame
     /// shares its bytes, so a broadcast is serialized once for all members.
     pub(crate) fn deliver(&self, frame: &Utf8Bytes) {

@@ -23,6 +23,13 @@ pub enum Command {
         /// Text.
         text: String,
     },
+    /// Ask for older messages of a joined room (answered by `history_page`).
+    History {
+        /// Room.
+        room: String,
+        /// Messages before this sequence number.
+        before: u64,
+    },
     /// Ask for the room list.
     ListRooms,
     /// Close the connection and end the session.
@@ -73,15 +80,21 @@ pub struct SessionHandle {
     pub events: mpsc::Receiver<SessionEvent>,
 }
 
-/// Starts a session task that connects and joins `rooms`.
-pub fn spawn_session(config: ClientConfig, rooms: Vec<String>) -> SessionHandle {
+/// Starts a session task that connects and joins `rooms`: each with the last
+/// sequence number already seen, if any, to resume right after it.
+pub fn spawn_session(config: ClientConfig, rooms: Vec<(String, Option<u64>)>) -> SessionHandle {
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     // Bounded: if the application stops reading, the session stops reading
     // the socket, and the server's slow-client policy applies.
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let mut ordered = Rooms::default();
-    for room in rooms {
-        ordered.insert(room);
+    for (room, since) in rooms {
+        if let Some(seq) = since {
+            ordered.insert(room.clone());
+            ordered.seen(&room, seq);
+        } else {
+            ordered.insert(room);
+        }
     }
     tokio::spawn(run(config, ordered, cmd_rx, ev_tx));
     SessionHandle {
@@ -98,25 +111,75 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
         .mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
-/// Joined rooms in the order they were asked for, so that the first room on
-/// the command line is joined (and shown) first, also after a reconnect.
+/// Joined rooms in the order they were asked for (so that the first room on
+/// the command line is joined, and shown, first), each with the newest
+/// sequence number received: a rejoin resumes right after it.
 #[derive(Debug, Default)]
-struct Rooms(Vec<String>);
+struct Rooms(Vec<(String, Option<u64>)>);
 
 impl Rooms {
     fn insert(&mut self, room: String) {
-        if !self.0.contains(&room) {
-            self.0.push(room);
+        if !self.0.iter().any(|(r, _)| *r == room) {
+            self.0.push((room, None));
         }
     }
 
     fn remove(&mut self, room: &str) {
-        self.0.retain(|r| r != room);
+        self.0.retain(|(r, _)| r != room);
     }
 
-    fn iter(&self) -> impl Iterator<Item = &String> {
-        self.0.iter()
+    /// Records that everything up to `seq` of `room` was received.
+    fn seen(&mut self, room: &str, seq: u64) {
+        if let Some((_, position)) = self.0.iter_mut().find(|(r, _)| r == room) {
+            *position = Some(position.map_or(seq, |p| p.max(seq)));
+        }
     }
+
+    /// The join requests for a (re)connection.
+    fn joins(&self) -> impl Iterator<Item = ClientEvent> + '_ {
+        self.0.iter().map(|(room, since)| ClientEvent::JoinRoom {
+            room: room.clone(),
+            since: *since,
+        })
+    }
+}
+
+/// Messages sent but not yet acknowledged, by client id: after a reconnect
+/// they are sent again with the same id, which the server stores only once.
+#[derive(Debug, Default)]
+struct Unacked(Vec<(String, String, String)>);
+
+impl Unacked {
+    fn add(&mut self, client_id: String, room: String, text: String) -> ClientEvent {
+        self.0.push((client_id.clone(), room.clone(), text.clone()));
+        ClientEvent::SendMessage {
+            room,
+            text,
+            client_id: Some(client_id),
+        }
+    }
+
+    fn acked(&mut self, client_id: &str) {
+        self.0.retain(|(id, _, _)| id != client_id);
+    }
+
+    /// The resends for a room that has just been (re)joined.
+    fn for_room(&self, room: &str) -> Vec<ClientEvent> {
+        self.0
+            .iter()
+            .filter(|(_, r, _)| r == room)
+            .map(|(id, room, text)| ClientEvent::SendMessage {
+                room: room.clone(),
+                text: text.clone(),
+                client_id: Some(id.clone()),
+            })
+            .collect()
+    }
+}
+
+/// A random client id: 64 bits are plenty to never collide within a room.
+fn new_client_id() -> String {
+    format!("{:016x}", fastrand::u64(..))
 }
 
 enum Ended {
@@ -135,6 +198,7 @@ async fn run(
         async move { events.send(event).await.is_ok() }
     };
     let mut attempt = 0u32;
+    let mut unacked = Unacked::default();
     if !emit(SessionEvent::State(ConnState::Connecting)).await {
         return;
     }
@@ -142,7 +206,7 @@ async fn run(
         let error = match connect(&config).await {
             Ok(conn) => {
                 attempt = 0;
-                match serve(conn, &mut rooms, &mut commands, &events).await {
+                match serve(conn, &mut rooms, &mut unacked, &mut commands, &events).await {
                     Ended::Quit => return,
                     Ended::Lost(error) => error,
                 }
@@ -181,7 +245,7 @@ async fn run(
                             return;
                         }
                     }
-                    Some(Command::ListRooms) => {}
+                    Some(Command::ListRooms | Command::History { .. }) => {}
                 },
             }
         }
@@ -192,6 +256,7 @@ async fn run(
 async fn serve(
     mut conn: Connection,
     rooms: &mut Rooms,
+    unacked: &mut Unacked,
     commands: &mut mpsc::Receiver<Command>,
     events: &mpsc::Sender<SessionEvent>,
 ) -> Ended {
@@ -203,8 +268,8 @@ async fn serve(
         conn.close().await;
         return Ended::Quit;
     }
-    for room in rooms.iter() {
-        let join = ClientEvent::JoinRoom { room: room.clone() };
+    let joins: Vec<ClientEvent> = rooms.joins().collect();
+    for join in joins {
         if let Err(e) = conn.send(&join).await {
             return Ended::Lost(e);
         }
@@ -217,9 +282,14 @@ async fn serve(
                         conn.close().await;
                         return Ended::Quit;
                     }
-                    Some(Command::Join(room)) => ClientEvent::JoinRoom { room },
+                    Some(Command::Join(room)) => ClientEvent::JoinRoom { room, since: None },
                     Some(Command::Leave(room)) => ClientEvent::LeaveRoom { room },
-                    Some(Command::Send { room, text }) => ClientEvent::SendMessage { room, text },
+                    Some(Command::Send { room, text }) => unacked.add(new_client_id(), room, text),
+                    Some(Command::History { room, before }) => ClientEvent::History {
+                        room,
+                        before: Some(before),
+                        limit: None,
+                    },
                     Some(Command::ListRooms) => ClientEvent::ListRooms {},
                 };
                 if let Err(e) = conn.send(&event).await {
@@ -231,12 +301,24 @@ async fn serve(
                     Ok(event) => event,
                     Err(e) => return Ended::Lost(e),
                 };
-                // Rooms are remembered as the server confirms them, so a
-                // rejoin after reconnect asks only for what really was joined.
+                // Rooms are remembered as the server confirms them, with the
+                // newest message seen, so a rejoin resumes exactly there.
+                let mut resend = Vec::new();
                 match &event {
-                    ServerEvent::Joined { room, .. } => { rooms.insert(room.clone()); }
-                    ServerEvent::Left { room } => { rooms.remove(room); }
+                    ServerEvent::Joined { room, last_seq, .. } => {
+                        rooms.insert(room.clone());
+                        rooms.seen(room, *last_seq);
+                        resend = unacked.for_room(room);
+                    }
+                    ServerEvent::NewMessage(m) => rooms.seen(&m.room, m.seq),
+                    ServerEvent::Ack { client_id: Some(id), .. } => unacked.acked(id),
+                    ServerEvent::Left { room } => rooms.remove(room),
                     _ => {}
+                }
+                for message in resend {
+                    if let Err(e) = conn.send(&message).await {
+                        return Ended::Lost(e);
+                    }
                 }
                 if events.send(SessionEvent::Server(event)).await.is_err() {
                     conn.close().await;
@@ -254,13 +336,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rooms_keep_the_order_they_were_asked_for() {
+    fn rooms_keep_their_order_and_resume_after_the_newest_message() {
         let mut rooms = Rooms::default();
         for room in ["general", "dev", "general", "ops"] {
             rooms.insert(room.to_owned());
         }
         rooms.remove("dev");
-        assert_eq!(rooms.0, ["general", "ops"]);
+        rooms.seen("general", 7);
+        rooms.seen("general", 5);
+        let joins: Vec<ClientEvent> = rooms.joins().collect();
+        assert_eq!(
+            joins,
+            [
+                ClientEvent::JoinRoom {
+                    room: "general".into(),
+                    since: Some(7)
+                },
+                ClientEvent::JoinRoom {
+                    room: "ops".into(),
+                    since: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn unacked_messages_are_resent_with_their_id_until_acked() {
+        let mut unacked = Unacked::default();
+        unacked.add("a".into(), "r".into(), "one".into());
+        unacked.add("b".into(), "r".into(), "two".into());
+        unacked.add("c".into(), "other".into(), "three".into());
+        unacked.acked("a");
+        assert_eq!(
+            unacked.for_room("r"),
+            [ClientEvent::SendMessage {
+                room: "r".into(),
+                text: "two".into(),
+                client_id: Some("b".into())
+            }]
+        );
     }
 
     #[test]

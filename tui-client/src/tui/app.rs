@@ -92,6 +92,17 @@ pub struct Room {
     pub mentioned: bool,
     /// Lines scrolled up from the bottom (0: following new messages).
     pub scroll: usize,
+    /// Where the unread messages began while the room was not shown, and how
+    /// many there were: drawn as a "N new messages" marker once it is shown.
+    pub marker: Option<(usize, usize)>,
+    /// Index in `lines` of the first message not yet seen while away.
+    first_unread: Option<usize>,
+    /// The oldest sequence number shown, for asking for older history.
+    pub oldest_seq: Option<u64>,
+    /// Whether older history was asked for and has not arrived yet.
+    history_pending: bool,
+    /// Whether the start of the room's stored history is shown.
+    pub history_complete: bool,
 }
 
 /// Lines kept per room; older ones are dropped.
@@ -106,6 +117,11 @@ impl Room {
             unread: 0,
             mentioned: false,
             scroll: 0,
+            marker: None,
+            first_unread: None,
+            oldest_seq: None,
+            history_pending: false,
+            history_complete: false,
         }
     }
 
@@ -116,8 +132,20 @@ impl Room {
         }
         self.lines.push(line);
         if self.lines.len() > SCROLLBACK {
-            self.lines.drain(..self.lines.len() - SCROLLBACK);
+            let dropped = self.lines.len() - SCROLLBACK;
+            self.lines.drain(..dropped);
+            self.first_unread = self.first_unread.map(|i| i.saturating_sub(dropped));
+            self.marker = self.marker.map(|(i, n)| (i.saturating_sub(dropped), n));
+            self.history_complete = false;
         }
+    }
+
+    /// Puts older messages above what is shown (history paging).
+    fn prepend(&mut self, older: Vec<ChatLine>) {
+        let n = older.len();
+        self.lines.splice(0..0, older);
+        self.first_unread = self.first_unread.map(|i| i + n);
+        self.marker = self.marker.map(|(i, c)| (i + n, c));
     }
 }
 
@@ -235,9 +263,13 @@ impl App {
         }
     }
 
-    /// Shows room `index`, clearing its unread marks.
+    /// Shows room `index`, turning its unread count into a "new messages" marker.
     pub fn switch_to(&mut self, index: usize) {
+        if let Some(previous) = self.current.and_then(|i| self.rooms.get_mut(i)) {
+            previous.marker = None;
+        }
         if let Some(room) = self.rooms.get_mut(index) {
+            room.marker = room.first_unread.take().map(|line| (line, room.unread));
             room.unread = 0;
             room.mentioned = false;
             self.current = Some(index);
@@ -290,7 +322,12 @@ impl App {
     fn on_server(&mut self, event: ServerEvent) -> Vec<Command> {
         match event {
             ServerEvent::Welcome { user, .. } => self.me = user,
-            ServerEvent::Joined { room, members } => {
+            ServerEvent::Joined {
+                room,
+                members,
+                history,
+                ..
+            } => {
                 let index = match self.room_index(&room) {
                     Some(i) => i,
                     None => {
@@ -299,6 +336,15 @@ impl App {
                     }
                 };
                 self.rooms[index].members = members.into_iter().collect();
+                // Scrollback for a room just opened; a resume brought its
+                // missed messages as new_message events instead.
+                if self.rooms[index].lines.is_empty() && !history.is_empty() {
+                    let lines = history.iter().map(|m| self.message_line(m)).collect();
+                    let room = &mut self.rooms[index];
+                    room.oldest_seq = history.first().map(|m| m.seq);
+                    room.history_complete = history.first().is_some_and(|m| m.seq <= 1);
+                    room.prepend(lines);
+                }
                 if self.switch_to.as_deref() == Some(room.as_str()) || self.current.is_none() {
                     self.switch_to = None;
                     self.switch_to(index);
@@ -331,6 +377,32 @@ impl App {
             }
             ServerEvent::NewMessage(message) => self.on_message(message),
             ServerEvent::RoomList { rooms } => self.directory = rooms,
+            ServerEvent::HistoryGap { room, from, to } => {
+                if let Some(i) = self.room_index(&room) {
+                    let note =
+                        format!("messages {from} to {to} are no longer stored on the server");
+                    self.rooms[i].push(ChatLine::Error(note), self.size.0);
+                }
+            }
+            ServerEvent::HistoryPage {
+                room,
+                messages,
+                first_seq,
+            } => {
+                if let Some(i) = self.room_index(&room) {
+                    let lines = messages.iter().map(|m| self.message_line(m)).collect();
+                    let room = &mut self.rooms[i];
+                    room.history_pending = false;
+                    if let Some(first) = messages.first() {
+                        room.oldest_seq = Some(first.seq);
+                    }
+                    room.history_complete = messages.is_empty()
+                        || first_seq.is_none_or(|f| messages.first().is_some_and(|m| m.seq <= f));
+                    room.prepend(lines);
+                }
+            }
+            // The session resends unacknowledged messages itself.
+            ServerEvent::Ack { .. } => {}
             ServerEvent::Error { message, .. } => {
                 let line = ChatLine::Error(sanitize(&message));
                 let width = self.size.0;
@@ -343,27 +415,37 @@ impl App {
         Vec::new()
     }
 
+    fn message_line(&self, m: &ChatMessage) -> ChatLine {
+        let own = m.from == self.me;
+        ChatLine::Message {
+            time: self.format_time(&m.sent_at),
+            from: m.from.clone(),
+            text: sanitize(&m.text),
+            own,
+            mention: !own && mentions(&m.text, &self.me),
+        }
+    }
+
     fn on_message(&mut self, m: ChatMessage) {
         let Some(index) = self.room_index(&m.room) else {
             return;
         };
-        let own = m.from == self.me;
-        let mention = !own && mentions(&m.text, &self.me);
-        let line = ChatLine::Message {
-            time: self.format_time(&m.sent_at),
-            from: m.from,
-            text: sanitize(&m.text),
-            own,
-            mention,
-        };
+        let line = self.message_line(&m);
+        let mention = matches!(line, ChatLine::Message { mention: true, .. });
         let shown = self.current == Some(index);
         let width = self.size.0;
         let room = &mut self.rooms[index];
-        room.push(line, width);
+        if room.oldest_seq.is_none() {
+            room.oldest_seq = Some(m.seq);
+        }
         if !shown {
+            if room.unread == 0 {
+                room.first_unread = Some(room.lines.len());
+            }
             room.unread += 1;
             room.mentioned |= mention;
         }
+        room.push(line, width);
     }
 
     fn format_time(&self, rfc3339: &str) -> String {
@@ -400,7 +482,10 @@ impl App {
             }
             Event::Mouse(mouse) => {
                 match mouse.kind {
-                    MouseEventKind::ScrollUp => self.scroll_by(3),
+                    MouseEventKind::ScrollUp => {
+                        self.scroll_by(3);
+                        return self.more_history();
+                    }
                     MouseEventKind::ScrollDown => self.scroll_by(-3),
                     _ => {}
                 }
@@ -434,7 +519,7 @@ impl App {
             }
             KeyCode::PageUp => {
                 self.scroll_by(self.page() as isize);
-                return Vec::new();
+                return self.more_history();
             }
             KeyCode::PageDown => {
                 self.scroll_by(-(self.page() as isize));
@@ -492,6 +577,33 @@ impl App {
         usize::from(self.size.1.saturating_sub(8)).max(1)
     }
 
+    /// Asks for older messages once the view has reached the top of what is loaded.
+    fn more_history(&mut self) -> Vec<Command> {
+        let width = self.size.0;
+        let page = self.page();
+        let Some(room) = self.current_room_mut() else {
+            return Vec::new();
+        };
+        let total: usize = room
+            .lines
+            .iter()
+            .map(|l| crate::tui::ui::line_height(l, width))
+            .sum();
+        let at_top = room.scroll + page >= total;
+        match room.oldest_seq {
+            Some(before)
+                if at_top && !room.history_pending && !room.history_complete && before > 1 =>
+            {
+                room.history_pending = true;
+                vec![Command::History {
+                    room: room.name.clone(),
+                    before,
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     fn scroll_by(&mut self, lines: isize) {
         if let Some(room) = self.current_room_mut() {
             room.scroll = room.scroll.saturating_add_signed(lines);
@@ -543,6 +655,7 @@ impl App {
                 self.input.take();
                 if let Some(room) = self.current_room_mut() {
                     room.scroll = 0;
+                    room.marker = None;
                 }
                 vec![Command::Send { room, text }]
             }

@@ -63,7 +63,7 @@ fn setup() -> std::io::Result<Term> {
 /// Runs chat-tui until the user quits; returns a message to print afterwards.
 pub async fn run(config: ClientConfig, rooms: Vec<String>) -> anyhow::Result<String> {
     let mut app = App::new(&config.user, &config.server.to_string(), Clock::Local);
-    let mut session = spawn_session(config, rooms);
+    let mut session = spawn_session(config, rooms.into_iter().map(|r| (r, None)).collect());
     let mut terminal = setup()?;
     let _restore = Restore;
     let size = terminal.size()?;

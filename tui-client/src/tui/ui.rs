@@ -133,20 +133,24 @@ fn room_item<'a>(app: &App, entry: &'a Entry, is_current: bool, inner: usize) ->
 }
 
 fn draw_chat(frame: &mut Frame<'_>, app: &App, area: Rect) {
-    let (title, lines, scroll) = match app.current_room() {
+    let (title, lines, scroll, marker) = match app.current_room() {
         Some(room) => (
             format!(" {} ", room.name),
             room.lines.as_slice(),
             room.scroll,
+            room.marker,
         ),
-        None => (" chat-tui ".to_owned(), app.lobby.as_slice(), 0),
+        None => (" chat-tui ".to_owned(), app.lobby.as_slice(), 0, None),
     };
     let inner_width = usize::from(area.width.saturating_sub(2));
     let height = usize::from(area.height.saturating_sub(2));
-    let rendered: Vec<Line<'_>> = lines
-        .iter()
-        .flat_map(|line| render_line(line, inner_width))
-        .collect();
+    let mut rendered: Vec<Line<'_>> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some((_, count)) = marker.filter(|(at, _)| *at == i) {
+            rendered.push(marker_line(count, inner_width));
+        }
+        rendered.extend(render_line(line, inner_width));
+    }
     let scroll = scroll.min(rendered.len().saturating_sub(height));
     let end = rendered.len() - scroll;
     let start = end.saturating_sub(height);
@@ -160,6 +164,18 @@ fn draw_chat(frame: &mut Frame<'_>, app: &App, area: Rect) {
         .chain(rendered[start..end].iter().cloned())
         .collect();
     frame.render_widget(Paragraph::new(visible).block(block), area);
+}
+
+/// `──── 3 new messages ────`, across the pane.
+fn marker_line(count: usize, pane: usize) -> Line<'static> {
+    let noun = if count == 1 { "message" } else { "messages" };
+    let label = format!(" {count} new {noun} ");
+    let side = pane.saturating_sub(width(&label)) / 2;
+    let rule = "─".repeat(side);
+    Line::styled(
+        format!("{rule}{label}{rule}"),
+        Style::new().fg(Color::Magenta),
+    )
 }
 
 /// One chat line as wrapped screen lines: `HH:MM name: text`, continuation

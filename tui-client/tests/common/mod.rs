@@ -102,9 +102,12 @@ impl TestServer {
     /// A connected client already in `room` (its own `joined` consumed).
     pub async fn member(&self, user: &str, room: &str) -> Connection {
         let mut conn = client::connect(&self.config(user)).await.expect("connect");
-        conn.send(&ClientEvent::JoinRoom { room: room.into() })
-            .await
-            .expect("join");
+        conn.send(&ClientEvent::JoinRoom {
+            room: room.into(),
+            since: None,
+        })
+        .await
+        .expect("join");
         wait_event(&mut conn, |e| matches!(e, ServerEvent::Joined { .. })).await;
         conn
     }
