@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use chat_protocol::{ChatMessage, RoomInfo, ServerEvent};
+use tokio::sync::mpsc;
 
 use crate::history::{HistoryError, MessageStore};
 use crate::session::Outbox;
@@ -32,9 +33,22 @@ impl From<HistoryError> for RoomError {
     }
 }
 
-/// Largest number of messages handed over under the registry lock when a
-/// resume catches up; the session pages everything before that itself.
-pub(crate) const RESUME_TAIL: usize = 10_000;
+/// Most messages handed over under the registry lock when a resume ends; the
+/// session pages everything before that itself, at the client's pace.
+pub(crate) const RESUME_TAIL: usize = 64;
+
+/// Queue slots a resume reserves for its last step: the tail, a possible
+/// `history_gap`, and `joined`.
+pub(crate) const RESUME_SLOTS: usize = RESUME_TAIL + 2;
+
+/// How a resume's last step went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resumed {
+    /// The connection is a member; live messages follow.
+    Admitted,
+    /// More arrived than the last step may carry: page on from `cursor`.
+    NotYet,
+}
 
 struct Client {
     user: Arc<str>,
@@ -158,40 +172,58 @@ impl Registry {
         // and the membership, so the live stream continues exactly after it.
         let last_seq = self.store.last_seq(room_name)?;
         let history = self.store.before(room_name, None, self.history_on_join)?;
-        self.admit(&mut guard, id, room_name, last_seq, history)
+        let joined = self.admit(&mut guard, id, room_name, last_seq, history)?;
+        if let Some(client) = guard.clients.get(&id) {
+            client.outbox.deliver(&joined.to_json().into());
+        }
+        Ok(())
     }
 
     /// Ends a resume: hands over the messages after `cursor` that the session
     /// has not paged out itself, then makes the connection a member, all under
-    /// the lock, so that live messages continue exactly after them.
+    /// the lock, so that live messages continue exactly after them. The frames
+    /// go through `slots` reserved beforehand, so they can neither wait nor
+    /// overflow the client's queue; if the tail is larger than that, nothing
+    /// happens and the session pages on.
     pub(crate) fn finish_resume(
         &self,
         id: ConnId,
         room_name: &str,
         cursor: u64,
-    ) -> Result<(), RoomError> {
+        slots: &mut mpsc::PermitIterator<'_, Utf8Bytes>,
+    ) -> Result<Resumed, RoomError> {
         let mut guard = self.state();
         let Some(client) = guard.clients.get(&id) else {
-            return Ok(());
+            return Ok(Resumed::Admitted);
+        };
+        let mut send = |event: &ServerEvent| {
+            if let Some(slot) = slots.next() {
+                slot.send(event.to_json().into());
+            }
         };
         if !client.rooms.contains(room_name) {
             if client.rooms.len() >= self.max_rooms {
                 return Err(RoomError::TooManyRooms(self.max_rooms));
             }
-            let tail = self.store.after(room_name, cursor, RESUME_TAIL)?;
+            let tail = self.store.after(room_name, cursor, RESUME_TAIL + 1)?;
+            if tail.len() > RESUME_TAIL {
+                return Ok(Resumed::NotYet);
+            }
             if let Some(gap) = gap_before(room_name, cursor, tail.first()) {
-                client.outbox.deliver(&gap.to_json().into());
+                send(&gap);
             }
             for message in tail {
-                client
-                    .outbox
-                    .deliver(&ServerEvent::NewMessage(message).to_json().into());
+                send(&ServerEvent::NewMessage(message));
             }
         }
         let last_seq = self.store.last_seq(room_name)?;
-        self.admit(&mut guard, id, room_name, last_seq, Vec::new())
+        let joined = self.admit(&mut guard, id, room_name, last_seq, Vec::new())?;
+        send(&joined);
+        Ok(Resumed::Admitted)
     }
 
+    /// Makes `id` a member of the room (telling the others) and returns the
+    /// `joined` confirmation for the caller to deliver.
     fn admit(
         &self,
         state: &mut State,
@@ -199,9 +231,9 @@ impl Registry {
         room_name: &str,
         last_seq: u64,
         history: Vec<ChatMessage>,
-    ) -> Result<(), RoomError> {
+    ) -> Result<ServerEvent, RoomError> {
         let Some(client) = state.clients.get_mut(&id) else {
-            return Ok(());
+            return Err(RoomError::NotInRoom(room_name.to_owned()));
         };
         if !client.rooms.contains(room_name) {
             if client.rooms.len() >= self.max_rooms {
@@ -222,16 +254,12 @@ impl Registry {
             }
         }
         let room = &state.rooms[room_name];
-        let joined = ServerEvent::Joined {
+        Ok(ServerEvent::Joined {
             room: room_name.to_owned(),
             members: room.member_names().into_iter().map(String::from).collect(),
             last_seq,
             history,
-        };
-        if let Some(client) = state.clients.get(&id) {
-            client.outbox.deliver(&joined.to_json().into());
-        }
-        Ok(())
+        })
     }
 
     /// Takes a connection out of a room and confirms it.

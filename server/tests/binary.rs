@@ -6,9 +6,15 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use chat_protocol::{ClientEvent, ServerEvent};
 use common::{Client, Remote, PASSWORD, WAIT};
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
 
@@ -39,7 +45,7 @@ async fn user_add(data_dir: &Path, name: &str, password: &str) -> std::process::
 }
 
 /// Starts the binary on a free port; returns it and the address it printed.
-async fn start(data_dir: &Path, log: &Path) -> (Child, Remote) {
+async fn start(data_dir: &Path, log: &Path, extra: &[&str]) -> (Child, Remote) {
     let mut child = Command::new(BIN)
         .args([
             "--listen",
@@ -48,6 +54,7 @@ async fn start(data_dir: &Path, log: &Path) -> (Child, Remote) {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(extra)
         .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).expect("log file"))
@@ -95,7 +102,7 @@ async fn the_binary_serves_accounts_from_user_add_and_stops_on_sigterm() {
     assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8"));
 
     let log = dir.path().join("server.log");
-    let (mut child, remote) = start(&data_dir, &log).await;
+    let (mut child, remote) = start(&data_dir, &log, &[]).await;
     let ticket = remote.login("carol").await;
     let ws = remote.ws(Some(&ticket), None).await.expect("upgrade");
     let mut carol = Client {
@@ -129,4 +136,151 @@ async fn the_binary_serves_accounts_from_user_add_and_stops_on_sigterm() {
     );
     assert!(!log.contains(PASSWORD), "a password leaked into the log");
     assert!(!log.contains(&ticket), "a ticket leaked into the log");
+}
+
+/// What one sender learned before the server died: the messages it had acks
+/// for, and every message it saw relayed.
+#[derive(Default)]
+struct Witness {
+    acked: Vec<(u64, String)>,
+    seen: Vec<(u64, String)>,
+}
+
+/// Sends numbered messages as fast as acks come back, until the connection dies.
+async fn send_until_killed(remote: Remote, user: String, acks: Arc<AtomicUsize>) -> Witness {
+    let ticket = remote.login(&user).await;
+    let mut ws = remote.ws(Some(&ticket), None).await.expect("upgrade");
+    let mut witness = Witness::default();
+    let join = ClientEvent::JoinRoom {
+        room: "k".into(),
+        since: None,
+    };
+    if ws.send(Message::text(join.to_json())).await.is_err() {
+        return witness;
+    }
+    for i in 0.. {
+        let text = format!("{user}-{i}");
+        let event = ClientEvent::SendMessage {
+            room: "k".into(),
+            text: text.clone(),
+            client_id: Some(text.clone()),
+        };
+        if ws.send(Message::text(event.to_json())).await.is_err() {
+            return witness;
+        }
+        loop {
+            let frame = match tokio::time::timeout(WAIT, ws.next()).await {
+                Ok(Some(Ok(Message::Text(frame)))) => frame,
+                Ok(Some(Ok(_))) => continue,
+                _ => return witness,
+            };
+            match serde_json::from_str::<ServerEvent>(&frame) {
+                Ok(ServerEvent::NewMessage(m)) => witness.seen.push((m.seq, m.text)),
+                Ok(ServerEvent::Ack {
+                    seq,
+                    client_id: Some(id),
+                    ..
+                }) if id == text => {
+                    witness.acked.push((seq, text));
+                    acks.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    witness
+}
+
+#[tokio::test]
+async fn acked_messages_survive_sigkill_and_no_one_saw_an_unstored_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let users = ["kim", "lee", "max"];
+    for user in users {
+        assert!(user_add(&data_dir, user, PASSWORD).await.status.success());
+    }
+    let log = dir.path().join("server.log");
+    let fast = [
+        "--rate",
+        "100000",
+        "--burst",
+        "100000",
+        "--history-on-join",
+        "1000000",
+    ];
+    let (mut child, remote) = start(&data_dir, &log, &fast).await;
+
+    let acks = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = users
+        .iter()
+        .map(|user| {
+            let remote = Remote {
+                addr: remote.addr,
+                tls_cert: None,
+            };
+            tokio::spawn(send_until_killed(remote, user.to_string(), acks.clone()))
+        })
+        .collect();
+    // Kill while all three are mid-stream.
+    tokio::time::timeout(WAIT, async {
+        while acks.load(Ordering::Relaxed) < 300 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("300 acks in time");
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("killed");
+    let mut witnesses = Vec::new();
+    for sender in senders {
+        witnesses.push(sender.await.expect("sender"));
+    }
+
+    let (mut child, remote) = start(&data_dir, &dir.path().join("again.log"), &fast).await;
+    let ticket = remote.login("kim").await;
+    let ws = remote.ws(Some(&ticket), None).await.expect("upgrade");
+    let mut kim = Client {
+        ws,
+        user: "kim".into(),
+    };
+    kim.next().await; // welcome
+    kim.send(ClientEvent::JoinRoom {
+        room: "k".into(),
+        since: None,
+    })
+    .await;
+    let ServerEvent::Joined {
+        last_seq, history, ..
+    } = kim.next().await
+    else {
+        panic!("expected joined");
+    };
+    let stored: std::collections::BTreeMap<u64, String> =
+        history.into_iter().map(|m| (m.seq, m.text)).collect();
+    assert_eq!(stored.len() as u64, last_seq, "no gaps in what survived");
+    assert_eq!(
+        stored.keys().copied().collect::<Vec<_>>(),
+        (1..=last_seq).collect::<Vec<_>>()
+    );
+
+    let mut acked_total = 0;
+    for witness in &witnesses {
+        for (seq, text) in &witness.acked {
+            assert_eq!(stored.get(seq), Some(text), "acked message {seq} was lost");
+        }
+        for (seq, text) in &witness.seen {
+            assert_eq!(
+                stored.get(seq),
+                Some(text),
+                "a client saw {seq}, which was not stored"
+            );
+        }
+        acked_total += witness.acked.len();
+    }
+    assert!(acked_total >= 300, "{acked_total}");
+    println!("{acked_total} acked before SIGKILL, {last_seq} stored after restart");
+    kim.close().await;
+    child.start_kill().expect("stop");
+    let _ = child.wait().await;
 }

@@ -28,6 +28,13 @@ impl Outbox {
         self.tx.send(frame).await.is_ok()
     }
 
+    /// Waits until `n` frames fit in the queue and reserves room for them, so
+    /// that they can later be queued under a lock without waiting or failing.
+    /// `None` once the connection is gone.
+    pub(crate) async fn reserve(&self, n: usize) -> Option<mpsc::PermitIterator<'_, Utf8Bytes>> {
+        self.tx.reserve_many(n).await.ok()
+    }
+
     /// Queues an already-serialized frame without waiting. Cloning a frame
     /// shares its bytes, so a broadcast is serialized once for all members.
     pub(crate) fn deliver(&self, frame: &Utf8Bytes) {

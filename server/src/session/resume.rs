@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chat_protocol::{ErrorCode, ServerEvent};
 
 use super::{refusal, Outbox};
-use crate::rooms::{gap_before, ConnId, RESUME_TAIL};
+use crate::rooms::{gap_before, ConnId, Resumed, RESUME_SLOTS};
 use crate::server::AppState;
 
 /// Messages read from the store at a time.
@@ -15,8 +15,9 @@ const PAGE: usize = 200;
 /// Pages the backlog after `since` into the client's queue at the client's
 /// pace (awaiting queue space), outside any lock, while the room goes on.
 /// When what is left is small, the registry hands over the rest and makes the
-/// connection a member in one step under its lock, so the live stream
-/// continues exactly where the backlog ends.
+/// connection a member in one step under its lock, through queue slots
+/// reserved beforehand, so the live stream continues exactly where the
+/// backlog ends and the hand-over can never overflow the queue.
 pub(super) async fn resume(
     app: Arc<AppState>,
     id: ConnId,
@@ -31,11 +32,7 @@ pub(super) async fn resume(
             Ok(page) => page,
             Err(e) => return fail(&outbox, refusal(e.into())),
         };
-        // The last, partial page is left to the registry; a busy room may
-        // have grown a little more by then, but never by much.
-        if page.len() < PAGE.min(RESUME_TAIL) {
-            break;
-        }
+        let full = page.len() == PAGE;
         if let Some(gap) = gap_before(&room, cursor, page.first()) {
             if !outbox.send(gap.to_json().into()).await {
                 return;
@@ -50,9 +47,21 @@ pub(super) async fn resume(
                 return;
             }
         }
-    }
-    if let Err(e) = app.registry.finish_resume(id, &room, cursor) {
-        fail(&outbox, refusal(e));
+        if full {
+            continue;
+        }
+        let Some(mut slots) = outbox.reserve(RESUME_SLOTS).await else {
+            return;
+        };
+        match app.registry.finish_resume(id, &room, cursor, &mut slots) {
+            Ok(Resumed::Admitted) => return,
+            // A burst arrived meanwhile: page on.
+            Ok(Resumed::NotYet) => {}
+            Err(e) => {
+                drop(slots);
+                return fail(&outbox, refusal(e));
+            }
+        }
     }
 }
 
