@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-.PHONY: run test lint fmt check build clean
+.PHONY: run test lint fmt check build clean bench
 
 CARGO ?= cargo
 # Extra flags for the server, e.g. `make run ARGS="--tls"`.
@@ -27,6 +27,10 @@ fmt:
 
 ## check: what CI runs
 check: lint test
+
+## bench: benchmarks in release mode; results in bench/results/ (see BENCHMARKS.md)
+bench:
+	$(CARGO) run --release -p chat-bench --bin durability -- bench/results/durability.md
 
 build:
 	$(CARGO) build --workspace

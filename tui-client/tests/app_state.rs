@@ -311,3 +311,94 @@ fn a_scrolled_view_stays_put_while_messages_arrive() {
     app.update(message("general", "bob", "following again"));
     assert_eq!(app.rooms[0].scroll, 0);
 }
+
+fn stored(room: &str, seq: u64, text: &str) -> ChatMessage {
+    ChatMessage {
+        id: seq.to_string(),
+        room: room.into(),
+        seq,
+        from: "bob".into(),
+        text: text.into(),
+        sent_at: "2026-11-24T09:30:00.000Z".into(),
+    }
+}
+
+#[test]
+fn joining_shows_history_and_paging_back_prepends_older_messages() {
+    let mut app = App::new("alice", "http://x", Clock::Utc);
+    app.size = (100, 30);
+    app.update(AppEvent::Session(SessionEvent::State(ConnState::Connected)));
+    app.update(server(ServerEvent::Joined {
+        room: "r".into(),
+        members: vec!["alice".into()],
+        last_seq: 12,
+        history: (8..=12).map(|s| stored("r", s, &format!("m{s}"))).collect(),
+    }));
+    assert_eq!(app.rooms[0].lines.len(), 5, "scrollback shown");
+    assert_eq!(app.rooms[0].oldest_seq, Some(8));
+
+    // PageUp at the top of what is loaded asks for what came before.
+    let commands = app.update(key(KeyCode::PageUp));
+    assert_eq!(
+        commands,
+        [Command::History {
+            room: "r".into(),
+            before: 8
+        }]
+    );
+    assert!(
+        app.update(key(KeyCode::PageUp)).is_empty(),
+        "one request at a time"
+    );
+    app.update(server(ServerEvent::HistoryPage {
+        room: "r".into(),
+        messages: (1..=7).map(|s| stored("r", s, &format!("m{s}"))).collect(),
+        first_seq: Some(1),
+    }));
+    let texts: Vec<&str> = app.rooms[0]
+        .lines
+        .iter()
+        .filter_map(|l| match l {
+            ChatLine::Message { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, (1..=12).map(|s| format!("m{s}")).collect::<Vec<_>>());
+    assert!(app.rooms[0].history_complete);
+    assert!(
+        app.update(key(KeyCode::PageUp)).is_empty(),
+        "nothing older to ask for"
+    );
+}
+
+#[test]
+fn a_room_with_unread_messages_opens_with_a_marker_where_they_begin() {
+    let mut app = connected_app();
+    app.update(message("dev", "bob", "seen before"));
+    app.update(alt('2'));
+    app.update(alt('1'));
+    app.update(message("dev", "bob", "new one"));
+    app.update(message("dev", "bob", "new two"));
+    app.update(alt('2'));
+    let dev = &app.rooms[1];
+    let (at, count) = dev.marker.expect("marker set");
+    assert_eq!(count, 2);
+    assert!(matches!(&dev.lines[at], ChatLine::Message { text, .. } if text == "new one"));
+    // Leaving the room clears it.
+    app.update(alt('1'));
+    assert_eq!(app.rooms[1].marker, None);
+}
+
+#[test]
+fn a_history_gap_is_shown_in_the_room() {
+    let mut app = connected_app();
+    app.update(server(ServerEvent::HistoryGap {
+        room: "general".into(),
+        from: 3,
+        to: 5,
+    }));
+    assert!(matches!(
+        app.rooms[0].lines.last(),
+        Some(ChatLine::Error(t)) if t.contains("3 to 5") && t.contains("no longer stored")
+    ));
+}

@@ -265,3 +265,48 @@ async fn https_servers_need_their_certificate_trusted() {
     assert_eq!(insecure.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&insecure.stderr).contains("warning: --insecure"));
 }
+
+#[tokio::test]
+async fn tail_since_prints_the_stored_messages_after_it_then_follows() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    server.register("bob").await;
+    for text in ["one", "two", "three"] {
+        let status = chat_cli(&server, "alice")
+            .args(["send", "--room", "log", text])
+            .status()
+            .await
+            .expect("send runs");
+        assert_eq!(status.code(), Some(0));
+    }
+    let mut tail = chat_cli(&server, "bob")
+        .args(["tail", "--room", "log", "--since", "1", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tail runs");
+    let mut lines = BufReader::new(tail.stdout.take().expect("stdout")).lines();
+    let two = next_json(&mut lines).await;
+    assert_eq!((two.seq, two.text.as_str()), (2, "two"));
+    let three = next_json(&mut lines).await;
+    assert_eq!((three.seq, three.text.as_str()), (3, "three"));
+    let status = chat_cli(&server, "alice")
+        .args(["send", "--room", "log", "four"])
+        .status()
+        .await
+        .expect("send runs");
+    assert_eq!(status.code(), Some(0));
+    let four = next_json(&mut lines).await;
+    assert_eq!((four.seq, four.text.as_str()), (4, "four"));
+    let _ = tail.kill().await;
+}
+
+async fn next_json(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) -> ChatMessage {
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("in time")
+        .expect("read")
+        .expect("line");
+    serde_json::from_str(&line).expect("one JSON message per line")
+}

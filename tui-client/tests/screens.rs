@@ -153,3 +153,13 @@ fn reconnecting_status_and_lobby_help() {
     )));
     insta::assert_snapshot!(render(&app, 100, 18));
 }
+
+#[test]
+fn opening_a_room_marks_where_its_new_messages_begin() {
+    let mut app = busy_app();
+    app.update(AppEvent::Terminal(Event::Key(KeyEvent::new(
+        KeyCode::Char('2'),
+        KeyModifiers::ALT,
+    ))));
+    insta::assert_snapshot!(render(&app, 100, 12));
+}
