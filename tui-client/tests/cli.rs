@@ -5,7 +5,7 @@ mod common;
 use std::process::Stdio;
 
 use chat_protocol::{ChatMessage, ServerEvent};
-use common::{chat_cli, wait_event, TestServer, WAIT};
+use common::{chat_cli, chat_cli_at, outcome, wait_event, TestServer, WAIT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[tokio::test]
@@ -128,102 +128,52 @@ async fn tail_prints_plain_lines_without_terminal_escapes() {
 async fn each_failure_has_its_own_exit_code() {
     let server = TestServer::start().await;
     server.register("alice").await;
+    let wrong_password = |args: &[&str]| {
+        let mut command = chat_cli(&server, "alice");
+        command.env("CHAT_PASSWORD", "not the password").args(args);
+        command
+    };
 
-    // Wrong password: 3.
-    let out = chat_cli(&server, "alice")
-        .env("CHAT_PASSWORD", "not the password")
-        .args(["send", "--room", "r", "hi"])
-        .output()
-        .await
-        .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Wrong password: 3, with one line on stderr.
+    let (code, stderr) = outcome(&mut wrong_password(&["send", "--room", "r", "hi"])).await;
+    assert_eq!(code, Some(3), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("login refused"), "{stderr}");
-
-    let out = chat_cli(&server, "alice")
-        .env("CHAT_PASSWORD", "not the password")
-        .args(["tail", "--room", "r"])
-        .output()
-        .await
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(3));
+    let (code, _) = outcome(&mut wrong_password(&["tail", "--room", "r"])).await;
+    assert_eq!(code, Some(3));
 
     // A server that refuses the room: 5.
-    let out = chat_cli(&server, "alice")
-        .args(["send", "--room", "no spaces allowed", "hi"])
-        .output()
-        .await
-        .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        Some(5),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid room name"));
+    let (code, stderr) =
+        outcome(chat_cli(&server, "alice").args(["send", "--room", "no spaces allowed", "hi"]))
+            .await;
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("invalid room name"), "{stderr}");
 
     // Nothing listening: 4. The port was free a moment ago and is not reused.
     let free = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr");
-    let out = tokio::process::Command::new(common::bin("chat-cli"))
-        .args([
-            "--server",
-            &format!("http://{free}"),
-            "--user",
-            "alice",
-            "send",
-            "--room",
-            "r",
-            "x",
-        ])
-        .env("CHAT_PASSWORD", common::PASSWORD)
-        .output()
-        .await
-        .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stderr) =
+        outcome(chat_cli_at(&format!("http://{free}"), "alice").args(["send", "--room", "r", "x"]))
+            .await;
+    assert_eq!(code, Some(4), "{stderr}");
 
-    // A local problem (unreadable CA file) for an https server: 1.
-    let out = tokio::process::Command::new(common::bin("chat-cli"))
-        .args([
-            "--server",
-            "https://127.0.0.1:1",
-            "--user",
-            "alice",
-            "--ca-cert",
-            "/nonexistent.pem",
-        ])
-        .args(["send", "--room", "r", "x"])
-        .env("CHAT_PASSWORD", common::PASSWORD)
-        .output()
-        .await
-        .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // A local problem (unreadable CA file): 1, before any connection is tried.
+    let (code, stderr) = outcome(chat_cli_at("https://127.0.0.1:1", "alice").args([
+        "--ca-cert",
+        "/nonexistent.pem",
+        "send",
+        "--room",
+        "r",
+        "x",
+    ]))
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
 
     // Usage errors: 2 (clap).
-    let out = chat_cli(&server, "alice")
-        .args(["send"])
-        .output()
-        .await
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(2));
+    let (code, _) = outcome(chat_cli(&server, "alice").args(["send"])).await;
+    assert_eq!(code, Some(2));
 }
 
 #[tokio::test]
@@ -233,37 +183,26 @@ async fn https_servers_need_their_certificate_trusted() {
     let cert = server.cert();
     let cert = cert.to_str().expect("utf-8 path");
 
-    let trusted = chat_cli(&server, "alice")
-        .args(["--ca-cert", cert, "send", "--room", "r", "over wss"])
-        .output()
-        .await
-        .expect("runs");
-    assert_eq!(
-        trusted.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&trusted.stderr)
-    );
+    let (code, stderr) = outcome(chat_cli(&server, "alice").args([
+        "--ca-cert",
+        cert,
+        "send",
+        "--room",
+        "r",
+        "over wss",
+    ]))
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
 
-    let untrusted = chat_cli(&server, "alice")
-        .args(["send", "--room", "r", "x"])
-        .output()
-        .await
-        .expect("runs");
-    assert_eq!(
-        untrusted.status.code(),
-        Some(4),
-        "an unknown certificate is refused"
-    );
-    assert!(String::from_utf8_lossy(&untrusted.stderr).contains("--ca-cert"));
+    let (code, stderr) =
+        outcome(chat_cli(&server, "alice").args(["send", "--room", "r", "x"])).await;
+    assert_eq!(code, Some(4), "an unknown certificate is refused: {stderr}");
+    assert!(stderr.contains("--ca-cert"), "{stderr}");
 
-    let insecure = chat_cli(&server, "alice")
-        .args(["--insecure", "send", "--room", "r", "x"])
-        .output()
-        .await
-        .expect("runs");
-    assert_eq!(insecure.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&insecure.stderr).contains("warning: --insecure"));
+    let (code, stderr) =
+        outcome(chat_cli(&server, "alice").args(["--insecure", "send", "--room", "r", "x"])).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("warning: --insecure"), "{stderr}");
 }
 
 #[tokio::test]

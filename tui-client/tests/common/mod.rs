@@ -162,12 +162,26 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// A `chat-cli` command for `user` against `server`, password in the environment.
 pub fn chat_cli(server: &TestServer, user: &str) -> tokio::process::Command {
+    chat_cli_at(&server.url(), user)
+}
+
+/// A `chat-cli` command for `user` against any server URL.
+pub fn chat_cli_at(url: &str, user: &str) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(bin("chat-cli"));
     command
-        .args(["--server", &server.url(), "--user", user])
+        .args(["--server", url, "--user", user])
         .env("CHAT_PASSWORD", PASSWORD)
         .env_remove("CHAT_SERVER")
         .env_remove("CHAT_USER")
         .kill_on_drop(true);
     command
+}
+
+/// Runs a command to the end: its exit code and its standard error.
+pub async fn outcome(command: &mut tokio::process::Command) -> (Option<i32>, String) {
+    let out = command.output().await.expect("the command runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
