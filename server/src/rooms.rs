@@ -54,6 +54,9 @@ struct Client {
     user: Arc<str>,
     outbox: Outbox,
     rooms: BTreeSet<String>,
+    /// Rooms whose resume is catching up: a second resume of one would
+    /// deliver its backlog twice, so it is ignored until the first ends.
+    resuming: BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -123,6 +126,25 @@ impl Registry {
         &self.store
     }
 
+    /// Starts a resume of `room` for `id`: `Some(true)` to go ahead,
+    /// `Some(false)` when it is a member already (answer like a plain join),
+    /// `None` when a resume of that room is under way (it will answer).
+    pub(crate) fn begin_resume(&self, id: ConnId, room: &str) -> Option<bool> {
+        let mut state = self.state();
+        let client = state.clients.get_mut(&id)?;
+        if client.rooms.contains(room) {
+            return Some(false);
+        }
+        client.resuming.insert(room.to_owned()).then_some(true)
+    }
+
+    /// Ends a resume that failed before `finish_resume` admitted it.
+    pub(crate) fn abort_resume(&self, id: ConnId, room: &str) {
+        if let Some(client) = self.state().clients.get_mut(&id) {
+            client.resuming.remove(room);
+        }
+    }
+
     /// Whether connection `id` is in `room`.
     pub(crate) fn is_member(&self, id: ConnId, room: &str) -> bool {
         self.state()
@@ -148,6 +170,7 @@ impl Registry {
                 user: user.into(),
                 outbox,
                 rooms: BTreeSet::new(),
+                resuming: BTreeSet::new(),
             },
         );
         id
@@ -218,6 +241,9 @@ impl Registry {
         }
         let last_seq = self.store.last_seq(room_name)?;
         let joined = self.admit(&mut guard, id, room_name, last_seq, Vec::new())?;
+        if let Some(client) = guard.clients.get_mut(&id) {
+            client.resuming.remove(room_name);
+        }
         send(&joined);
         Ok(Resumed::Admitted)
     }

@@ -389,3 +389,35 @@ async fn members_who_drop_and_resume_at_random_receive_every_message_in_order() 
         }
     }
 }
+
+#[tokio::test]
+async fn a_repeated_resume_request_still_delivers_each_message_once() {
+    let server = TestServer::with(|c| {
+        c.rate = 1e6;
+        c.burst = 1_000_000;
+    })
+    .await;
+    let mut alice = server.client("alice").await;
+    alice.join("r").await;
+    for i in 1..=250 {
+        send_acked(&mut alice, "r", &format!("m{i}"), &format!("c{i}")).await;
+    }
+    let mut bob = server.client("bob").await;
+    // Sent twice before the first can finish: the second is absorbed.
+    bob.send(join_since("r", 0)).await;
+    bob.send(join_since("r", 0)).await;
+    let mut got = Vec::new();
+    loop {
+        match bob.next().await {
+            ServerEvent::NewMessage(m) => got.push(m.seq),
+            ServerEvent::Joined { .. } => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(got, (1..=250).collect::<Vec<_>>());
+    // Nothing more follows: a room_list answer comes next, not a repeat.
+    bob.send(ClientEvent::ListRooms {}).await;
+    assert!(matches!(bob.next().await, ServerEvent::RoomList { .. }));
+    alice.close().await;
+    bob.close().await;
+}

@@ -203,10 +203,13 @@ impl Session {
                         format!("invalid room name {room:?}: {e}"),
                     )
                 })?;
-                match since {
+                let Some(since) = since else {
+                    return registry.join(self.id, &room).map_err(refusal);
+                };
+                match registry.begin_resume(self.id, &room) {
                     // The backlog is paged out in its own task, so this
                     // connection keeps reading (pongs, other rooms) meanwhile.
-                    Some(since) if !registry.is_member(self.id, &room) => {
+                    Some(true) => {
                         tokio::spawn(resume::resume(
                             self.app.clone(),
                             self.id,
@@ -216,7 +219,8 @@ impl Session {
                         ));
                         Ok(())
                     }
-                    _ => registry.join(self.id, &room).map_err(refusal),
+                    Some(false) => registry.join(self.id, &room).map_err(refusal),
+                    None => Ok(()),
                 }
             }
             ClientEvent::LeaveRoom { room } => registry.leave(self.id, &room).map_err(refusal),

@@ -30,7 +30,10 @@ pub(super) async fn resume(
     loop {
         let page = match store.after(&room, cursor, PAGE) {
             Ok(page) => page,
-            Err(e) => return fail(&outbox, refusal(e.into())),
+            Err(e) => {
+                app.registry.abort_resume(id, &room);
+                return fail(&outbox, refusal(e.into()));
+            }
         };
         let full = page.len() == PAGE;
         if let Some(gap) = gap_before(&room, cursor, page.first()) {
@@ -59,6 +62,7 @@ pub(super) async fn resume(
             Ok(Resumed::NotYet) => {}
             Err(e) => {
                 drop(slots);
+                app.registry.abort_resume(id, &room);
                 return fail(&outbox, refusal(e));
             }
         }
