@@ -4,8 +4,15 @@
 import { ApiError, Connection, postJson } from './connection.js';
 import { atBottom, cleanText, el, formatTime, plural } from './view.js';
 
-/** Messages kept per room; older ones are dropped from the page. */
+/** Messages kept per room; older ones are dropped from the page (and can be
+ * loaded again by scrolling up). */
 const MAX_KEPT = 500;
+/** Older messages asked for per `history` request. */
+const PAGE_SIZE = 50;
+/** Within this distance of the top of a conversation, older messages load. */
+const LOAD_OLDER_PX = 40;
+/** A rejoin the rate limit refused is tried again after this long. */
+const REJOIN_RETRY_MS = 1500;
 /** Consecutive messages of one sender within this time share one header. */
 const GROUP_MS = 3 * 60 * 1000;
 /** docs/protocol.md, section 8. */
@@ -53,13 +60,34 @@ const ui = {
 class Room {
   constructor(name) {
     this.name = name;
-    /** In the room on this connection, or to rejoin after a reconnect. */
+    /** In the room, or to rejoin after a reconnect. */
     this.joined = false;
+    /** A member on the current connection (its `joined` came). */
+    this.live = false;
+    /** A resume (`join_room` with `since`) is catching up. */
+    this.resuming = false;
     /** Members (each once, sorted), while joined. */
     this.members = [];
     /** Distinct users in the room as of the last `room_list`; null: unlisted. */
     this.count = null;
+    /** `last_activity` from the last `room_list` (ISO string or null). */
+    this.lastActivity = null;
+    /** Messages from others that arrived while the room was not shown. */
     this.unread = 0;
+    /** The first of those, where the "new messages" line goes. */
+    this.firstUnread = null;
+    /** The "N new messages" line now in the log, if any. */
+    this.marker = null;
+    /** Messages caught up by a resume while this room was shown. */
+    this.caughtUp = 0;
+    /** The newest `seq` received: a reconnect resumes after it. */
+    this.lastSeq = 0;
+    /** Whether older messages than the oldest shown may exist. */
+    this.hasOlder = false;
+    this.loadingOlder = false;
+    /** Messages sent and not yet confirmed, oldest first:
+     * `{clientId, text, seq, item}` (seq from the `ack`, item: the bubble). */
+    this.outbox = [];
     /** Unsent text typed for this room, kept while another room is open. */
     this.draft = '';
     /** The conversation, kept as its own element so switching rooms is cheap. */
@@ -68,8 +96,18 @@ class Room {
       tabIndex: 0,
       attrs: { role: 'log', 'aria-live': 'polite', 'aria-label': `Messages in ${name}` },
     });
-    this.seen = new Set();
+    this.olderButton = el('button', { type: 'button', className: 'load-older-button' }, 'Load older messages');
+    this.olderButton.addEventListener('click', () => loadOlder(this));
+    /** Always the log's first item; hidden when there is nothing older. */
+    this.loader = el('li', { className: 'load-older', hidden: true }, this.olderButton);
+    this.log.append(this.loader);
+    this.log.addEventListener('scroll', () => {
+      if (this.log.scrollTop < LOAD_OLDER_PX) loadOlder(this);
+    });
+    /** The previous message appended, for grouping; null after a notice. */
     this.last = null;
+    /** The day (toDateString) of the newest message appended. */
+    this.lastDay = null;
   }
 
   /** Members now: exact while joined, else the last listed count. */
@@ -223,23 +261,35 @@ function welcome(payload) {
   const rejoin = [...state.rooms.values()].filter((r) => r.joined);
   // The open room first, so its conversation resumes soonest.
   rejoin.sort((a, b) => (b === state.current) - (a === state.current));
-  for (const r of rejoin) state.conn.send('join_room', { room: r.name });
-  if (state.everConnected && state.current) {
-    notice(state.current, 'Reconnected. Messages sent while you were away are not shown.');
-  }
+  for (const r of rejoin) rejoinRoom(r);
+  if (state.everConnected && state.current) notice(state.current, 'Reconnected.');
   state.everConnected = true;
   hideChatError();
   render();
 }
 
+/** Joins a room again on a new connection: a resume after the newest message
+ * we have (the server sends what we missed, once), or a plain join for a room
+ * we never received anything from. */
+function rejoinRoom(r) {
+  r.live = false;
+  r.resuming = r.lastSeq > 0;
+  r.caughtUp = 0;
+  const payload = r.resuming ? { room: r.name, since: r.lastSeq } : { room: r.name };
+  return state.conn?.send('join_room', payload);
+}
+
 function lost(unanswered, reason) {
   if (state.current) notice(state.current, `Connection lost: ${reason}.`);
-  // A message the server never confirmed may not have arrived: give it back.
-  const unsent = unanswered.filter((req) => req.type === 'send_message');
-  for (const req of unsent) giveBack(req.payload.room, req.payload.text);
-  if (unsent.length) {
-    showChatError('The connection dropped before your message was confirmed; it is back in the box.');
+  for (const r of state.rooms.values()) {
+    r.live = false;
+    r.resuming = false;
+    r.loadingOlder = false;
+    setOlderButton(r);
   }
+  // Unconfirmed messages stay where they are, as "sending…": they go again,
+  // with the same client_id, once their room is joined again. The server
+  // stores each client_id once, so a message that did arrive is not doubled.
   render();
 }
 
@@ -247,7 +297,7 @@ function lost(unanswered, reason) {
 function handle({ type, payload }, request) {
   switch (type) {
     case 'joined':
-      return joined(payload.room, payload.members);
+      return joined(payload, request);
     case 'left':
       return left(payload.room);
     case 'member_joined':
@@ -256,6 +306,12 @@ function handle({ type, payload }, request) {
       return memberChanged(payload.room, payload.user, false);
     case 'new_message':
       return newMessage(payload);
+    case 'ack':
+      return acked(payload);
+    case 'history_page':
+      return historyPage(payload);
+    case 'history_gap':
+      return historyGap(payload);
     case 'room_list':
       return roomList(payload.rooms);
     case 'error':
@@ -266,12 +322,32 @@ function handle({ type, payload }, request) {
   }
 }
 
-function joined(name, members) {
+function joined({ room: name, members, last_seq: lastSeq, history }, request) {
   const r = room(name);
   const first = !r.joined;
   r.joined = true;
-  r.members = [...new Set(members.map(String))].sort(byteOrder);
+  r.live = true;
+  const resumed = r.resuming || request?.payload?.since !== undefined;
+  r.resuming = false;
+  r.caughtUp = 0;
+  r.members = [...new Set((members ?? []).map(String))].sort(byteOrder);
+  const newest = Number(lastSeq ?? 0);
+  if (resumed && newest < r.lastSeq) {
+    // The server's data was reset: its numbers start again.
+    notice(r, 'The server’s message history was reset; earlier messages above may not match.');
+    r.lastSeq = newest;
+  }
+  // Scrollback on a plain join; a resume's messages came before `joined`.
+  const shown = (Array.isArray(history) ? history : []).filter((m) => Number(m.seq) > r.lastSeq);
+  if (shown.length) {
+    const oldest = Number(shown[0].seq);
+    if (r.lastSeq === 0) r.hasOlder = oldest > 1;
+    for (const m of shown) addMessage(r, m, { history: true });
+  }
+  r.lastSeq = Math.max(r.lastSeq, newest);
   if (first) notice(r, `You joined ${name}.`);
+  setOlderButton(r);
+  resendPending(r);
   const asked = state.openOnJoin === name;
   if (asked || !state.current) {
     state.openOnJoin = null;
@@ -287,8 +363,17 @@ function left(name) {
   const r = state.rooms.get(name);
   if (!r) return;
   r.joined = false;
+  r.live = false;
+  r.resuming = false;
   r.members = [];
   r.unread = 0;
+  r.firstUnread = null;
+  // Whatever was still unconfirmed goes back to the box.
+  for (const p of r.outbox.splice(0)) {
+    p.item.remove();
+    giveBack(r.name, p.text);
+  }
+  setOlderButton(r);
   if (state.current === r) {
     const next = [...state.rooms.values()].find((other) => other.joined);
     open(next ?? null);
@@ -299,7 +384,7 @@ function left(name) {
 
 function memberChanged(name, user, present) {
   const r = state.rooms.get(name);
-  if (!r?.joined) return;
+  if (!r?.live) return;
   const others = r.members.filter((m) => m !== user);
   r.members = present ? [...others, String(user)].sort(byteOrder) : others;
   notice(r, present ? `${user} joined.` : `${user} left.`);
@@ -309,24 +394,115 @@ function memberChanged(name, user, present) {
 
 function newMessage(m) {
   const r = state.rooms.get(m.room);
-  if (!r?.joined || r.seen.has(m.id)) return;
-  r.seen.add(m.id);
-  const own = m.from === state.me;
-  append(r, messageItem(r, m, own), own);
-  if (r !== state.current && !own) r.unread += 1;
+  if (!r?.joined) return;
+  addMessage(r, m);
   renderRooms();
+}
+
+/** Shows a live or caught-up message once: a `seq` we already have is
+ * ignored (the server never repeats one; this is a safety net). */
+function addMessage(r, m, { history = false } = {}) {
+  const seq = Number(m.seq);
+  if (!Number.isSafeInteger(seq) || seq <= r.lastSeq) return;
+  r.lastSeq = seq;
+  const own = m.from === state.me;
+  // Our own message's bubble, if this is the copy of one we sent.
+  const mine = own ? r.outbox.findIndex((p) => p.seq === seq) : -1;
+  if (mine >= 0) r.outbox.splice(mine, 1)[0].item.remove();
+  const item = messageItem(r, m, own);
+  append(r, item, own && !history);
+  if (own || history) return;
+  if (r !== state.current) {
+    if (r.unread === 0) r.firstUnread = item;
+    r.unread += 1;
+  } else if (r.resuming) {
+    // Caught up while this room was shown but the connection was down.
+    r.caughtUp += 1;
+    if (r.caughtUp === 1) placeMarker(r, item, 1);
+    else r.marker.textContent = plural(r.caughtUp, 'new message');
+  }
+}
+
+function acked({ room: name, seq, client_id: clientId }) {
+  const r = state.rooms.get(name);
+  const p = r?.outbox.find((q) => q.clientId === clientId);
+  if (!p) return;
+  p.seq = Number(seq);
+  // A resend of a message that had arrived: its copy is already shown.
+  if (p.seq <= r.lastSeq) {
+    r.outbox.splice(r.outbox.indexOf(p), 1);
+    p.item.remove();
+  }
+}
+
+function historyGap({ room: name, from, to }) {
+  const r = state.rooms.get(name);
+  if (!r?.joined) return;
+  const text =
+    Number(from) === Number(to)
+      ? `Message ${from} is no longer available.`
+      : `Messages ${from}–${to} are no longer available.`;
+  append(r, el('li', { className: 'notice gap', attrs: { role: 'note' } }, text));
+  r.last = null;
+  r.lastSeq = Math.max(r.lastSeq, Number(to) || 0);
+}
+
+/** Asks for the page of messages before the oldest one shown. */
+function loadOlder(r) {
+  if (!r.hasOlder || r.loadingOlder || !r.live) return;
+  const oldest = oldestSeq(r);
+  if (oldest === null) {
+    r.hasOlder = false;
+    setOlderButton(r);
+    return;
+  }
+  if (state.conn?.send('history', { room: r.name, before: oldest, limit: PAGE_SIZE })) return;
+  r.loadingOlder = true;
+  setOlderButton(r);
+}
+
+function historyPage({ room: name, messages, first_seq: firstSeq }) {
+  const r = state.rooms.get(name);
+  if (!r) return;
+  r.loadingOlder = false;
+  const oldest = oldestSeq(r);
+  const page = (Array.isArray(messages) ? messages : []).filter(
+    (m) => oldest === null || Number(m.seq) < oldest,
+  );
+  r.hasOlder = page.length > 0 && firstSeq !== null && firstSeq !== undefined && Number(page[0].seq) > Number(firstSeq);
+  keepInView(r, () => {
+    if (page.length) prepend(r, page);
+    setOlderButton(r);
+  });
+}
+
+/** Runs `change` (above what is shown) keeping the oldest message shown at
+ * the same place on screen. */
+function keepInView(r, change) {
+  const anchor = r.log.querySelector('.msg[data-seq]');
+  if (!anchor) {
+    change();
+    return;
+  }
+  const offset = () => anchor.getBoundingClientRect().top - r.log.getBoundingClientRect().top;
+  const before = offset();
+  change();
+  r.log.scrollTop += offset() - before;
 }
 
 function roomList(listed) {
   const names = new Set();
-  for (const { name, members } of listed) {
+  for (const { name, members, last_activity: lastActivity } of listed) {
     names.add(name);
-    room(name).count = members;
+    const r = room(name);
+    r.count = members;
+    r.lastActivity = lastActivity ?? null;
   }
   for (const [name, r] of state.rooms) {
     if (names.has(name)) continue;
     r.count = null;
-    // A room nobody is in has ceased to exist; forget it unless it is ours.
+    // A room with neither members nor messages has ceased to exist; forget
+    // it unless it is ours.
     if (!r.joined && r !== state.current) state.rooms.delete(name);
   }
   renderRooms();
@@ -335,15 +511,27 @@ function roomList(listed) {
 function serverError({ code, message }, request) {
   const what = request?.type;
   if (what === 'join_room') {
+    const r = state.rooms.get(request.payload.room);
+    if (r?.joined && code === 'rate_limited') {
+      // A rejoin after a reconnect: try again shortly.
+      setTimeout(() => {
+        if (r.joined && !r.live && state.conn?.connected) rejoinRoom(r);
+      }, REJOIN_RETRY_MS);
+      return;
+    }
     ui.joinError.textContent =
       code === 'too_many_rooms' ? 'You are in as many rooms as the server allows; leave one first.' : message;
-    const r = state.rooms.get(request.payload.room);
     // A rejoin the server refused: stop pretending to be in that room.
-    if (r?.joined && code !== 'rate_limited') left(r.name);
+    if (r?.joined) left(r.name);
     return;
   }
   if (what === 'send_message') {
-    giveBack(request.payload.room, request.payload.text);
+    const r = state.rooms.get(request.payload.room);
+    const i = r ? r.outbox.findIndex((p) => p.clientId === request.payload.client_id) : -1;
+    if (i < 0) return; // Confirmed meanwhile, or given back already.
+    const [p] = r.outbox.splice(i, 1);
+    p.item.remove();
+    giveBack(r.name, p.text);
     const why =
       code === 'rate_limited'
         ? 'You are sending too fast'
@@ -352,6 +540,14 @@ function serverError({ code, message }, request) {
           : message;
     showChatError(`Not sent: ${why}. Your message is back in the box.`);
     return;
+  }
+  if (what === 'history') {
+    const r = state.rooms.get(request.payload.room);
+    if (r) {
+      r.loadingOlder = false;
+      setOlderButton(r);
+    }
+    if (code === 'rate_limited' || code === 'not_in_room') return; // Scrolling up asks again.
   }
   if (what === 'list_rooms' && code === 'rate_limited') return; // Asked again later anyway.
   showChatError(message);
@@ -367,6 +563,19 @@ function giveBack(name, text) {
   } else if (!r.draft) {
     r.draft = text;
   }
+}
+
+/** Sends again, with their client_id, the messages of `r` never confirmed. */
+function resendPending(r) {
+  for (const p of r.outbox) {
+    if (p.seq !== null) continue; // Confirmed; its copy is on its way.
+    sendPending(r, p);
+  }
+}
+
+function sendPending(r, p) {
+  if (!state.conn) return 'offline';
+  return state.conn.send('send_message', { room: r.name, text: p.text, client_id: p.clientId });
 }
 
 function refreshRoomListSoon() {
@@ -438,18 +647,34 @@ function sendComposed() {
   const r = state.current;
   const text = ui.composerInput.value;
   if (!r || !text.trim()) return;
-  const why = state.conn ? state.conn.send('send_message', { room: r.name, text }) : 'offline';
-  if (why === 'too_big') {
+  if (!state.conn?.connected) {
+    showChatError('Not connected: your message is kept here until the connection is back.');
+    return;
+  }
+  const p = { clientId: newClientId(), text, seq: null, item: null };
+  if (state.conn.tooBig('send_message', { room: r.name, text, client_id: p.clientId })) {
     const max = state.conn.limits.max_message_bytes;
     showChatError(`That message is too long: the server takes at most ${Math.floor(max / 1024)} KiB.`);
     return;
   }
-  if (why) {
+  // While its room is rejoining, the message waits as "sending…" and goes
+  // once the room's `joined` arrives (resendPending).
+  if (r.live && sendPending(r, p)) {
     showChatError('Not connected: your message is kept here until the connection is back.');
     return;
   }
+  p.item = pendingItem(text);
+  r.outbox.push(p);
+  r.log.append(p.item);
+  r.log.scrollTop = r.log.scrollHeight;
   ui.composerInput.value = '';
   hideChatError();
+}
+
+/** A random id for a message, so that resending it can never double it. */
+function newClientId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return `w-${[...bytes].map((b) => b.toString(16).padStart(2, '0')).join('')}`;
 }
 
 ui.roomsToggle.addEventListener('click', () => toggleDrawer(ui.roomsToggle, ui.roomsPane));
@@ -489,9 +714,18 @@ function open(r) {
   state.current?.log.remove();
   state.current = r;
   if (r) {
-    r.unread = 0;
     ui.messageArea.append(r.log);
-    r.log.scrollTop = r.log.scrollHeight;
+    r.marker?.remove();
+    r.marker = null;
+    if (r.unread > 0) {
+      // Where what arrived meanwhile begins, scrolled into view.
+      placeMarker(r, r.firstUnread?.isConnected ? r.firstUnread : null, r.unread);
+      r.log.scrollTop = Math.max(0, r.marker.offsetTop - r.log.offsetTop - 16);
+    } else {
+      r.log.scrollTop = r.log.scrollHeight;
+    }
+    r.unread = 0;
+    r.firstUnread = null;
     ui.composerInput.value = r.draft;
     r.draft = '';
   } else {
@@ -499,6 +733,13 @@ function open(r) {
   }
   hideChatError();
   render();
+}
+
+/** Puts the "N new messages" line before `item` (null: at the top). */
+function placeMarker(r, item, count) {
+  r.marker?.remove();
+  r.marker = el('li', { className: 'unread-marker', attrs: { role: 'separator' } }, plural(count, 'new message'));
+  r.log.insertBefore(r.marker, item ?? r.loader.nextSibling);
 }
 
 function render() {
@@ -518,6 +759,7 @@ function renderRooms() {
         size === null ? null : plural(size, 'member'),
         r.joined ? 'joined' : 'not joined',
         r.unread ? plural(r.unread, 'unread message') : null,
+        r.lastActivity ? `last message ${activityText(r.lastActivity).long}` : null,
       ]
         .filter(Boolean)
         .join(', ');
@@ -533,6 +775,13 @@ function renderRooms() {
         el('span', { className: 'room-name' }, r.name),
         r.joined ? el('span', { className: 'joined-mark', title: 'Joined' }, 'joined') : null,
         r.unread ? el('span', { className: 'badge unread' }, String(r.unread)) : null,
+        r.lastActivity
+          ? el(
+              'time',
+              { className: 'room-activity', dateTime: String(r.lastActivity), title: `Last message: ${activityText(r.lastActivity).long}` },
+              activityText(r.lastActivity).short,
+            )
+          : null,
         size === null ? null : el('span', { className: 'room-count', title: plural(size, 'member') }, String(size)),
       );
       button.addEventListener('click', () => openOrJoin(r.name));
@@ -544,6 +793,19 @@ function renderRooms() {
   ui.roomsToggleUnread.hidden = unread === 0;
   ui.roomsToggleUnread.textContent = String(unread);
   document.title = unread ? `(${unread}) Chat` : state.current ? `${state.current.name} · Chat` : 'Chat';
+}
+
+/** When a room was last written in: the time today, else the date. */
+function activityText(iso) {
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) return { short: '', long: '' };
+  const today = at.toDateString() === new Date().toDateString();
+  return {
+    short: today
+      ? at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+      : at.toLocaleDateString([], { month: 'short', day: 'numeric' }),
+    long: formatTime(iso).long,
+  };
 }
 
 function renderConversation() {
@@ -589,11 +851,20 @@ function hideChatError() {
   ui.chatError.textContent = '';
 }
 
-/** Adds an item to a room's log, keeping the view at the bottom if it was. */
+/** Adds an item to a room's log (above any "sending…" bubbles), keeping the
+ * view at the bottom if it was. */
 function append(r, item, forceScroll = false) {
   const follow = forceScroll || atBottom(r.log);
-  r.log.append(item);
-  while (r.log.childElementCount > MAX_KEPT) r.log.firstElementChild.remove();
+  r.log.insertBefore(item, r.outbox.find((p) => p.item?.isConnected)?.item ?? null);
+  let trimmed = false;
+  while (r.log.childElementCount > MAX_KEPT + 1) {
+    r.loader.nextElementSibling.remove();
+    trimmed = true;
+  }
+  if (trimmed && !r.hasOlder) {
+    r.hasOlder = true;
+    setOlderButton(r);
+  }
   if (follow) r.log.scrollTop = r.log.scrollHeight;
 }
 
@@ -602,19 +873,36 @@ function notice(r, text) {
   append(r, el('li', { className: 'notice' }, text));
 }
 
+/** A message's item, preceded in the log by a day line when the day changes. */
 function messageItem(r, m, own) {
-  const at = new Date(m.sent_at);
-  const previous = r.last;
-  const day = at.toDateString();
-  if (previous && previous.day !== day) {
-    append(r, el('li', { className: 'day' }, at.toLocaleDateString([], { dateStyle: 'medium' })));
+  const day = new Date(m.sent_at).toDateString();
+  if (r.lastDay !== day) {
+    append(r, dayItem(m.sent_at));
+    r.last = null;
   }
+  r.lastDay = day;
+  const item = renderMessage(m, own, r.last);
+  r.last = { from: m.from, at: new Date(m.sent_at), day };
+  return item;
+}
+
+function dayItem(sentAt) {
+  const at = new Date(sentAt);
+  return el('li', { className: 'day', dataset: { day: at.toDateString() } }, at.toLocaleDateString([], { dateStyle: 'medium' }));
+}
+
+/** One message; `previous` (or null) is the one above it, for grouping. */
+function renderMessage(m, own, previous) {
+  const at = new Date(m.sent_at);
+  const day = at.toDateString();
   const grouped = previous !== null && previous.from === m.from && previous.day === day && at - previous.at < GROUP_MS;
-  r.last = { from: m.from, at, day };
   const time = formatTime(m.sent_at);
   return el(
     'li',
-    { className: `msg${own ? ' own' : ''}${grouped ? ' grouped' : ''}`, dataset: { id: String(m.id) } },
+    {
+      className: `msg${own ? ' own' : ''}${grouped ? ' grouped' : ''}`,
+      dataset: { id: String(m.id), seq: String(m.seq) },
+    },
     own || grouped ? null : avatar(m.from),
     el(
       'div',
@@ -631,6 +919,55 @@ function messageItem(r, m, own) {
       grouped ? el('time', { className: 'grouped-time', dateTime: String(m.sent_at), title: time.long }, time.short) : null,
     ),
   );
+}
+
+/** Our own message before the server confirmed it. */
+function pendingItem(text) {
+  return el(
+    'li',
+    { className: 'msg own pending' },
+    el(
+      'div',
+      { className: 'body' },
+      el('div', { className: 'meta' }, el('bdi', { className: 'from' }, 'You'), el('span', { className: 'status' }, 'Sending…')),
+      el('p', { className: 'text', dir: 'auto' }, cleanText(text)),
+    ),
+  );
+}
+
+/** Puts a page of older messages (oldest first) above what is shown. */
+function prepend(r, page) {
+  const items = [];
+  let previous = null;
+  let lastDay = null;
+  for (const m of page) {
+    const day = new Date(m.sent_at).toDateString();
+    if (day !== lastDay) {
+      items.push(dayItem(m.sent_at));
+      previous = null;
+    }
+    lastDay = day;
+    items.push(renderMessage(m, m.from === state.me, previous));
+    previous = { from: m.from, at: new Date(m.sent_at), day };
+  }
+  const next = r.loader.nextElementSibling;
+  // The day line that used to open the log is now said by the page's own.
+  if (next?.classList.contains('day') && next.dataset.day === lastDay) next.remove();
+  r.loader.after(...items);
+  if (r.lastDay === null) r.lastDay = lastDay;
+}
+
+/** The smallest `seq` shown in `r`, or null. */
+function oldestSeq(r) {
+  const first = r.log.querySelector('.msg[data-seq]');
+  return first ? Number(first.dataset.seq) : null;
+}
+
+function setOlderButton(r) {
+  r.loader.hidden = !r.hasOlder;
+  r.olderButton.disabled = r.loadingOlder || !r.live;
+  r.olderButton.textContent = r.loadingOlder ? 'Loading older messages…' : 'Load older messages';
+  r.log.setAttribute('aria-busy', String(r.loadingOlder));
 }
 
 /** A round badge with the name's initial, coloured by a hash of the name so

@@ -74,7 +74,7 @@ export function retryDelay(attempt, random = Math.random) {
  * - `onWelcome(payload)` once per socket, before any other event.
  * - `onEvent(event, request)`: every server event after `welcome`. `request`
  *   is the `{type, payload}` this client sent that the event answers
- *   (`joined`, `left`, `room_list`, `error`, or our own `new_message`), else null.
+ *   (`joined`, `left`, `ack`, `history_page`, `room_list` or `error`), else null.
  * - `onLost(unanswered)`: the socket dropped; `unanswered` lists the requests
  *   the server never answered (a message in it may or may not have arrived).
  * - `onFatal(message)`: giving up for good (wrong password, unknown version).
@@ -90,8 +90,8 @@ export class Connection {
   #pollTimer = null;
   #lastFrameAt = 0;
   #stopped = false;
-  /** Requests sent on the current socket and not answered yet, oldest first:
-   * the server answers each connection's frames in the order they came. */
+  /** Requests sent on the current socket and not answered yet, oldest first
+   * (see `#answered`). */
   #pending = [];
 
   constructor(credentials, callbacks) {
@@ -156,10 +156,23 @@ export class Connection {
   send(type, payload) {
     if (!this.connected) return 'offline';
     const frame = JSON.stringify({ type, payload });
-    if (new TextEncoder().encode(frame).length > this.#limits.max_message_bytes) return 'too_big';
+    if (this.#tooBig(frame)) return 'too_big';
     this.#ws.send(frame);
-    this.#pending.push({ type, payload });
+    // A resuming join is answered once its catch-up is done, possibly after
+    // the answers to later requests (docs/protocol.md, section 4).
+    const resume = type === 'join_room' && payload.since !== undefined;
+    this.#pending.push({ type, payload, resume, started: false });
     return null;
+  }
+
+  /** Whether an event would exceed the server's `max_message_bytes` (false
+   * before the first `welcome`: the limit is not known yet). */
+  tooBig(type, payload) {
+    return this.#limits !== null && this.#tooBig(JSON.stringify({ type, payload }));
+  }
+
+  #tooBig(frame) {
+    return new TextEncoder().encode(frame).length > this.#limits.max_message_bytes;
   }
 
   #state(state, extra = {}) {
@@ -265,18 +278,67 @@ export class Connection {
     }, POLL_MS);
   }
 
-  /** Which of our requests this event answers, if any (and forgets it). */
+  /**
+   * Which of our requests this event answers, if any (and forgets it).
+   *
+   * The server handles a connection's requests in order, and answers them in
+   * that order, with one exception: a resuming `join_room` (with `since`) is
+   * accepted or refused in order (`rate_limited` and the like), but its
+   * `joined`, or a late `too_many_rooms` or `internal`, comes after its
+   * catch-up, possibly after answers to later requests. So answers that name
+   * their request (`joined` and `history_page` by room, `ack` by `client_id`,
+   * ...) are matched by that, and an `error`, which names nothing, goes to the
+   * oldest request still due an answer in order; resumes known to be past
+   * that point ("started") only take the errors a catch-up can end with.
+   */
   #answered(type, payload) {
-    const head = this.#pending[0];
-    if (!head) return null;
-    const answers =
-      ['joined', 'left', 'room_list', 'error'].includes(type) ||
-      (type === 'new_message' &&
-        head.type === 'send_message' &&
-        payload.from === this.#user &&
-        payload.room === head.payload.room &&
-        payload.text === head.payload.text);
-    return answers ? this.#pending.shift() : null;
+    const pending = this.#pending;
+    const take = (match) => {
+      const i = pending.findIndex(match);
+      if (i < 0) return null;
+      // An in-order answer to this request: every resume sent before it got
+      // past its own in-order step without an error.
+      for (const earlier of pending.slice(0, i)) if (earlier.resume) earlier.started = true;
+      return pending.splice(i, 1)[0];
+    };
+    const room = payload.room;
+    switch (type) {
+      case 'joined':
+        // The resume (or plain join) for this room, wherever it is in line.
+        return strip(take((r) => r.type === 'join_room' && r.payload.room === room));
+      case 'left':
+        return strip(take((r) => r.type === 'leave_room' && r.payload.room === room));
+      case 'ack':
+        return strip(
+          take((r) => r.type === 'send_message' && r.payload.room === room && (r.payload.client_id ?? null) === (payload.client_id ?? null)),
+        );
+      case 'history_page':
+        return strip(take((r) => r.type === 'history' && r.payload.room === room));
+      case 'room_list':
+        return strip(take((r) => r.type === 'list_rooms'));
+      case 'new_message':
+      case 'history_gap':
+        // Not answers; but a catch-up under way shows its resume was accepted.
+        for (const r of pending) if (r.resume && r.payload.room === room) r.started = true;
+        return null;
+      case 'error': {
+        const late = payload.code === 'too_many_rooms' || payload.code === 'internal';
+        const due = pending.findIndex((r) => !(r.resume && r.started));
+        const head = pending[due];
+        // A late refusal of a resume, unless the request due in order could
+        // have earned that same code itself.
+        const couldBeHead =
+          head !== undefined &&
+          (payload.code === 'internal' ? head.type !== 'leave_room' : head.type === 'join_room');
+        if (late && !couldBeHead) {
+          const resumed = pending.findIndex((r) => r.resume && r.started);
+          if (resumed >= 0) return strip(pending.splice(resumed, 1)[0]);
+        }
+        return due < 0 ? null : strip(take((r, i) => i === due));
+      }
+      default:
+        return null;
+    }
   }
 
   /** Gives up on a silent socket without waiting for a close handshake that
@@ -290,7 +352,7 @@ export class Connection {
 
   #lost(reason) {
     clearInterval(this.#pollTimer);
-    const unanswered = this.#pending;
+    const unanswered = this.#pending.map(strip);
     this.#pending = [];
     this.#ws = null;
     const wasConnected = this.#user !== null;
@@ -321,6 +383,11 @@ export class Connection {
     this.#state('offline', { reason: message });
     this.#callbacks.onFatal?.(message);
   }
+}
+
+/** A request as it was sent, without the bookkeeping. */
+function strip(request) {
+  return request === null ? null : { type: request.type, payload: request.payload };
 }
 
 /** A person's reading of a close code (docs/protocol.md, section 7). */

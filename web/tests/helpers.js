@@ -231,9 +231,10 @@ export async function say(page, text) {
   await messageText(page, text, { own: true }).waitFor();
 }
 
-/** The text of a message in the open room, matched exactly. */
+/** The text of a message in the open room, matched exactly (not counting
+ * our own still waiting for the server's confirmation). */
 export function messageText(page, text, { own = false } = {}) {
-  return page.locator(`#message-area .msg${own ? '.own' : ''} .text`).filter({ hasText: exactly(text) });
+  return page.locator(`#message-area .msg:not(.pending)${own ? '.own' : ''} .text`).filter({ hasText: exactly(text) });
 }
 
 /** A pattern matching the whole of `text`, nothing more. */
