@@ -237,6 +237,14 @@ async fn a_resume_under_load_continues_with_no_gap_and_no_duplicate() {
     bob.close().await;
 }
 
+/// Joins `room` after the newest message received in it (a plain join if none).
+fn resume_from(got: &BTreeMap<&str, Vec<u64>>, room: &str) -> ClientEvent {
+    ClientEvent::JoinRoom {
+        room: room.into(),
+        since: got.get(room).and_then(|seqs| seqs.last().copied()),
+    }
+}
+
 /// A small deterministic generator, so a failing run can be replayed from its seed.
 struct Rng(u64);
 
@@ -309,13 +317,7 @@ async fn members_who_drop_and_resume_at_random_receive_every_message_in_order() 
             for _ in 0..6 {
                 let mut client = remote.client_for(&user).await;
                 for room in rooms {
-                    let since = got.get(room).and_then(|v| v.last().copied());
-                    client
-                        .send(ClientEvent::JoinRoom {
-                            room: room.into(),
-                            since,
-                        })
-                        .await;
+                    client.send(resume_from(&got, room)).await;
                 }
                 let budget = 20 + rng.below(120);
                 for _ in 0..budget {
@@ -346,13 +348,7 @@ async fn members_who_drop_and_resume_at_random_receive_every_message_in_order() 
         let (user, mut got) = reader.await.expect("reader");
         let mut client = server.client_for(&user).await;
         for room in rooms {
-            let since = got.get(room).and_then(|v| v.last().copied());
-            client
-                .send(ClientEvent::JoinRoom {
-                    room: room.into(),
-                    since,
-                })
-                .await;
+            client.send(resume_from(&got, room)).await;
             loop {
                 match client.next().await {
                     ServerEvent::NewMessage(m) => got.entry(room).or_default().push(m.seq),
