@@ -2,29 +2,26 @@
 // each other through the same server, both ways.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 
 import {
-  CLI_BIN,
   ChatServer,
+  CLI_SKIP,
+  exitOf,
   joinRoom,
   launchBrowser,
   messageText,
   openPage,
-  PASSWORD,
+  runCli,
   say,
   signIn,
-  waitForMember,
   WAIT,
+  waitForMember,
   withTimeout,
 } from './helpers.js';
 
-const skip = existsSync(CLI_BIN)
-  ? false
-  : `chat-cli not found at ${CLI_BIN}: build it (cargo build --bin chat-cli) or set CHAT_CLI_BIN`;
+const skip = CLI_SKIP;
 
 let server;
 let browser;
@@ -40,12 +37,9 @@ after(async () => {
   await server?.dispose();
 });
 
-/** Runs chat-cli as `user`; the password goes in the environment, as documented. */
+/** Runs chat-cli as `user` against this file's server. */
 function cli(user, args) {
-  return spawn(CLI_BIN, ['--server', server.url, '--user', user, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, CHAT_PASSWORD: PASSWORD },
-  });
+  return runCli(server, user, args);
 }
 
 function parseOrNull(line) {
@@ -54,10 +48,6 @@ function parseOrNull(line) {
   } catch {
     return null; // the test fails on the missing line, naming what was printed
   }
-}
-
-function exitOf(child) {
-  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
 }
 
 test('a browser and chat-cli exchange messages both ways', { skip }, async () => {

@@ -16,6 +16,10 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '../..');
 export const SERVER_BIN = process.env.CHAT_SERVER_BIN || path.join(REPO, 'target/debug/chat-server');
 export const CLI_BIN = process.env.CHAT_CLI_BIN || path.join(REPO, 'target/debug/chat-cli');
+/** `false` when chat-cli is built, else why the tests that need it are skipped. */
+export const CLI_SKIP = existsSync(CLI_BIN)
+  ? false
+  : `chat-cli not found at ${CLI_BIN}: build it (cargo build --bin chat-cli) or set CHAT_CLI_BIN`;
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 /** Screenshots, for people to look at. */
 export const OUTPUT = path.join(here, 'output');
@@ -253,4 +257,17 @@ export async function screenshot(page, name) {
   const file = path.join(OUTPUT, name);
   await page.screenshot({ path: file });
   return file;
+}
+
+/** Runs chat-cli as `user` against `server`; the password goes in the environment, as documented. */
+export function runCli(server, user, args, stdio = ['ignore', 'pipe', 'pipe']) {
+  return spawn(CLI_BIN, ['--server', server.url, '--user', user, ...args], {
+    stdio,
+    env: { ...process.env, CHAT_PASSWORD: PASSWORD },
+  });
+}
+
+/** Resolves with a child's exit code (or the signal that ended it). */
+export function exitOf(child) {
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
 }

@@ -5,19 +5,18 @@
 // sent with the terminal client, chat-cli.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
 import {
-  CLI_BIN,
   ChatServer,
+  CLI_SKIP,
   exactly,
+  exitOf,
   joinRoom,
   launchBrowser,
   messageText,
   openPage,
-  PASSWORD,
+  runCli,
   say,
   screenshot,
   signIn,
@@ -26,9 +25,7 @@ import {
   withTimeout,
 } from './helpers.js';
 
-const skip = existsSync(CLI_BIN)
-  ? false
-  : `chat-cli not found at ${CLI_BIN}: build it (cargo build --bin chat-cli) or set CHAT_CLI_BIN`;
+const skip = CLI_SKIP;
 
 let browser;
 
@@ -44,13 +41,10 @@ after(async () => {
 /** Sends each of `lines` to `room` as `user` with chat-cli, which exits once
  * the server has relayed them all. */
 async function cliSend(server, user, room, lines) {
-  const child = spawn(CLI_BIN, ['--server', server.url, '--user', user, 'send', '--room', room], {
-    stdio: ['pipe', 'ignore', 'pipe'],
-    env: { ...process.env, CHAT_PASSWORD: PASSWORD },
-  });
+  const child = runCli(server, user, ['send', '--room', room], ['pipe', 'ignore', 'pipe']);
   const stderr = [];
   child.stderr.on('data', (c) => stderr.push(String(c)));
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
+  const exited = exitOf(child);
   child.stdin.end(`${lines.join('\n')}\n`);
   let code;
   try {
