@@ -17,7 +17,7 @@ use chat_protocol::http::{Credentials, HttpError, LoginResponse, RegisterRespons
 use chat_protocol::ErrorCode;
 use serde::Deserialize;
 
-use crate::auth::{AuthError, TicketError};
+use crate::auth::{retry_secs, AuthError, TicketError};
 use crate::server::AppState;
 use crate::{origin, session, web};
 
@@ -104,11 +104,6 @@ impl From<AuthError> for ApiError {
             }
         }
     }
-}
-
-/// Whole seconds to wait, rounded up: never tells a client to come back early.
-pub(crate) fn retry_secs(wait: Duration) -> u64 {
-    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 fn credentials(body: Result<Json<Credentials>, JsonRejection>) -> Result<Credentials, ApiError> {

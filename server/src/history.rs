@@ -4,13 +4,19 @@
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chat_protocol::ChatMessage;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// File name of the message database inside the data directory.
 pub const MESSAGES_FILE: &str = "messages.db";
+
+/// Milliseconds since the Unix epoch, as message ages are stored.
+pub(crate) fn unix_millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// How hard SQLite works to keep a committed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

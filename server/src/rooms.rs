@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use axum::extract::ws::Utf8Bytes;
 use chat_protocol::{ChatMessage, RoomInfo, ServerEvent};
 use tokio::sync::mpsc;
 
-use crate::history::{HistoryError, MessageStore};
+use crate::history::{unix_millis, HistoryError, MessageStore};
 use crate::session::Outbox;
 
 /// Identifies one connection for its lifetime.
@@ -340,9 +340,7 @@ impl Registry {
         }
         let room = state.rooms.get(room_name).ok_or_else(not_in_room)?;
         let now = SystemTime::now();
-        let sent_ms = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let sent_ms = unix_millis(now);
         let sent_at = humantime::format_rfc3339_millis(now).to_string();
         // Stored (committed) before anyone hears of it: nobody ever sees a
         // message that a crash could lose.

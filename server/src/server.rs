@@ -174,9 +174,7 @@ async fn prune_old_messages(app: Arc<AppState>, every: Duration) {
             () = app.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now_ms = crate::history::unix_millis(std::time::SystemTime::now());
         match app.registry.store().prune_by_age(now_ms) {
             Ok(0) => {}
             Ok(n) => tracing::info!(messages = n, "retention: forgot old messages"),

@@ -27,7 +27,7 @@ pub(crate) const MAX_PASSWORD_LEN: usize = 1024;
 pub(crate) enum AuthError {
     #[error("wrong user name or password")]
     InvalidCredentials,
-    #[error("too many failed logins; retry in {} s", crate::api::retry_secs(*.0))]
+    #[error("too many failed logins; retry in {} s", retry_secs(*.0))]
     TooManyAttempts(Duration),
     #[error("{0}")]
     InvalidRequest(String),
@@ -44,6 +44,11 @@ impl From<StoreError> for AuthError {
             e => Self::Internal(e.to_string()),
         }
     }
+}
+
+/// Whole seconds to wait, rounded up: never tells a client to come back early.
+pub(crate) fn retry_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// A successful login.

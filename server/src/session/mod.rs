@@ -258,14 +258,13 @@ impl Session {
                 let limit =
                     limit.map_or(DEFAULT_HISTORY_PAGE, |l| (l as usize).min(MAX_HISTORY_PAGE));
                 let store = registry.store();
-                let page = store
-                    .before(&room, before, limit)
-                    .and_then(|messages| Ok((messages, store.first_seq(&room)?)))
-                    .map_err(|e| refusal(e.into()))?;
+                let storage = |e: crate::history::HistoryError| refusal(e.into());
+                let messages = store.before(&room, before, limit).map_err(storage)?;
+                let first_seq = store.first_seq(&room).map_err(storage)?;
                 self.reply(&ServerEvent::HistoryPage {
                     room,
-                    messages: page.0,
-                    first_seq: page.1,
+                    messages,
+                    first_seq,
                 });
                 Ok(())
             }
