@@ -7,7 +7,7 @@ use chat_protocol::{ChatMessage, ClientEvent, ErrorCode, ServerEvent};
 use clap::{Parser, Subcommand};
 
 use crate::args::ConnectArgs;
-use crate::client::{connect, spawn_session, ClientError, Command, Connection, SessionEvent};
+use crate::client::{connect, spawn_session_on, ClientError, Command, Connection, SessionEvent};
 use crate::tui::text::sanitize;
 
 /// Exit codes, one per kind of failure a script may want to tell apart.
@@ -166,8 +166,8 @@ async fn tail(
 ) -> Result<(), ClientError> {
     // The first connection is made here so that a wrong password or a dead
     // server fails at once with its exit code; later drops reconnect.
-    connect(&config).await?.close().await;
-    let mut session = spawn_session(config, vec![(room.clone(), since)]);
+    let first = connect(&config).await?;
+    let mut session = spawn_session_on(config, vec![(room.clone(), since)], first);
     let mut stdout = std::io::stdout();
     let stop = stop_signal();
     tokio::pin!(stop);

@@ -11,7 +11,9 @@ mod url;
 
 pub use connection::{connect, Connection};
 pub use http::{login, register};
-pub use session::{spawn_session, Command, ConnState, SessionEvent, SessionHandle};
+pub use session::{
+    spawn_session, spawn_session_on, Command, ConnState, SessionEvent, SessionHandle,
+};
 pub use tls::TlsOptions;
 pub use url::ServerUrl;
 

@@ -83,20 +83,37 @@ pub struct SessionHandle {
 /// Starts a session task that connects and joins `rooms`: each with the last
 /// sequence number already seen, if any, to resume right after it.
 pub fn spawn_session(config: ClientConfig, rooms: Vec<(String, Option<u64>)>) -> SessionHandle {
+    start(config, rooms, None)
+}
+
+/// Like [`spawn_session`], but carries on with a connection the caller has
+/// already made (say, to fail fast on a wrong password) instead of logging in
+/// again; later reconnections log in as usual.
+pub fn spawn_session_on(
+    config: ClientConfig,
+    rooms: Vec<(String, Option<u64>)>,
+    first: Connection,
+) -> SessionHandle {
+    start(config, rooms, Some(first))
+}
+
+fn start(
+    config: ClientConfig,
+    rooms: Vec<(String, Option<u64>)>,
+    first: Option<Connection>,
+) -> SessionHandle {
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     // Bounded: if the application stops reading, the session stops reading
     // the socket, and the server's slow-client policy applies.
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let mut ordered = Rooms::default();
     for (room, since) in rooms {
+        ordered.insert(room.clone());
         if let Some(seq) = since {
-            ordered.insert(room.clone());
             ordered.seen(&room, seq);
-        } else {
-            ordered.insert(room);
         }
     }
-    tokio::spawn(run(config, ordered, cmd_rx, ev_tx));
+    tokio::spawn(run(config, ordered, first, cmd_rx, ev_tx));
     SessionHandle {
         commands: cmd_tx,
         events: ev_rx,
@@ -190,6 +207,7 @@ enum Ended {
 async fn run(
     config: ClientConfig,
     mut rooms: Rooms,
+    mut first: Option<Connection>,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<SessionEvent>,
 ) {
@@ -203,7 +221,11 @@ async fn run(
         return;
     }
     loop {
-        let error = match connect(&config).await {
+        let connected = match first.take() {
+            Some(conn) => Ok(conn),
+            None => connect(&config).await,
+        };
+        let error = match connected {
             Ok(conn) => {
                 attempt = 0;
                 match serve(conn, &mut rooms, &mut unacked, &mut commands, &events).await {
