@@ -41,6 +41,9 @@ pub enum ErrorCode {
     TooManyAttempts,
     /// HTTP: the WebSocket ticket is missing, unknown, used or expired.
     InvalidTicket,
+    /// HTTP: the session token of `POST /api/ticket` or `POST /api/logout` is
+    /// missing, malformed, unknown, revoked or expired; log in again with the password.
+    InvalidSession,
     /// HTTP: the browser's `Origin` is not allowed to open a socket.
     OriginNotAllowed,
     /// Something failed on the server; the request may be retried.

@@ -30,11 +30,39 @@ pub struct LoginResponse {
     pub ticket: String,
     /// Seconds until the ticket expires if unused.
     pub expires_in: u64,
+    /// Session token: sent as `Authorization: Bearer <session>` to
+    /// `POST /api/ticket` for further tickets without the password, and to
+    /// `POST /api/logout` to end the session.
+    pub session: String,
+    /// Seconds until the session expires; using it does not extend it.
+    pub session_expires_in: u64,
 }
 
+// Hand-written so that neither secret reaches a log line through `{:?}`.
 impl std::fmt::Debug for LoginResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoginResponse")
+            .field("ticket", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .field("session", &"<redacted>")
+            .field("session_expires_in", &self.session_expires_in)
+            .finish()
+    }
+}
+
+/// Answer of a successful `POST /api/ticket` (200).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketResponse {
+    /// One-time ticket for `GET /ws?ticket=...`.
+    pub ticket: String,
+    /// Seconds until the ticket expires if unused.
+    pub expires_in: u64,
+}
+
+// Hand-written so that a ticket never reaches a log line through `{:?}`.
+impl std::fmt::Debug for TicketResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketResponse")
             .field("ticket", &"<redacted>")
             .field("expires_in", &self.expires_in)
             .finish()
@@ -73,6 +101,19 @@ mod tests {
         let resp = LoginResponse {
             ticket: "abc".into(),
             expires_in: 30,
+            session: "def".into(),
+            session_expires_in: 86400,
+        };
+        assert_eq!(
+            serde_json::to_string(&resp).expect("serializes"),
+            r#"{"ticket":"abc","expires_in":30,"session":"def","session_expires_in":86400}"#
+        );
+        let shown = format!("{resp:?}");
+        assert!(!shown.contains("abc") && !shown.contains("def"), "{shown}");
+
+        let resp = TicketResponse {
+            ticket: "abc".into(),
+            expires_in: 30,
         };
         assert_eq!(
             serde_json::to_string(&resp).expect("serializes"),
@@ -87,6 +128,15 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&err).expect("serializes"),
             r#"{"code":"invalid_ticket","message":"ticket expired"}"#
+        );
+
+        let err = HttpError {
+            code: ErrorCode::InvalidSession,
+            message: "session expired; log in again".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&err).expect("serializes"),
+            r#"{"code":"invalid_session","message":"session expired; log in again"}"#
         );
     }
 }

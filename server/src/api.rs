@@ -1,5 +1,6 @@
-//! HTTP routes: login, registration, health, and the authenticated upgrade to
-//! a WebSocket. Everything here happens before a socket exists.
+//! HTTP routes: login, sessions (tickets, logout), registration, health, and
+//! the authenticated upgrade to a WebSocket. Everything here happens before a
+//! socket exists.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,11 +14,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chat_protocol::http::{Credentials, HttpError, LoginResponse, RegisterResponse};
+use chat_protocol::http::{
+    Credentials, HttpError, LoginResponse, RegisterResponse, TicketResponse,
+};
 use chat_protocol::ErrorCode;
 use serde::Deserialize;
 
-use crate::auth::{retry_secs, AuthError, TicketError};
+use crate::auth::{retry_secs, AuthError, SessionError, TicketError};
 use crate::server::AppState;
 use crate::{origin, session, web};
 
@@ -31,6 +34,8 @@ pub(crate) fn router(app: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/login", post(login))
         .route("/api/register", post(register))
+        .route("/api/ticket", post(ticket))
+        .route("/api/logout", post(logout))
         .route("/ws", get(websocket))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -44,6 +49,9 @@ struct ApiError {
     status: StatusCode,
     body: HttpError,
     retry_after: Option<Duration>,
+    /// Adds `WWW-Authenticate: Bearer`, which HTTP requires on a 401 that
+    /// asks for a bearer token (RFC 9110, section 11.6.1).
+    bearer_challenge: bool,
 }
 
 impl ApiError {
@@ -55,6 +63,15 @@ impl ApiError {
                 message: message.into(),
             },
             retry_after: None,
+            bearer_challenge: false,
+        }
+    }
+
+    /// 401 `invalid_session`, for a session token that is missing or refused.
+    fn invalid_session(message: impl Into<String>) -> Self {
+        Self {
+            bearer_challenge: true,
+            ..Self::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidSession, message)
         }
     }
 }
@@ -66,6 +83,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, retry_secs(wait).into());
+        }
+        if self.bearer_challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }
@@ -162,8 +185,88 @@ async fn login(
     let login = result?;
     Ok(Json(LoginResponse {
         ticket: login.ticket,
-        expires_in: login.ttl.as_secs().max(1),
+        expires_in: whole_secs(login.ttl),
+        session: login.session,
+        session_expires_in: whole_secs(login.session_ttl),
     }))
+}
+
+/// A lifetime as the `expires_in` fields give it: whole seconds, at least 1.
+fn whole_secs(ttl: Duration) -> u64 {
+    ttl.as_secs().max(1)
+}
+
+/// The token of an `Authorization: Bearer <token>` header (RFC 6750), or why
+/// there is none. The scheme's letter case does not matter (RFC 9110).
+fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::invalid_session(
+            "missing session: send Authorization: Bearer <session> as given by POST /api/login",
+        ));
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_start_matches(' '))
+        .filter(|token| !token.is_empty() && !token.contains(' '))
+        .ok_or_else(|| {
+            ApiError::invalid_session("malformed Authorization header: expected Bearer <session>")
+        })
+}
+
+/// The refusal of a session token that is well-formed but not usable.
+fn session_refused(e: SessionError) -> ApiError {
+    ApiError::invalid_session(match e {
+        SessionError::Unknown => "session unknown or ended; log in again",
+        SessionError::Expired => "session expired; log in again",
+    })
+}
+
+/// `POST /api/ticket`: a socket ticket for a session, without the password.
+/// A map lookup: no hashing, no blocking pool and no login throttle. The body,
+/// if any, is ignored.
+async fn ticket(
+    State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<TicketResponse>, ApiError> {
+    let session = bearer_token(&headers)?;
+    match app.auth.ticket_for_session(session) {
+        Ok(minted) => {
+            // Debug, not info: clients may ask for one on every reconnect.
+            tracing::debug!(user = %minted.user, %peer, "ticket issued for a session");
+            Ok(Json(TicketResponse {
+                ticket: minted.ticket,
+                expires_in: whole_secs(minted.ttl),
+            }))
+        }
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "ticket refused");
+            Err(session_refused(e))
+        }
+    }
+}
+
+/// `POST /api/logout`: ends a session. Tickets it minted stay valid until
+/// used or expired.
+async fn logout(
+    State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let session = bearer_token(&headers)?;
+    match app.auth.logout(session) {
+        Ok(user) => {
+            tracing::info!(%user, %peer, "logout");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "logout refused");
+            Err(session_refused(e))
+        }
+    }
 }
 
 async fn register(

@@ -51,6 +51,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_TICKET_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub ticket_ttl: Duration,
 
+    /// How long the session a login returns may mint tickets (`POST /api/ticket`)
+    /// before the password is needed again; use does not extend it. Sessions
+    /// live in memory: a restart ends them all.
+    #[arg(long, env = "CHAT_SESSION_TTL", default_value = "24h", value_parser = nonzero_duration)]
+    pub session_ttl: Duration,
+
     /// How often the server pings each client.
     #[arg(long, env = "CHAT_PING_INTERVAL", default_value = "20s", value_parser = nonzero_duration)]
     pub ping_interval: Duration,
@@ -166,6 +172,7 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("data"));
         assert!(!config.tls && !config.disable_registration);
         assert_eq!(config.ticket_ttl, Duration::from_secs(30));
+        assert_eq!(config.session_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(config.max_message_size, 65536);
     }
 
@@ -175,10 +182,13 @@ mod tests {
             "chat-server",
             "--ticket-ttl",
             "250ms",
+            "--session-ttl",
+            "90m",
             "--allowed-origin",
             "https://a.example,https://b.example",
         ]);
         assert_eq!(config.ticket_ttl, Duration::from_millis(250));
+        assert_eq!(config.session_ttl, Duration::from_secs(90 * 60));
         assert_eq!(
             config.allowed_origins,
             ["https://a.example", "https://b.example"]
@@ -190,6 +200,7 @@ mod tests {
         for args in [
             ["--send-queue", "0"],
             ["--ping-interval", "0s"],
+            ["--session-ttl", "0s"],
             ["--rate", "-1"],
             ["--max-message-size", "0"],
         ] {

@@ -2,8 +2,8 @@
 //!
 //! A map of the modules, in the order a request travels through them:
 //! - [`server`]: accept loop, TLS, graceful shutdown.
-//! - `api`: HTTP routes (login, register, health) and the checked upgrade to `/ws`.
-//! - `origin`, `auth`: the Origin check; passwords, login throttling and tickets.
+//! - `api`: HTTP routes (login, sessions, register, health) and the checked upgrade to `/ws`.
+//! - `origin`, `auth`: the Origin check; passwords, login throttling, sessions and tickets.
 //! - `session`: one connection: reader, event handler, writer task and heartbeat.
 //! - `rooms`: the registry of connections and rooms, and fan-out.
 //! - [`history`]: durable, numbered messages (SQLite), paging and retention.

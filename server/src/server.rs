@@ -28,6 +28,11 @@ use crate::tls::{self, CertSource};
 /// Time a client gets to finish the TLS handshake or send its request headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often expired sessions and tickets are dropped from memory. Lookups
+/// refuse them regardless, so this only returns memory; once a minute keeps
+/// the sweep's cost negligible against sessions that last hours.
+const AUTH_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
 /// State shared by every request and connection.
 pub(crate) struct AppState {
     pub(crate) config: Config,
@@ -73,6 +78,7 @@ impl Server {
             auth: Auth::new(
                 accounts,
                 config.ticket_ttl,
+                config.session_ttl,
                 config.login_attempts,
                 config.login_window,
             ),
@@ -121,6 +127,7 @@ impl Server {
         if let Some(every) = app.registry.store().prune_interval() {
             app.tracker.spawn(prune_old_messages(app.clone(), every));
         }
+        app.tracker.spawn(prune_expired_auth(app.clone()));
         loop {
             let accepted = tokio::select! {
                 () = app.shutdown.cancelled() => break,
@@ -179,6 +186,25 @@ async fn prune_old_messages(app: Arc<AppState>, every: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(messages = n, "retention: forgot old messages"),
             Err(e) => tracing::error!(error = %e, "retention failed"),
+        }
+    }
+}
+
+/// Forgets expired sessions and tickets every [`AUTH_PRUNE_INTERVAL`] until shutdown.
+async fn prune_expired_auth(app: Arc<AppState>) {
+    let mut tick = tokio::time::interval(AUTH_PRUNE_INTERVAL);
+    loop {
+        tokio::select! {
+            () = app.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let pruned = app.auth.prune_expired();
+        if pruned.sessions + pruned.tickets > 0 {
+            tracing::debug!(
+                sessions = pruned.sessions,
+                tickets = pruned.tickets,
+                "forgot expired sessions and tickets"
+            );
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Authentication before the upgrade: login, registration, tickets, Origin.
+//! Authentication before the upgrade: login, registration, sessions, tickets,
+//! Origin.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 use chat_protocol::http::HttpError;
 use chat_protocol::ErrorCode;
 use common::{TestServer, PASSWORD};
-use hyper::StatusCode;
+use hyper::{HeaderMap, StatusCode};
 
 fn creds(user: &str, password: &str) -> String {
     serde_json::json!({ "username": user, "password": password }).to_string()
@@ -282,6 +283,183 @@ async fn repeated_failed_logins_are_throttled() {
         .post_json("/api/login", &creds("bob", PASSWORD))
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// Checks a refusal of a session: 401, a JSON body with `invalid_session`,
+/// and the bearer challenge.
+fn assert_invalid_session(answer: (StatusCode, HeaderMap, String), what: &str) {
+    let (status, headers, body) = answer;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {body}: {e}"));
+    assert_eq!(code(json), ErrorCode::InvalidSession, "{what}");
+    assert_eq!(headers["www-authenticate"], "Bearer", "{what}");
+}
+
+#[tokio::test]
+async fn a_session_mints_one_time_tickets_for_its_user() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    server.register("bob").await;
+
+    let login = server.login_response("alice").await;
+    assert_eq!(login.session.len(), 64, "256 bits, hex: {}", login.session);
+    assert!(login.session.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(login.session_expires_in, 24 * 3600);
+    assert_ne!(login.session, login.ticket);
+
+    let first = server.ticket(&login.session).await;
+    assert_eq!(first.expires_in, 30);
+    let second = server.ticket(&login.session).await;
+    assert_ne!(first.ticket, second.ticket, "each call mints a new ticket");
+    assert_ne!(first.ticket, login.ticket);
+
+    // What a client with a JSON library typically sends: a content type, and
+    // an empty body; the scheme in any letter case.
+    let (status, _, body) = server
+        .http(
+            "POST",
+            "/api/ticket",
+            &[
+                ("authorization", &format!("bearer {}", login.session)),
+                ("content-type", "application/json"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let alice = server.client_with("alice", &first.ticket).await;
+    // Used up like any ticket: the refusal is the usual JSON error.
+    let (status, _, body) = server
+        .http(
+            "GET",
+            &format!("/ws?ticket={}", first.ticket),
+            &upgrade_headers(),
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        code(serde_json::from_str(&body).expect("json")),
+        ErrorCode::InvalidTicket
+    );
+    alice.close().await;
+
+    // Another user's session mints tickets for that user, not the first.
+    let bob = server.login_response("bob").await;
+    let ticket = server.ticket(&bob.session).await.ticket;
+    server.client_with("bob", &ticket).await.close().await;
+    let alice = server.client_with("alice", &second.ticket).await;
+    alice.close().await;
+}
+
+#[tokio::test]
+async fn missing_malformed_and_unknown_sessions_get_401() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    let login = server.login_response("alice").await;
+
+    for path in ["/api/ticket", "/api/logout"] {
+        assert_invalid_session(server.http("POST", path, &[], "").await, "no header");
+        for bad in [
+            "Basic YWxpY2U6Y29ycmVjdCBob3JzZSBiYXR0ZXJ5",
+            format!("Basic {}", login.session).as_str(),
+            "Bearer",
+            "Bearer ",
+            format!("Bearer {} extra", login.session).as_str(),
+            format!("Token {}", login.session).as_str(),
+        ] {
+            let answer = server
+                .http("POST", path, &[("authorization", bad)], "")
+                .await;
+            assert_invalid_session(answer, &format!("{path} {bad:?}"));
+        }
+        for bad in ["garbage", "0".repeat(64).as_str(), login.ticket.as_str()] {
+            let answer = server.post_bearer(path, bad).await;
+            assert_invalid_session(answer, &format!("{path} Bearer {bad}"));
+        }
+    }
+    // None of that ended the real session.
+    server.ticket(&login.session).await;
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_but_not_its_tickets() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    let login = server.login_response("alice").await;
+    let other = server.login_response("alice").await;
+    let minted = server.ticket(&login.session).await;
+
+    let (status, _, body) = server.post_bearer("/api/logout", &login.session).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(body, "");
+    assert_invalid_session(
+        server.post_bearer("/api/ticket", &login.session).await,
+        "ticket after logout",
+    );
+    assert_invalid_session(
+        server.post_bearer("/api/logout", &login.session).await,
+        "second logout",
+    );
+
+    // Tickets issued before the logout still open a socket, once.
+    server
+        .client_with("alice", &minted.ticket)
+        .await
+        .close()
+        .await;
+    server
+        .client_with("alice", &login.ticket)
+        .await
+        .close()
+        .await;
+    // The user's other sessions go on.
+    server.ticket(&other.session).await;
+}
+
+#[tokio::test]
+async fn sessions_expire() {
+    let server = TestServer::with(|c| c.session_ttl = Duration::from_secs(1)).await;
+    server.register("alice").await;
+    let login = server.login_response("alice").await;
+    assert_eq!(login.session_expires_in, 1);
+    server.ticket(&login.session).await;
+    // Waiting for time itself to pass, the thing under test.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_invalid_session(
+        server.post_bearer("/api/ticket", &login.session).await,
+        "expired session",
+    );
+    // Forgotten on that refusal; logout says so too.
+    assert_invalid_session(
+        server.post_bearer("/api/logout", &login.session).await,
+        "logout of an expired session",
+    );
+}
+
+#[tokio::test]
+async fn a_session_keeps_working_while_password_logins_are_throttled() {
+    let server = TestServer::with(|c| c.login_attempts = 3).await;
+    server.register("alice").await;
+    let login = server.login_response("alice").await;
+    for _ in 0..3 {
+        let (status, _) = server
+            .post_json("/api/login", &creds("alice", "guess-guess"))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = server
+        .post_json("/api/login", &creds("alice", PASSWORD))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "the user is locked");
+
+    let minted = server.ticket(&login.session).await;
+    server
+        .client_with("alice", &minted.ticket)
+        .await
+        .close()
+        .await;
 }
 
 fn upgrade_headers() -> Vec<(&'static str, &'static str)> {

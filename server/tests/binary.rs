@@ -103,7 +103,8 @@ async fn the_binary_serves_accounts_from_user_add_and_stops_on_sigterm() {
 
     let log = dir.path().join("server.log");
     let (mut child, remote) = start(&data_dir, &log, &[]).await;
-    let ticket = remote.login("carol").await;
+    let login = remote.login_response("carol").await;
+    let ticket = remote.ticket(&login.session).await.ticket;
     let ws = remote.ws(Some(&ticket), None).await.expect("upgrade");
     let mut carol = Client {
         ws,
@@ -113,6 +114,8 @@ async fn the_binary_serves_accounts_from_user_add_and_stops_on_sigterm() {
     carol.join("ops").await;
     carol.say("ops", "deploying").await;
     carol.next().await;
+    let (status, _, _) = remote.post_bearer("/api/logout", &login.session).await;
+    assert_eq!(status, 204);
 
     let pid = child.id().expect("pid").to_string();
     let status = std::process::Command::new("kill")
@@ -135,7 +138,12 @@ async fn the_binary_serves_accounts_from_user_add_and_stops_on_sigterm() {
         "the log was captured:\n{log}"
     );
     assert!(!log.contains(PASSWORD), "a password leaked into the log");
-    assert!(!log.contains(&ticket), "a ticket leaked into the log");
+    for secret in [&ticket, &login.ticket, &login.session] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a ticket or session leaked into the log"
+        );
+    }
 }
 
 /// What one sender learned before the server died: the messages it had acks

@@ -1,7 +1,9 @@
-//! Authentication: accounts and passwords, login throttling, and the one-time
-//! tickets that carry a login over to the WebSocket upgrade.
+//! Authentication: accounts and passwords, login throttling, the sessions a
+//! login leaves behind, and the one-time tickets that carry a login or a
+//! session over to the WebSocket upgrade.
 
 mod password;
+mod session;
 mod throttle;
 mod ticket;
 
@@ -10,9 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_protocol::names::validate_username;
+use rand_core::{OsRng, RngCore};
 use tokio::sync::Semaphore;
 
 use crate::store::{Accounts, StoreError};
+pub(crate) use session::SessionError;
+use session::SessionStore;
 use throttle::LoginThrottle;
 pub(crate) use ticket::TicketError;
 use ticket::TicketStore;
@@ -59,12 +64,35 @@ pub(crate) struct Login {
     pub(crate) ticket: String,
     /// Its lifetime.
     pub(crate) ttl: Duration,
+    /// The session token, which mints further tickets without the password.
+    pub(crate) session: String,
+    /// The session's lifetime.
+    pub(crate) session_ttl: Duration,
+}
+
+/// A ticket minted for a session.
+pub(crate) struct SessionTicket {
+    /// The session's user.
+    pub(crate) user: String,
+    /// The one-time ticket for the socket.
+    pub(crate) ticket: String,
+    /// Its lifetime.
+    pub(crate) ttl: Duration,
+}
+
+/// What one pass of [`Auth::prune_expired`] forgot.
+pub(crate) struct Pruned {
+    /// Expired sessions.
+    pub(crate) sessions: usize,
+    /// Expired, unused tickets.
+    pub(crate) tickets: usize,
 }
 
 /// The authentication service shared by the HTTP handlers.
 pub(crate) struct Auth {
     accounts: Accounts,
     tickets: TicketStore,
+    sessions: SessionStore,
     throttle: LoginThrottle,
     attempts_per_user: u32,
     /// argon2 costs tens of milliseconds of CPU and 19 MiB per check; bounding
@@ -76,6 +104,7 @@ impl Auth {
     pub(crate) fn new(
         accounts: Accounts,
         ticket_ttl: Duration,
+        session_ttl: Duration,
         attempts_per_user: u32,
         window: Duration,
     ) -> Self {
@@ -83,14 +112,15 @@ impl Auth {
         Self {
             accounts,
             tickets: TicketStore::new(ticket_ttl),
+            sessions: SessionStore::new(session_ttl),
             throttle: LoginThrottle::new(window),
             attempts_per_user,
             hashing: Arc::new(Semaphore::new(cpus)),
         }
     }
 
-    /// Checks credentials and issues a ticket. Failures count against both the
-    /// user name and the client address.
+    /// Checks credentials and issues a ticket and a session. Failures count
+    /// against both the user name and the client address.
     pub(crate) async fn login(
         &self,
         username: &str,
@@ -126,10 +156,13 @@ impl Auth {
             Some(user) => {
                 self.throttle.clear(&user_key);
                 let ticket = self.tickets.issue(&user);
+                let session = self.sessions.issue(&user);
                 Ok(Login {
                     user,
                     ticket,
                     ttl: self.tickets.ttl(),
+                    session,
+                    session_ttl: self.sessions.ttl(),
                 })
             }
             None => {
@@ -163,6 +196,34 @@ impl Auth {
         self.tickets.redeem(ticket)
     }
 
+    /// Mints a ticket for a session's user. Two map operations: no hashing
+    /// and no throttle, since the password was checked when the session began.
+    pub(crate) fn ticket_for_session(&self, session: &str) -> Result<SessionTicket, SessionError> {
+        let user = self.sessions.lookup(session)?;
+        let ticket = self.tickets.issue(&user);
+        Ok(SessionTicket {
+            user,
+            ticket,
+            ttl: self.tickets.ttl(),
+        })
+    }
+
+    /// Ends a session, returning its user. Tickets it minted stay valid until
+    /// used or expired: each opens one socket within the short ticket lifetime,
+    /// and revoking them would need a session-to-ticket index for little gain.
+    pub(crate) fn logout(&self, session: &str) -> Result<String, SessionError> {
+        self.sessions.revoke(session)
+    }
+
+    /// Forgets expired sessions and tickets. Lookups refuse them regardless;
+    /// this only gives their memory back.
+    pub(crate) fn prune_expired(&self) -> Pruned {
+        Pruned {
+            sessions: self.sessions.prune(),
+            tickets: self.tickets.prune(),
+        }
+    }
+
     /// Runs store and hashing work on the blocking pool, a bounded number at a time.
     async fn blocking<T, F>(&self, work: F) -> Result<T, AuthError>
     where
@@ -179,6 +240,14 @@ impl Auth {
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))?
     }
+}
+
+/// A new secret token, as tickets and session tokens are: 256 bits from the
+/// OS CSPRNG, hex-encoded (URL-safe, so a ticket needs no escaping in `/ws?ticket=`).
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Checks a new password's length; the message is meant for people.

@@ -4,8 +4,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rand_core::{OsRng, RngCore};
 use tokio::time::Instant;
+
+/// Fewest tickets held before `issue` sweeps out expired ones.
+const MIN_SWEEP_AT: usize = 1024;
 
 /// Why a ticket was refused. Deliberately coarse towards the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -23,19 +25,28 @@ struct Pending {
     expires: Instant,
 }
 
+struct Tickets {
+    pending: HashMap<String, Pending>,
+    /// Size at which `issue` next sweeps.
+    sweep_at: usize,
+}
+
 /// Tickets issued and not yet used. Memory only: a restart invalidates them,
 /// which costs a client one more login.
 pub(crate) struct TicketStore {
     ttl: Duration,
-    // std Mutex: every critical section is a few map operations, never an `.await`.
-    pending: Mutex<HashMap<String, Pending>>,
+    // std Mutex: every critical section is map operations, never an `.await`.
+    tickets: Mutex<Tickets>,
 }
 
 impl TicketStore {
     pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            pending: Mutex::new(HashMap::new()),
+            tickets: Mutex::new(Tickets {
+                pending: HashMap::new(),
+                sweep_at: MIN_SWEEP_AT,
+            }),
         }
     }
 
@@ -46,14 +57,18 @@ impl TicketStore {
 
     /// Issues a fresh ticket for `user`: 256 bits from the OS CSPRNG, hex-encoded.
     pub(crate) fn issue(&self, user: &str) -> String {
-        let mut bytes = [0u8; 32];
-        OsRng.fill_bytes(&mut bytes);
-        let ticket: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let ticket = super::random_token();
         let now = Instant::now();
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        // Sweeping here bounds the map by the tickets issued within one TTL.
-        pending.retain(|_, p| p.expires > now);
-        pending.insert(
+        let mut tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        // Sweeping bounds the map by about twice the tickets issued within one
+        // TTL. Sweeping only once the map has doubled since the last sweep keeps
+        // an issue O(1) on average: sessions mint tickets cheaply and fast, so
+        // a sweep on every issue would cost time proportional to the map.
+        if tickets.pending.len() >= tickets.sweep_at {
+            tickets.pending.retain(|_, p| p.expires > now);
+            tickets.sweep_at = (tickets.pending.len() * 2).max(MIN_SWEEP_AT);
+        }
+        tickets.pending.insert(
             ticket.clone(),
             Pending {
                 user: user.to_owned(),
@@ -66,15 +81,25 @@ impl TicketStore {
     /// Uses up a ticket, returning the user it was issued to.
     pub(crate) fn redeem(&self, ticket: &str) -> Result<String, TicketError> {
         let removed = self
-            .pending
+            .tickets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .pending
             .remove(ticket);
         match removed {
             None => Err(TicketError::Unknown),
             Some(p) if p.expires <= Instant::now() => Err(TicketError::Expired),
             Some(p) => Ok(p.user),
         }
+    }
+
+    /// Forgets expired tickets; returns how many.
+    pub(crate) fn prune(&self) -> usize {
+        let now = Instant::now();
+        let mut tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        let before = tickets.pending.len();
+        tickets.pending.retain(|_, p| p.expires > now);
+        before - tickets.pending.len()
     }
 }
 
@@ -96,5 +121,25 @@ mod tests {
 
         tokio::time::advance(Duration::from_secs(31)).await;
         assert_eq!(store.redeem(&b), Err(TicketError::Expired));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_tickets_are_swept_and_pruned() {
+        let store = TicketStore::new(Duration::from_secs(30));
+        let held = || store.tickets.lock().expect("lock").pending.len();
+        for _ in 0..MIN_SWEEP_AT {
+            store.issue("alice");
+        }
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let fresh = store.issue("alice");
+        assert_eq!(held(), 1, "the issue that reached the threshold swept");
+
+        for _ in 0..10 {
+            store.issue("alice");
+        }
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(store.prune(), 11);
+        assert_eq!(held(), 0);
+        assert_eq!(store.redeem(&fresh), Err(TicketError::Unknown), "pruned");
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_protocol::http::LoginResponse;
+use chat_protocol::http::{LoginResponse, TicketResponse};
 use chat_protocol::{ClientEvent, ServerEvent};
 use chat_server::{Config, Server};
 use futures_util::{SinkExt, StreamExt};
@@ -172,11 +172,29 @@ impl Remote {
     }
 
     pub async fn login(&self, user: &str) -> String {
+        self.login_response(user).await.ticket
+    }
+
+    /// Logs in; returns the whole answer, session included.
+    pub async fn login_response(&self, user: &str) -> LoginResponse {
         let body = serde_json::json!({ "username": user, "password": PASSWORD }).to_string();
         let (status, json) = self.post_json("/api/login", &body).await;
         assert_eq!(status, StatusCode::OK, "login {user}: {json}");
-        let login: LoginResponse = serde_json::from_value(json).expect("login body");
-        login.ticket
+        serde_json::from_value(json).expect("login body")
+    }
+
+    /// `POST` to `path` with `Authorization: Bearer <session>` and no body.
+    pub async fn post_bearer(&self, path: &str, session: &str) -> (StatusCode, HeaderMap, String) {
+        let auth = format!("Bearer {session}");
+        self.http("POST", path, &[("authorization", &auth)], "")
+            .await
+    }
+
+    /// Mints a socket ticket with a session; fails the test unless it works.
+    pub async fn ticket(&self, session: &str) -> TicketResponse {
+        let (status, _, body) = self.post_bearer("/api/ticket", session).await;
+        assert_eq!(status, StatusCode::OK, "POST /api/ticket: {body}");
+        serde_json::from_str(&body).expect("ticket body")
     }
 
     /// Tries the WebSocket upgrade; `Err` carries the HTTP status of a refusal.
@@ -209,7 +227,12 @@ impl Remote {
     /// Logs in and connects an already registered user.
     pub async fn client_for(&self, user: &str) -> Client {
         let ticket = self.login(user).await;
-        let ws = self.ws(Some(&ticket), None).await.expect("upgrade");
+        self.client_with(user, &ticket).await
+    }
+
+    /// Connects with `ticket`, consuming `welcome`, which must name `user`.
+    pub async fn client_with(&self, user: &str, ticket: &str) -> Client {
+        let ws = self.ws(Some(ticket), None).await.expect("upgrade");
         let mut client = Client {
             ws,
             user: user.to_owned(),
