@@ -15,8 +15,9 @@ use axum::extract::ws::{Message, WebSocket};
 use chat_protocol::names::validate_room_name;
 use chat_protocol::{ClientEvent, ErrorCode, Limits, ServerEvent, PROTOCOL_VERSION};
 use futures_util::stream::{SplitStream, StreamExt};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub(crate) use close::{CloseReason, Closer};
@@ -38,7 +39,7 @@ pub(crate) async fn run(socket: WebSocket, user: String, app: Arc<AppState>) {
     tracing::info!(conn = id, %user, "connected");
 
     let (sink, mut stream) = socket.split();
-    let (pong_tx, pong_rx) = watch::channel(());
+    let pongs = Arc::new(AtomicBool::new(false));
     let heartbeat = writer::Heartbeat {
         interval: config.ping_interval,
         timeout: config.pong_timeout,
@@ -49,7 +50,7 @@ pub(crate) async fn run(socket: WebSocket, user: String, app: Arc<AppState>) {
         rx,
         closer.clone(),
         heartbeat,
-        pong_rx,
+        pongs.clone(),
         close_timeout,
     ));
 
@@ -60,7 +61,7 @@ pub(crate) async fn run(socket: WebSocket, user: String, app: Arc<AppState>) {
         closer: closer.clone(),
         bucket: TokenBucket::new(config.rate, config.burst, Instant::now()),
     };
-    session.read_until_closed(&mut stream, &pong_tx).await;
+    session.read_until_closed(&mut stream, &pongs).await;
 
     // Leave the rooms at once, so members hear of it without waiting for the
     // close handshake below.
@@ -120,11 +121,7 @@ struct Session {
 type Refusal = (ErrorCode, String);
 
 impl Session {
-    async fn read_until_closed(
-        &mut self,
-        stream: &mut SplitStream<WebSocket>,
-        pongs: &watch::Sender<()>,
-    ) {
+    async fn read_until_closed(&mut self, stream: &mut SplitStream<WebSocket>, pongs: &AtomicBool) {
         loop {
             let msg = tokio::select! {
                 () = self.closer.closed() => return,
@@ -158,7 +155,7 @@ impl Session {
                     }
                 }
                 Message::Pong(_) => {
-                    pongs.send_replace(());
+                    pongs.store(true, Ordering::Relaxed);
                 }
                 // The WebSocket layer answers pings itself.
                 Message::Ping(_) => {}

@@ -1,12 +1,14 @@
 //! The writer task: the only owner of a connection's sink.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::sink::SinkExt;
 use futures_util::stream::SplitSink;
-use tokio::sync::{mpsc, watch};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::close::{CloseReason, Closer};
 
@@ -26,73 +28,77 @@ pub(super) struct Heartbeat {
 
 /// Writes queued frames and pings until the connection starts closing, then
 /// writes what is still worth writing and the Close frame, within `close_timeout`.
+///
+/// This loop runs once per delivery under fan-out, so it keeps its waiting
+/// cheap: the close signal is one future pinned for the whole loop, and a
+/// single timer serves both the next ping and the pending pong's deadline
+/// (the reader only sets `pongs`, an atomic flag).
 pub(super) async fn run(
     mut sink: Sink,
     mut rx: mpsc::Receiver<Utf8Bytes>,
     closer: Closer,
     heartbeat: Heartbeat,
-    mut pongs: watch::Receiver<()>,
+    pongs: Arc<AtomicBool>,
     close_timeout: Duration,
 ) {
-    let mut ping =
-        tokio::time::interval_at(Instant::now() + heartbeat.interval, heartbeat.interval);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut next_ping = Instant::now() + heartbeat.interval;
     let mut pong_deadline: Option<Instant> = None;
-    let mut pongs_open = true;
+    let timer = tokio::time::sleep_until(next_ping);
+    tokio::pin!(timer);
+    let closed = closer.closed();
+    tokio::pin!(closed);
 
     loop {
         tokio::select! {
             biased;
-            () = closer.closed() => break,
+            () = &mut closed => break,
             frame = rx.recv() => {
                 let Some(frame) = frame else { break };
                 // A client that stops reading blocks this write forever; the
                 // closer (fired by its full queue) cuts it short.
                 let written = tokio::select! {
                     r = write_batch(&mut sink, &mut rx, frame) => r,
-                    () = closer.closed() => break,
+                    () = &mut closed => break,
                 };
                 if written.is_err() {
                     closer.close(CloseReason::ConnectionLost);
                     break;
                 }
             }
-            () = sleep_until(pong_deadline), if pong_deadline.is_some() => {
-                closer.close(CloseReason::PongTimeout);
-                break;
-            }
-            changed = pongs.changed(), if pongs_open => {
-                match changed {
-                    Ok(()) => pong_deadline = None,
-                    // The reader is gone; the closer will fire too.
-                    Err(_) => pongs_open = false,
-                }
-            }
-            _ = ping.tick() => {
-                if pong_deadline.is_none() {
-                    pong_deadline = Some(Instant::now() + heartbeat.timeout);
-                    let sent = tokio::select! {
-                        r = sink.send(Message::Ping(Default::default())) => r,
-                        () = closer.closed() => break,
-                    };
-                    if sent.is_err() {
-                        closer.close(CloseReason::ConnectionLost);
+            () = &mut timer => {
+                let now = Instant::now();
+                if let Some(deadline) = pong_deadline {
+                    if pongs.load(Ordering::Relaxed) {
+                        pong_deadline = None;
+                    } else if now >= deadline {
+                        closer.close(CloseReason::PongTimeout);
                         break;
                     }
                 }
+                if now >= next_ping {
+                    next_ping = now + heartbeat.interval;
+                    // One ping at a time: the next waits for this one's pong.
+                    if pong_deadline.is_none() {
+                        pongs.store(false, Ordering::Relaxed);
+                        pong_deadline = Some(now + heartbeat.timeout);
+                        let sent = tokio::select! {
+                            r = sink.send(Message::Ping(Default::default())) => r,
+                            () = &mut closed => break,
+                        };
+                        if sent.is_err() {
+                            closer.close(CloseReason::ConnectionLost);
+                            break;
+                        }
+                    }
+                }
+                let wake = pong_deadline.map_or(next_ping, |d| d.min(next_ping));
+                timer.as_mut().reset(wake);
             }
         }
     }
 
     let reason = closer.reason();
     let _ = tokio::time::timeout(close_timeout, finish(&mut sink, &mut rx, reason)).await;
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn write_batch(
