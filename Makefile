@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-.PHONY: run test lint fmt check build clean bench
+.PHONY: run test lint fmt check build clean bench bench-quick bench-build bench-durability
 
 CARGO ?= cargo
 # Extra flags for the server, e.g. `make run ARGS="--tls"`.
@@ -28,9 +28,24 @@ fmt:
 ## check: what CI runs
 check: lint test
 
-## bench: benchmarks in release mode; results in bench/results/ (see BENCHMARKS.md)
-bench:
+## bench: chat-server against uWebSockets.js, Node ws, Socket.IO, Python websockets and an
+## axum relay, same machine, same run (about 10 minutes); writes bench/results/<date>/
+## and the summary in BENCHMARKS.md. Installs the peers first (bench/peers/setup.sh).
+bench: bench-build
+	bash bench/peers/setup.sh
+	taskset -c 1 target/release/suite
+
+## bench-quick: one point of each scenario against chat-server alone (under a minute,
+## once built); report in target/bench-quick/
+bench-quick: bench-build
+	taskset -c 1 target/release/suite --quick
+
+## bench-durability: the cost of storing every message (memory vs file vs fsync)
+bench-durability:
 	$(CARGO) run --release -p chat-bench --bin durability -- bench/results/durability.md
+
+bench-build:
+	$(CARGO) build --release -p chat-server -p axum-relay -p chat-bench --bins
 
 build:
 	$(CARGO) build --workspace
