@@ -510,94 +510,81 @@ pub fn write_chart(path: &Path, results: &Results, plan: &Plan) -> anyhow::Resul
             .fold(1.0, f64::max)
             * 2.0;
 
-        let mut chart = ChartBuilder::on(&areas[row * 2])
-            .caption(
-                format!("Fan-out, {size} B: deliveries/s"),
-                ("sans-serif", 20),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(80)
-            .build_cartesian_2d(
-                (rate_min..rate_max).log_scale(),
-                (rate_min * fanout * 0.1..deliveries_max).log_scale(),
-            )?;
-        chart
-            .configure_mesh()
-            .x_desc("offered messages/s")
-            .y_desc("deliveries/s")
-            .draw()?;
-        chart
-            .draw_series(LineSeries::new(
-                [(rate_min, rate_min * fanout), (rate_max, rate_max * fanout)],
-                BLACK.mix(0.3).stroke_width(1),
-            ))?
-            .label("offered")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.3)));
-        for (k, line) in &series {
-            let color = Palette99::pick(*k).mix(0.9);
-            chart
-                .draw_series(LineSeries::new(
-                    line.iter().map(|p| (p.0, p.1)),
-                    color.stroke_width(2),
-                ))?
-                .label(ServerKind::ALL[*k].name())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart.draw_series(
-                line.iter()
-                    .map(|p| Circle::new((p.0, p.1), 3, color.filled())),
-            )?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-
-        let mut chart = ChartBuilder::on(&areas[row * 2 + 1])
-            .caption(
-                format!("Fan-out, {size} B: p99 latency (ms)"),
-                ("sans-serif", 20),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(80)
-            .build_cartesian_2d(
-                (rate_min..rate_max).log_scale(),
-                (0.01..p99_max).log_scale(),
-            )?;
-        chart
-            .configure_mesh()
-            .x_desc("offered messages/s")
-            .y_desc("p99 latency, ms")
-            .draw()?;
-        for (k, line) in &series {
-            let color = Palette99::pick(*k).mix(0.9);
-            chart
-                .draw_series(LineSeries::new(
-                    line.iter().map(|p| (p.0, p.2)),
-                    color.stroke_width(2),
-                ))?
-                .label(ServerKind::ALL[*k].name())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart.draw_series(
-                line.iter()
-                    .map(|p| Circle::new((p.0, p.2), 3, color.filled())),
-            )?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
+        let column = |pick: fn(&(f64, f64, f64)) -> f64| -> Vec<(usize, Vec<(f64, f64)>)> {
+            series
+                .iter()
+                .map(|(k, line)| (*k, line.iter().map(|p| (p.0, pick(p))).collect()))
+                .collect()
+        };
+        panel(
+            &areas[row * 2],
+            &format!("Fan-out, {size} B: deliveries/s"),
+            "deliveries/s",
+            (rate_min..rate_max, rate_min * fanout * 0.1..deliveries_max),
+            &column(|p| p.1),
+            Some([(rate_min, rate_min * fanout), (rate_max, rate_max * fanout)]),
+        )?;
+        panel(
+            &areas[row * 2 + 1],
+            &format!("Fan-out, {size} B: p99 latency (ms)"),
+            "p99 latency, ms",
+            (rate_min..rate_max, 0.01..p99_max),
+            &column(|p| p.2),
+            None,
+        )?;
     }
     root.present()?;
+    Ok(())
+}
+
+/// One chart: a line per server against offered load (both axes
+/// logarithmic), and optionally the offered line itself for reference.
+fn panel(
+    area: &plotters::drawing::DrawingArea<
+        plotters::prelude::SVGBackend<'_>,
+        plotters::coord::Shift,
+    >,
+    caption: &str,
+    y_desc: &str,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    series: &[(usize, Vec<(f64, f64)>)],
+    offered: Option<[(f64, f64); 2]>,
+) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x.log_scale(), y.log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("offered messages/s")
+        .y_desc(y_desc)
+        .draw()?;
+    if let Some(offered) = offered {
+        chart
+            .draw_series(LineSeries::new(offered, BLACK.mix(0.3).stroke_width(1)))?
+            .label("offered")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.3)));
+    }
+    for (k, line) in series {
+        let color = Palette99::pick(*k).mix(0.9);
+        chart
+            .draw_series(LineSeries::new(line.iter().copied(), color.stroke_width(2)))?
+            .label(ServerKind::ALL[*k].name())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
     Ok(())
 }
 

@@ -150,11 +150,62 @@ pub struct Results {
     pub notes: Vec<String>,
 }
 
-/// Median of the ratios of `results`.
-fn median_ratio(results: &[StepResult]) -> f64 {
-    let mut ratios: Vec<f64> = results.iter().map(|r| r.ratio).collect();
+/// Whether a point's median delivery ratio fell under 95%: the rate at
+/// which a server stops being offered more.
+fn saturated(rows: &[TrafficRow]) -> bool {
+    let mut ratios: Vec<f64> = rows.iter().map(|r| r.result.ratio).collect();
     ratios.sort_by(f64::total_cmp);
-    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
+    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0) < 0.95
+}
+
+/// Starts `kind` for plain ws, with a recorder and a connector for it.
+async fn start_plain(
+    kind: ServerKind,
+    paths: &Paths,
+) -> anyhow::Result<(Running, load::Shared, Connector)> {
+    let server = Running::start(kind, paths, None, SERVER_CPU).await?;
+    let recorder = Recorder::shared();
+    let target = Target {
+        addr: server.addr,
+        tls: None,
+    };
+    let connector = Connector::new(target, kind.proto(), USERS, recorder.clone()).await?;
+    Ok((server, recorder, connector))
+}
+
+/// Runs `step` `reps` times (ids `step.id + 1` on), logging each.
+async fn measure_rate(
+    senders: &[load::Member],
+    kind: ServerKind,
+    server: &Running,
+    recorder: &load::Shared,
+    step: Step,
+    reps: usize,
+    label: &str,
+) -> anyhow::Result<Vec<TrafficRow>> {
+    let mut rows = Vec::with_capacity(reps);
+    for rep in 0..reps {
+        let step = Step {
+            id: step.id + 1 + rep as u32,
+            ..step
+        };
+        let result = load::run_step(senders, kind.proto(), step, recorder, server).await?;
+        log(&format!(
+            "{label} {} msg/s: {:.0} deliveries/s ({:.1}%), p99 {} µs",
+            step.rate,
+            result.delivered_per_sec,
+            result.ratio * 100.0,
+            result.p99_us
+        ));
+        rows.push(TrafficRow {
+            server: kind,
+            size: step.size,
+            rate: step.rate,
+            rep,
+            result,
+        });
+    }
+    Ok(rows)
 }
 
 fn log(msg: &str) {
@@ -172,13 +223,7 @@ pub async fn fanout(
     for &size in &plan.sizes {
         // A fresh server per size, so that a backlog one size left behind
         // cannot spill into the next.
-        let server = Running::start(kind, paths, None, SERVER_CPU).await?;
-        let recorder = Recorder::shared();
-        let target = Target {
-            addr: server.addr,
-            tls: None,
-        };
-        let connector = Connector::new(target, kind.proto(), USERS, recorder.clone()).await?;
+        let (server, recorder, connector) = start_plain(kind, paths).await?;
         let n = plan.subscribers;
         let _subscribers = connector
             .connect_many(0..n, CONNECT_CONCURRENCY, |_| "fanout".into(), |_| true)
@@ -200,36 +245,21 @@ pub async fn fanout(
         };
         load::run_step(&senders, kind.proto(), warm, &recorder, &server).await?;
         for &rate in &plan.fanout_rates {
-            let mut results = Vec::new();
-            for rep in 0..plan.reps {
-                id += 1;
-                let step = Step {
-                    id,
-                    rate,
-                    size,
-                    warmup: plan.warmup,
-                    window: plan.window,
-                    fanout: n as u64,
-                };
-                let result =
-                    load::run_step(&senders, kind.proto(), step, &recorder, &server).await?;
-                log(&format!(
-                    "fan-out {} {size} B {rate} msg/s: {:.0} deliveries/s ({:.1}%), p99 {} µs",
-                    kind.name(),
-                    result.delivered_per_sec,
-                    result.ratio * 100.0,
-                    result.p99_us
-                ));
-                out.fanout.push(TrafficRow {
-                    server: kind,
-                    size,
-                    rate,
-                    rep,
-                    result,
-                });
-                results.push(result);
-            }
-            if median_ratio(&results) < 0.95 {
+            let step = Step {
+                id,
+                rate,
+                size,
+                warmup: plan.warmup,
+                window: plan.window,
+                fanout: n as u64,
+            };
+            let label = format!("fan-out {} {size} B", kind.name());
+            let rows =
+                measure_rate(&senders, kind, &server, &recorder, step, plan.reps, &label).await?;
+            id += plan.reps as u32;
+            let saturated = saturated(&rows);
+            out.fanout.extend(rows);
+            if saturated {
                 break;
             }
         }
@@ -246,13 +276,7 @@ pub async fn rooms(
     plan: &Plan,
     out: &mut Results,
 ) -> anyhow::Result<()> {
-    let server = Running::start(kind, paths, None, SERVER_CPU).await?;
-    let recorder = Recorder::shared();
-    let target = Target {
-        addr: server.addr,
-        tls: None,
-    };
-    let connector = Connector::new(target, kind.proto(), USERS, recorder.clone()).await?;
+    let (server, recorder, connector) = start_plain(kind, paths).await?;
     let size = plan.room_size;
     let members = connector
         .connect_many(
@@ -265,35 +289,21 @@ pub async fn rooms(
         .context("connecting members")?;
     let mut id = 0;
     for &rate in &plan.room_rates {
-        let mut results = Vec::new();
-        for rep in 0..plan.reps {
-            id += 1;
-            let step = Step {
-                id,
-                rate,
-                size: 64,
-                warmup: plan.warmup,
-                window: plan.window,
-                fanout: size as u64,
-            };
-            let result = load::run_step(&members, kind.proto(), step, &recorder, &server).await?;
-            log(&format!(
-                "rooms {} {rate} msg/s: {:.0} deliveries/s ({:.1}%), p99 {} µs",
-                kind.name(),
-                result.delivered_per_sec,
-                result.ratio * 100.0,
-                result.p99_us
-            ));
-            out.rooms.push(TrafficRow {
-                server: kind,
-                size: 64,
-                rate,
-                rep,
-                result,
-            });
-            results.push(result);
-        }
-        if median_ratio(&results) < 0.95 {
+        let step = Step {
+            id,
+            rate,
+            size: 64,
+            warmup: plan.warmup,
+            window: plan.window,
+            fanout: size as u64,
+        };
+        let label = format!("rooms {}", kind.name());
+        let rows =
+            measure_rate(&members, kind, &server, &recorder, step, plan.reps, &label).await?;
+        id += plan.reps as u32;
+        let saturated = saturated(&rows);
+        out.rooms.extend(rows);
+        if saturated {
             break;
         }
     }
@@ -308,13 +318,7 @@ pub async fn idle(
     plan: &Plan,
     out: &mut Results,
 ) -> anyhow::Result<()> {
-    let server = Running::start(kind, paths, None, SERVER_CPU).await?;
-    let recorder = Recorder::shared();
-    let target = Target {
-        addr: server.addr,
-        tls: None,
-    };
-    let connector = Connector::new(target, kind.proto(), USERS, recorder.clone()).await?;
+    let (server, recorder, connector) = start_plain(kind, paths).await?;
     settle().await;
     let baseline = server.rss_bytes();
     let size = plan.room_size;
