@@ -22,6 +22,12 @@ pub enum ClientEvent {
         /// `joined`, instead of the recent history.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<u64>,
+        /// With `since`: the `epoch` of the `joined` that numbered the
+        /// client's messages. When it is not the server's, the history was
+        /// replaced, `since` means nothing there, and the join is answered as
+        /// a plain join (recent history), never as a resume into another history.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
     },
     /// Leave a room.
     LeaveRoom {
@@ -77,13 +83,18 @@ impl ClientEvent {
     }
 
     /// Decodes one text frame, telling apart the ways it can be wrong so the
-    /// server can answer with a precise error code.
+    /// server can answer with a precise error code. The frame's `ref`, if
+    /// any, is dropped; [`ClientFrame::decode`] keeps it.
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
-        let serde_json::Value::Object(mut frame) = value else {
-            return Err(DecodeError::InvalidFrame);
-        };
+        ClientFrame::decode(text)
+            .map(|frame| frame.event)
+            .map_err(|refused| refused.error)
+    }
+
+    /// Decodes the `type` and `payload` of an already parsed frame object.
+    fn from_object(
+        frame: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, DecodeError> {
         let kind = match frame.remove("type") {
             Some(serde_json::Value::String(kind)) => kind,
             _ => return Err(DecodeError::InvalidFrame),
@@ -106,6 +117,69 @@ impl ClientEvent {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("client events always serialize")
     }
+
+    /// Encodes this event with a top-level `ref`, which the server copies
+    /// onto its answer.
+    pub fn to_json_with_ref(&self, reference: &str) -> String {
+        let envelope = Referenced {
+            event: self,
+            reference: Some(reference),
+        };
+        serde_json::to_string(&envelope).expect("client events always serialize")
+    }
+}
+
+/// Longest `ref`, in characters.
+pub const MAX_REF_CHARS: usize = 64;
+
+/// An event with the `ref` that sits beside `type` and `payload`.
+#[derive(Serialize)]
+pub(crate) struct Referenced<'a, E> {
+    #[serde(flatten)]
+    pub(crate) event: &'a E,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub(crate) reference: Option<&'a str>,
+}
+
+/// One decoded client frame: the event and the request's `ref`, which the
+/// server echoes at the top level of its one answer to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFrame {
+    /// What the client asks for.
+    pub event: ClientEvent,
+    /// The client's reference for this request (at most [`MAX_REF_CHARS`]).
+    pub reference: Option<String>,
+}
+
+/// A frame that could not be decoded, with its `ref` when that much was
+/// readable, so that even the `error` answer can carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedFrame {
+    /// What was wrong.
+    pub error: DecodeError,
+    /// The frame's valid `ref`, if it had one.
+    pub reference: Option<String>,
+}
+
+impl ClientFrame {
+    /// Decodes one text frame and its `ref`.
+    pub fn decode(text: &str) -> Result<Self, RefusedFrame> {
+        let refused = |error, reference| RefusedFrame { error, reference };
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| refused(DecodeError::InvalidJson(e.to_string()), None))?;
+        let serde_json::Value::Object(mut frame) = value else {
+            return Err(refused(DecodeError::InvalidFrame, None));
+        };
+        let reference = match frame.remove("ref") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(r)) if r.chars().count() <= MAX_REF_CHARS => Some(r),
+            Some(_) => return Err(refused(DecodeError::InvalidRef, None)),
+        };
+        match ClientEvent::from_object(&mut frame) {
+            Ok(event) => Ok(Self { event, reference }),
+            Err(error) => Err(refused(error, reference)),
+        }
+    }
 }
 
 /// Why a text frame could not be decoded into a [`ClientEvent`].
@@ -120,6 +194,9 @@ pub enum DecodeError {
     /// A `type` this server does not know.
     #[error("unknown event type {0:?}")]
     UnknownType(String),
+    /// A `ref` that is not a string of at most [`MAX_REF_CHARS`] characters.
+    #[error("\"ref\" must be a string of at most {MAX_REF_CHARS} characters")]
+    InvalidRef,
     /// A known `type` whose payload lacks fields or has wrong types.
     #[error("invalid payload for {kind:?}: {reason}")]
     InvalidPayload {
@@ -135,7 +212,7 @@ impl DecodeError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::InvalidJson(_) => ErrorCode::InvalidJson,
-            Self::InvalidFrame => ErrorCode::InvalidFrame,
+            Self::InvalidFrame | Self::InvalidRef => ErrorCode::InvalidFrame,
             Self::UnknownType(_) => ErrorCode::UnknownType,
             Self::InvalidPayload { .. } => ErrorCode::InvalidPayload,
         }
@@ -152,6 +229,7 @@ mod tests {
                 ClientEvent::JoinRoom {
                     room: "general".into(),
                     since: None,
+                    epoch: None,
                 },
                 r#"{"type":"join_room","payload":{"room":"general"}}"#,
             ),
@@ -159,8 +237,9 @@ mod tests {
                 ClientEvent::JoinRoom {
                     room: "general".into(),
                     since: Some(41),
+                    epoch: Some("e1f2".into()),
                 },
-                r#"{"type":"join_room","payload":{"room":"general","since":41}}"#,
+                r#"{"type":"join_room","payload":{"room":"general","since":41,"epoch":"e1f2"}}"#,
             ),
             (
                 ClientEvent::LeaveRoom {
@@ -235,7 +314,8 @@ mod tests {
             ClientEvent::decode(r#"{"type":"join_room","payload":{"room":"a","extra":1}}"#),
             Ok(ClientEvent::JoinRoom {
                 room: "a".into(),
-                since: None
+                since: None,
+                epoch: None,
             })
         );
     }
@@ -247,6 +327,7 @@ mod tests {
             ("[1,2]", ErrorCode::InvalidFrame),
             (r#"{"payload":{}}"#, ErrorCode::InvalidFrame),
             (r#"{"type":7}"#, ErrorCode::InvalidFrame),
+            (r#"{"type":"list_rooms","ref":5}"#, ErrorCode::InvalidFrame),
             (r#"{"type":"dance","payload":{}}"#, ErrorCode::UnknownType),
             (
                 r#"{"type":"join_room","payload":{}}"#,
@@ -261,5 +342,34 @@ mod tests {
             let err = ClientEvent::decode(frame).expect_err(frame);
             assert_eq!(err.code(), code, "{frame}: {err}");
         }
+    }
+
+    #[test]
+    fn the_ref_is_kept_beside_type_and_payload() {
+        let frame = r#"{"type":"list_rooms","payload":{},"ref":"r-1"}"#;
+        assert_eq!(ClientEvent::ListRooms {}.to_json_with_ref("r-1"), frame);
+        assert_eq!(
+            ClientFrame::decode(frame),
+            Ok(ClientFrame {
+                event: ClientEvent::ListRooms {},
+                reference: Some("r-1".into()),
+            })
+        );
+        let refused = ClientFrame::decode(r#"{"type":"dance","ref":"r-2"}"#).expect_err("unknown");
+        assert_eq!(
+            refused.reference.as_deref(),
+            Some("r-2"),
+            "kept for the error"
+        );
+        let long = format!(r#"{{"type":"list_rooms","ref":"{}"}}"#, "x".repeat(65));
+        assert_eq!(
+            ClientFrame::decode(&long).map_err(|r| r.error),
+            Err(DecodeError::InvalidRef)
+        );
+        let at_limit = format!(r#"{{"type":"list_rooms","ref":"{}"}}"#, "é".repeat(64));
+        assert!(
+            ClientFrame::decode(&at_limit).is_ok(),
+            "counted in characters"
+        );
     }
 }

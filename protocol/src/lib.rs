@@ -17,7 +17,7 @@ pub mod http;
 pub mod names;
 pub mod server;
 
-pub use client::{ClientEvent, DecodeError};
+pub use client::{ClientEvent, ClientFrame, DecodeError, RefusedFrame};
 pub use error::ErrorCode;
 pub use server::{ChatMessage, Limits, RoomInfo, ServerEvent};
 

@@ -35,6 +35,10 @@ pub enum ServerEvent {
         /// On a plain join, the most recent messages, oldest first. Empty on a
         /// resume (`since`), whose messages arrived before this event.
         history: Vec<ChatMessage>,
+        /// Names the history these sequence numbers belong to: the same for
+        /// as long as the server keeps its message store, a new one when the
+        /// store is new. A client resumes with it (`join_room`'s `epoch`).
+        epoch: String,
     },
     /// Confirms that a `send_message` was stored, to its sender only; a resend
     /// with the same `client_id` gets the same answer.
@@ -109,6 +113,16 @@ impl ServerEvent {
     /// Encodes this event as the JSON text of one frame.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("server events always serialize")
+    }
+
+    /// Encodes this event as the answer to a request: with the request's
+    /// `ref` at the top level, beside `type` and `payload`, when it had one.
+    pub fn to_json_with_ref(&self, reference: Option<&str>) -> String {
+        let envelope = crate::client::Referenced {
+            event: self,
+            reference,
+        };
+        serde_json::to_string(&envelope).expect("server events always serialize")
     }
 
     /// Shorthand for an `error` event.
@@ -204,8 +218,9 @@ mod tests {
                         text: "earlier".into(),
                         sent_at: "2026-11-24T09:29:00.000Z".into(),
                     }],
+                    epoch: "5d1c9e".into(),
                 },
-                r#"{"type":"joined","payload":{"room":"general","members":["alice","bob"],"last_seq":7,"history":[{"id":"12","room":"general","seq":7,"from":"bob","text":"earlier","sent_at":"2026-11-24T09:29:00.000Z"}]}}"#,
+                r#"{"type":"joined","payload":{"room":"general","members":["alice","bob"],"last_seq":7,"history":[{"id":"12","room":"general","seq":7,"from":"bob","text":"earlier","sent_at":"2026-11-24T09:29:00.000Z"}],"epoch":"5d1c9e"}}"#,
             ),
             (
                 ServerEvent::Ack {
@@ -297,5 +312,20 @@ mod tests {
         )
         .expect("decodes");
         assert_eq!(decoded, ServerEvent::error(ErrorCode::Other, "?"));
+    }
+
+    #[test]
+    fn an_answer_carries_the_ref_and_old_clients_can_ignore_it() {
+        let left = ServerEvent::Left {
+            room: "general".into(),
+        };
+        let json = left.to_json_with_ref(Some("7"));
+        assert_eq!(
+            json,
+            r#"{"type":"left","payload":{"room":"general"},"ref":"7"}"#
+        );
+        assert_eq!(left.to_json_with_ref(None), left.to_json());
+        let decoded: ServerEvent = serde_json::from_str(&json).expect("ref is ignored");
+        assert_eq!(decoded, left);
     }
 }

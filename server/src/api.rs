@@ -21,8 +21,8 @@ use chat_protocol::ErrorCode;
 use serde::Deserialize;
 
 use crate::auth::{retry_secs, AuthError, SessionError, TicketError};
-use crate::server::AppState;
-use crate::{origin, session, web};
+use crate::state::AppState;
+use crate::{connection, origin, web};
 
 /// Largest accepted request body; credentials are far smaller.
 const MAX_BODY: usize = 16 * 1024;
@@ -349,12 +349,13 @@ async fn websocket(
     // the upgrade completes.
     let tracked = app.tracker.token();
     let max = app.config.max_message_size;
+    let context = app.connections.clone();
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
-            session::run(socket, user, app).await;
+            connection::run(socket, user, context).await;
             drop(tracked);
         })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 
-use crate::history::{Durability, Retention, Storage};
+use chat_rooms::{Durability, Retention, Storage};
 use clap::{ArgAction, Parser};
 
 /// Everything `chat-server` can be told. Defaults are the embedded setup:

@@ -4,26 +4,29 @@
 //! - [`server`]: accept loop, TLS, graceful shutdown.
 //! - `api`: HTTP routes (login, sessions, register, health) and the checked upgrade to `/ws`.
 //! - `origin`, `auth`: the Origin check; passwords, login throttling, sessions and tickets.
-//! - `session`: one connection: reader, event handler, writer task and heartbeat.
-//! - `rooms`: the registry of connections and rooms, and fan-out.
-//! - [`history`]: durable, numbered messages (SQLite), paging and retention.
+//! - `connection`: one socket: reader, event handler, writer task and heartbeat.
+//! - `chat_rooms` (its own crate): the room log, bus, hub and presence that
+//!   number, store and deliver messages.
 //! - `ratelimit`: the per-connection token bucket.
-//! - [`store`]: the embedded SQLite database.
+//! - [`store`]: the accounts database.
+//! - `state`: what the HTTP routes share.
 //! - [`config`]: flags and `CHAT_*` variables; [`tls`]: certificates.
 //! - `web`: the browser client (`web/`), embedded and served at `/`.
 
 mod api;
 mod auth;
 pub mod config;
-pub mod history;
+mod connection;
 mod origin;
 mod ratelimit;
-mod rooms;
 pub mod server;
-mod session;
+mod state;
 pub mod store;
 pub mod tls;
 mod web;
+
+pub use chat_rooms::room_log::MESSAGES_FILE;
+pub use chat_rooms::{Durability, Retention, Storage};
 
 pub use auth::add_user;
 pub use config::Config;

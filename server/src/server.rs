@@ -17,11 +17,14 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use chat_rooms::room_log::unix_millis;
+use chat_rooms::{Node, RoomLog, SqliteLog};
+
 use crate::api;
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::history::MessageStore;
-use crate::rooms::Registry;
+use crate::connection;
+use crate::state::AppState;
 use crate::store::Accounts;
 use crate::tls::{self, CertSource};
 
@@ -33,25 +36,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the sweep's cost negligible against sessions that last hours.
 const AUTH_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// State shared by every request and connection.
-pub(crate) struct AppState {
-    pub(crate) config: Config,
-    pub(crate) auth: Auth,
-    pub(crate) registry: Registry,
-    /// Cancelled once to begin shutdown; every connection's closer descends from it.
-    pub(crate) shutdown: CancellationToken,
-    /// Tracks connection tasks and sessions, so shutdown can wait for them.
-    pub(crate) tracker: TaskTracker,
-    /// Whether this server speaks TLS (for the Origin check's own origin).
-    pub(crate) tls: bool,
-}
-
 /// A bound, ready-to-run chat server.
 pub struct Server {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     cert_source: Option<CertSource>,
     app: Arc<AppState>,
+    node: Arc<Node>,
 }
 
 impl Server {
@@ -59,12 +50,13 @@ impl Server {
     /// in use, an unreadable certificate) surface before anything runs.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         let accounts = Accounts::open_in(&config.data_dir)?;
-        let store = Arc::new(MessageStore::open(
+        let log: Arc<dyn RoomLog> = Arc::new(SqliteLog::open(
             &config.data_dir,
             config.storage,
             config.durability,
             config.retention(),
         )?);
+        let node = Arc::new(Node::single(log, config.history_on_join, config.send_queue));
         let (tls, cert_source) = if config.tls {
             let (acceptor, source) = tls::acceptor(&config)?;
             (Some(acceptor), Some(source))
@@ -74,6 +66,21 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let shutdown = CancellationToken::new();
+        let connections = Arc::new(connection::Context {
+            node: node.clone(),
+            settings: connection::Settings {
+                max_message_size: config.max_message_size,
+                max_rooms: config.max_rooms,
+                rate: config.rate,
+                burst: config.burst,
+                send_queue: config.send_queue,
+                ping_interval: config.ping_interval,
+                pong_timeout: config.pong_timeout,
+                close_timeout: config.shutdown_grace,
+            },
+            shutdown: shutdown.clone(),
+        });
         let app = Arc::new(AppState {
             auth: Auth::new(
                 accounts,
@@ -82,8 +89,8 @@ impl Server {
                 config.login_attempts,
                 config.login_window,
             ),
-            registry: Registry::new(config.max_rooms, store, config.history_on_join),
-            shutdown: CancellationToken::new(),
+            connections,
+            shutdown,
             tracker: TaskTracker::new(),
             tls: tls.is_some(),
             config,
@@ -93,6 +100,7 @@ impl Server {
             tls,
             cert_source,
             app,
+            node,
         })
     }
 
@@ -121,11 +129,19 @@ impl Server {
     /// Close frame (1001) and waits up to the shutdown grace for them to go.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
-            listener, tls, app, ..
+            listener,
+            tls,
+            app,
+            node,
+            ..
         } = self;
         let router = api::router(app.clone());
-        if let Some(every) = app.registry.store().prune_interval() {
-            app.tracker.spawn(prune_old_messages(app.clone(), every));
+        if let Some(every) = node.log().retention().prune_interval() {
+            app.tracker.spawn(prune_old_messages(
+                node.clone(),
+                every,
+                app.shutdown.clone(),
+            ));
         }
         app.tracker.spawn(prune_expired_auth(app.clone()));
         loop {
@@ -174,15 +190,15 @@ impl Server {
 }
 
 /// Applies age retention every `every` until shutdown.
-async fn prune_old_messages(app: Arc<AppState>, every: Duration) {
+async fn prune_old_messages(node: Arc<Node>, every: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
-            () = app.shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now_ms = crate::history::unix_millis(std::time::SystemTime::now());
-        match app.registry.store().prune_by_age(now_ms) {
+        let now_ms = unix_millis(std::time::SystemTime::now());
+        match node.log().prune_by_age(now_ms).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(messages = n, "retention: forgot old messages"),
             Err(e) => tracing::error!(error = %e, "retention failed"),

@@ -162,6 +162,7 @@ async fn send_until_killed(remote: Remote, user: String, acks: Arc<AtomicUsize>)
     let join = ClientEvent::JoinRoom {
         room: "k".into(),
         since: None,
+        epoch: None,
     };
     if ws.send(Message::text(join.to_json())).await.is_err() {
         return witness;
@@ -256,6 +257,7 @@ async fn acked_messages_survive_sigkill_and_no_one_saw_an_unstored_one() {
     kim.send(ClientEvent::JoinRoom {
         room: "k".into(),
         since: None,
+        epoch: None,
     })
     .await;
     let ServerEvent::Joined {

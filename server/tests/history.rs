@@ -23,6 +23,7 @@ fn join_since(room: &str, since: u64) -> ClientEvent {
     ClientEvent::JoinRoom {
         room: room.into(),
         since: Some(since),
+        epoch: None,
     }
 }
 
@@ -99,6 +100,7 @@ async fn joining_brings_recent_history_and_history_pages_back() {
         .send(ClientEvent::JoinRoom {
             room: "r".into(),
             since: None,
+            epoch: None,
         })
         .await;
     let ServerEvent::Joined {
@@ -244,6 +246,7 @@ fn resume_from(got: &BTreeMap<&str, Vec<u64>>, room: &str) -> ClientEvent {
     ClientEvent::JoinRoom {
         room: room.into(),
         since: got.get(room).and_then(|seqs| seqs.last().copied()),
+        epoch: None,
     }
 }
 
@@ -362,6 +365,7 @@ async fn members_who_drop_and_resume_at_random_receive_every_message_in_order() 
                 .send(ClientEvent::JoinRoom {
                     room: room.into(),
                     since: Some(since.unwrap_or(0)),
+                    epoch: None,
                 })
                 .await;
             loop {

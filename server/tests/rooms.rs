@@ -219,6 +219,7 @@ async fn the_room_limit_is_enforced() {
         .send(ClientEvent::JoinRoom {
             room: "c".into(),
             since: None,
+            epoch: None,
         })
         .await;
     assert_eq!(error_code(&alice.next().await), ErrorCode::TooManyRooms);

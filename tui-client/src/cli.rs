@@ -114,6 +114,7 @@ async fn send_all(
     conn.send(&ClientEvent::JoinRoom {
         room: room.into(),
         since: None,
+        epoch: None,
     })
     .await?;
     loop {

@@ -52,6 +52,7 @@ fn joined(room: &str, members: &[&str]) -> AppEvent {
         members: members.iter().map(|m| m.to_string()).collect(),
         last_seq: 0,
         history: vec![],
+        epoch: "e".into(),
     })
 }
 
@@ -333,6 +334,7 @@ fn joining_shows_history_and_paging_back_prepends_older_messages() {
         members: vec!["alice".into()],
         last_seq: 12,
         history: (8..=12).map(|s| stored("r", s, &format!("m{s}"))).collect(),
+        epoch: "e".into(),
     }));
     assert_eq!(app.rooms[0].lines.len(), 5, "scrollback shown");
     assert_eq!(app.rooms[0].oldest_seq, Some(8));

@@ -57,6 +57,7 @@ fn busy_app() -> App {
                 members: members.into_iter().map(String::from).collect(),
                 last_seq: 0,
                 history: vec![],
+                epoch: "e".into(),
             },
         );
     }

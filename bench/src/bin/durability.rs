@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chat_protocol::{ClientEvent, ServerEvent};
-use chat_server::history::{Durability, Storage};
 use chat_server::{Config, Server};
+use chat_server::{Durability, Storage};
 use chat_tui::client::{self, ClientConfig, ServerUrl, TlsOptions};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -67,6 +67,7 @@ async fn connect(addr: std::net::SocketAddr, user: &str) -> anyhow::Result<Ws> {
     let join = ClientEvent::JoinRoom {
         room: "bench".into(),
         since: None,
+        epoch: None,
     };
     ws.send(Message::text(join.to_json())).await?;
     // Wait for our own joined: the room is then ready for this client.

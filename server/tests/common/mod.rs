@@ -341,6 +341,7 @@ impl Client {
         self.send(ClientEvent::JoinRoom {
             room: room.into(),
             since: None,
+            epoch: None,
         })
         .await;
         match self.next().await {

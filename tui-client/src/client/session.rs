@@ -157,6 +157,7 @@ impl Rooms {
         self.0.iter().map(|(room, since)| ClientEvent::JoinRoom {
             room: room.clone(),
             since: *since,
+            epoch: None,
         })
     }
 }
@@ -304,7 +305,11 @@ async fn serve(
                         conn.close().await;
                         return Ended::Quit;
                     }
-                    Some(Command::Join(room)) => ClientEvent::JoinRoom { room, since: None },
+                    Some(Command::Join(room)) => ClientEvent::JoinRoom {
+                        room,
+                        since: None,
+                        epoch: None,
+                    },
                     Some(Command::Leave(room)) => ClientEvent::LeaveRoom { room },
                     Some(Command::Send { room, text }) => unacked.add(new_client_id(), room, text),
                     Some(Command::History { room, before }) => ClientEvent::History {
@@ -372,11 +377,13 @@ mod tests {
             [
                 ClientEvent::JoinRoom {
                     room: "general".into(),
-                    since: Some(7)
+                    since: Some(7),
+                    epoch: None,
                 },
                 ClientEvent::JoinRoom {
                     room: "ops".into(),
-                    since: None
+                    since: None,
+                    epoch: None,
                 },
             ]
         );

@@ -105,6 +105,7 @@ impl TestServer {
         conn.send(&ClientEvent::JoinRoom {
             room: room.into(),
             since: None,
+            epoch: None,
         })
         .await
         .expect("join");

@@ -4,13 +4,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::sink::SinkExt;
 use futures_util::stream::SplitSink;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::close::{CloseReason, Closer};
+use chat_rooms::{CloseReason, Closer, Frame};
 
 /// Most queued frames written before one flush. Under load this turns many
 /// small writes into one syscall; the cap keeps one flush from growing huge.
@@ -35,7 +35,7 @@ pub(super) struct Heartbeat {
 /// (the reader only sets `pongs`, an atomic flag).
 pub(super) async fn run(
     mut sink: Sink,
-    mut rx: mpsc::Receiver<Utf8Bytes>,
+    mut rx: mpsc::Receiver<Frame>,
     closer: Closer,
     heartbeat: Heartbeat,
     pongs: Arc<AtomicBool>,
@@ -103,8 +103,8 @@ pub(super) async fn run(
 
 async fn write_batch(
     sink: &mut Sink,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
-    first: Utf8Bytes,
+    rx: &mut mpsc::Receiver<Frame>,
+    first: Frame,
 ) -> Result<(), axum::Error> {
     sink.feed(Message::Text(first)).await?;
     for _ in 1..MAX_BATCH {
@@ -120,10 +120,10 @@ async fn write_batch(
 /// and sends the Close frame for `reason`.
 async fn finish(
     sink: &mut Sink,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    rx: &mut mpsc::Receiver<Frame>,
     reason: CloseReason,
 ) -> Result<(), axum::Error> {
-    // No new frames from here on: the registry's try_send sees a closed queue.
+    // No new frames from here on: the hub's try_send sees a closed queue.
     rx.close();
     if reason.flush_queue() {
         while let Some(frame) = rx.recv().await {

@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Why a connection is being closed; decides the Close frame the server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CloseReason {
+pub enum CloseReason {
     /// The client sent a Close frame (the WebSocket layer answers it).
     ClientClosed,
     /// The transport failed or ended without a close handshake.
@@ -27,7 +27,7 @@ pub(crate) enum CloseReason {
 
 impl CloseReason {
     /// The Close frame to send (RFC 6455 section 7.4.1), if one is to be sent.
-    pub(crate) fn close_frame(self) -> Option<(u16, &'static str)> {
+    pub fn close_frame(self) -> Option<(u16, &'static str)> {
         match self {
             Self::ClientClosed | Self::ConnectionLost => None,
             Self::Shutdown => Some((1001, "server shutting down")),
@@ -41,7 +41,7 @@ impl CloseReason {
 
     /// Whether frames already queued are still worth writing before the Close
     /// frame: not when the peer is gone, closed, or known not to be reading.
-    pub(crate) fn flush_queue(self) -> bool {
+    pub fn flush_queue(self) -> bool {
         match self {
             Self::Shutdown | Self::MessageTooBig | Self::InvalidUtf8 | Self::ProtocolError => true,
             Self::ClientClosed | Self::ConnectionLost | Self::SlowConsumer | Self::PongTimeout => {
@@ -52,16 +52,17 @@ impl CloseReason {
 }
 
 /// Ends one connection, once, recording the first reason given. Cloned into
-/// the reader, the writer and the connection's outbox in the room registry.
+/// the reader, the writer and the connection's [`crate::Outbox`], which the
+/// hub holds for each member.
 #[derive(Clone)]
-pub(crate) struct Closer {
+pub struct Closer {
     token: CancellationToken,
     reason: Arc<OnceLock<CloseReason>>,
 }
 
 impl Closer {
     /// A closer that also fires when `shutdown` is cancelled (reason: shutdown).
-    pub(crate) fn new(shutdown: &CancellationToken) -> Self {
+    pub fn new(shutdown: &CancellationToken) -> Self {
         Self {
             token: shutdown.child_token(),
             reason: Arc::new(OnceLock::new()),
@@ -69,24 +70,23 @@ impl Closer {
     }
 
     /// Starts closing the connection; later calls keep the first reason.
-    pub(crate) fn close(&self, reason: CloseReason) {
+    pub fn close(&self, reason: CloseReason) {
         let _ = self.reason.set(reason);
         self.token.cancel();
     }
 
     /// Why it closed; a cancelled token with no reason means server shutdown.
-    pub(crate) fn reason(&self) -> CloseReason {
+    pub fn reason(&self) -> CloseReason {
         self.reason.get().copied().unwrap_or(CloseReason::Shutdown)
     }
 
     /// Whether closing has begun.
-    #[cfg(test)]
-    pub(crate) fn is_closing(&self) -> bool {
+    pub fn is_closing(&self) -> bool {
         self.token.is_cancelled()
     }
 
     /// Completes when closing has begun.
-    pub(crate) async fn closed(&self) {
+    pub async fn closed(&self) {
         self.token.cancelled().await;
     }
 }

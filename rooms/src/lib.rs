@@ -1,0 +1,34 @@
+//! The message path of chat-server, apart from HTTP and sockets.
+//!
+//! Ordering comes from sequence numbers, not from a lock:
+//! - [`room_log`]: the [`RoomLog`] assigns each room's next seq and commits
+//!   (SQLite here: one writer that group-commits; reads on their own
+//!   connections).
+//! - [`bus`]: carries each committed, numbered event to every node with
+//!   members in its room (in-process here).
+//! - [`hub`]: this node's members per room; delivers each room's events in
+//!   seq order, drops duplicates and fills gaps from the log.
+//! - [`presence`]: who is in which room.
+//! - `catch_up`: one algorithm for a plain join and a resume.
+//! - [`node`]: the above put together, as a connection uses it.
+//! - [`outbox`] and [`close`]: a connection's queue and its one-shot close
+//!   signal, which the hub holds for each member.
+//!
+//! Data path: append -> commit -> ack to the sender and publish on the bus
+//! (in commit order) -> each node's hub -> `try_send` of the shared bytes to
+//! every member's bounded queue.
+
+pub mod bus;
+mod catch_up;
+pub mod close;
+pub mod hub;
+pub mod node;
+pub mod outbox;
+pub mod presence;
+pub mod room_log;
+
+pub use close::{CloseReason, Closer};
+pub use hub::{ConnId, Hub, Peer};
+pub use node::Node;
+pub use outbox::{Frame, Outbox};
+pub use room_log::{Durability, LogError, Retention, RoomLog, SqliteLog, Storage};

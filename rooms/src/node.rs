@@ -1,0 +1,219 @@
+//! One node's rooms, as its connections use them: join (and resume), leave,
+//! send, history and the room list, over the room log, the bus, the hub and
+//! presence.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chat_protocol::{ChatMessage, ErrorCode, RoomInfo, ServerEvent};
+
+use crate::bus::{Bus, LocalBus, RoomEvent};
+use crate::catch_up::{self, Start};
+use crate::hub::{Hub, Peer};
+use crate::presence::{LocalPresence, Presence};
+use crate::room_log::{Bounds, LogError, NewMessage, RoomLog};
+
+/// The parts a node is made of.
+pub struct Parts {
+    /// Numbers and stores messages.
+    pub log: Arc<dyn RoomLog>,
+    /// Carries committed messages to every node's hub.
+    pub bus: Arc<dyn Bus>,
+    /// This node's members and delivery.
+    pub hub: Arc<Hub>,
+    /// Who is in which room.
+    pub presence: Arc<dyn Presence>,
+}
+
+/// A chat node: what a connection needs to take part in rooms.
+pub struct Node {
+    log: Arc<dyn RoomLog>,
+    bus: Arc<dyn Bus>,
+    hub: Arc<Hub>,
+    presence: Arc<dyn Presence>,
+    /// Messages of history in a plain `joined`.
+    history_on_join: usize,
+}
+
+/// A request's `ref`, copied onto its answer.
+pub type Ref = Option<Arc<str>>;
+
+impl Node {
+    /// A node of its own: an in-process bus and presence over `log`.
+    /// `send_queue` is each connection's queue size (live events held for
+    /// a catching-up member are bounded by it). Needs a tokio runtime.
+    pub fn single(log: Arc<dyn RoomLog>, history_on_join: usize, send_queue: usize) -> Self {
+        let hub = Hub::new(log.clone(), send_queue);
+        let bus = Arc::new(LocalBus::new(hub.clone()));
+        Self::from_parts(
+            Parts {
+                log,
+                bus,
+                hub,
+                presence: Arc::new(LocalPresence::default()),
+            },
+            history_on_join,
+        )
+    }
+
+    /// A node from its parts, for shared (cluster) implementations.
+    pub fn from_parts(parts: Parts, history_on_join: usize) -> Self {
+        Self {
+            log: parts.log,
+            bus: parts.bus,
+            hub: parts.hub,
+            presence: parts.presence,
+            history_on_join,
+        }
+    }
+
+    /// The room log.
+    pub fn log(&self) -> &Arc<dyn RoomLog> {
+        &self.log
+    }
+
+    /// This node's hub.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Joins `room`: a plain join (`since` absent, or from another epoch)
+    /// brings recent history in `joined`; a resume brings every stored
+    /// message after `since`, then `joined`. Either way live messages follow
+    /// with nothing lost or doubled. A join of a room the connection is
+    /// catching up on already is ignored (that catch-up answers).
+    pub async fn join(
+        &self,
+        peer: &Peer,
+        room: &str,
+        since: Option<u64>,
+        epoch: Option<&str>,
+        reference: Ref,
+    ) -> Result<(), LogError> {
+        let start = match since {
+            Some(since) if epoch.is_none_or(|e| e == self.log.epoch()) => Start::After(since),
+            _ => Start::Recent(self.history_on_join),
+        };
+        catch_up::run(self, peer, room, start, reference).await
+    }
+
+    /// Takes a connection out of a room, telling the others when it was the
+    /// user's last connection there. `false` if it was not in the room.
+    pub async fn leave(&self, peer: &Peer, room: &str) -> bool {
+        if !self.hub.remove(room, peer.id) {
+            return false;
+        }
+        if self.presence.leave(room, &peer.user).await {
+            let notice = ServerEvent::MemberLeft {
+                room: room.to_owned(),
+                user: peer.user.to_string(),
+            };
+            self.hub.notify(room, &notice.to_json().into(), None);
+        }
+        true
+    }
+
+    /// Whether the connection is a member of `room` (joined, not catching up).
+    pub fn is_member(&self, peer: &Peer, room: &str) -> bool {
+        self.hub.is_member(room, peer.id)
+    }
+
+    /// Appends a message; once it is committed, acks it to the sender and
+    /// publishes it to the room (a resend with a known `client_id` is acked
+    /// again and not published). The caller checks membership first.
+    pub async fn send(
+        &self,
+        peer: &Peer,
+        room: &str,
+        text: String,
+        client_id: Option<String>,
+        reference: Ref,
+    ) {
+        let outbox = peer.outbox.clone();
+        let bus = self.bus.clone();
+        let acked_id = client_id.clone();
+        let message = NewMessage {
+            room: room.to_owned(),
+            sender: peer.user.to_string(),
+            client_id,
+            text,
+        };
+        let reply = move |event: ServerEvent| {
+            outbox.deliver(&event.to_json_with_ref(reference.as_deref()).into());
+        };
+        self.log
+            .append(
+                message,
+                Box::new(move |result| match result {
+                    Ok(appended) => {
+                        reply(ServerEvent::Ack {
+                            room: appended.message.room.clone(),
+                            seq: appended.message.seq,
+                            id: appended.message.id.clone(),
+                            client_id: acked_id,
+                        });
+                        if !appended.duplicate {
+                            bus.publish(RoomEvent::message(appended.message));
+                        }
+                    }
+                    Err(e) => reply(ServerEvent::error(ErrorCode::Internal, storage_failure(&e))),
+                }),
+            )
+            .await;
+    }
+
+    /// A page of older messages and the room's oldest stored seq.
+    pub async fn history(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<ChatMessage>, Bounds), LogError> {
+        let messages = self.log.before(room, before, limit).await?;
+        let bounds = self.log.bounds(room).await?;
+        Ok((messages, bounds))
+    }
+
+    /// Every room with members or stored messages, sorted by name, with its
+    /// distinct user count and last activity.
+    pub async fn list_rooms(&self) -> Result<Vec<RoomInfo>, LogError> {
+        let mut rooms: BTreeMap<String, RoomInfo> = self
+            .log
+            .rooms()
+            .await?
+            .into_iter()
+            .map(|r| {
+                let info = RoomInfo {
+                    name: r.name.clone(),
+                    members: 0,
+                    last_seq: r.last_seq,
+                    last_activity: r.last_activity,
+                };
+                (r.name, info)
+            })
+            .collect();
+        for (name, members) in self.presence.counts().await {
+            rooms
+                .entry(name.clone())
+                .or_insert_with(|| RoomInfo {
+                    name,
+                    members: 0,
+                    last_seq: 0,
+                    last_activity: None,
+                })
+                .members = members;
+        }
+        Ok(rooms.into_values().collect())
+    }
+
+    pub(crate) fn presence(&self) -> &dyn Presence {
+        &*self.presence
+    }
+}
+
+/// The text of the `internal` error answering a request the log could not
+/// serve; logs the failure on the way.
+pub fn storage_failure(e: &LogError) -> String {
+    tracing::error!(error = %e, "message log failed");
+    format!("the message store failed; nothing was stored or sent ({e})")
+}

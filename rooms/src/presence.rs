@@ -1,0 +1,133 @@
+//! Presence: which users are in which room. A user may be in a room through
+//! several connections; they count, and are announced, as one member.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, MutexGuard};
+
+/// Who is in which room. Asynchronous because a shared implementation (for
+/// several nodes) answers over the network.
+#[async_trait::async_trait]
+pub trait Presence: Send + Sync + 'static {
+    /// Counts one more connection of `user` in `room`; `true` when it is the
+    /// user's first there (announce `member_joined`).
+    async fn join(&self, room: &str, user: &str) -> bool;
+
+    /// Counts one connection fewer; `true` when it was the user's last there
+    /// (announce `member_left`).
+    async fn leave(&self, room: &str, user: &str) -> bool;
+
+    /// The room's users, sorted, each once.
+    async fn members(&self, room: &str) -> Vec<String>;
+
+    /// Every room with members, with its number of distinct users.
+    async fn counts(&self) -> HashMap<String, usize>;
+}
+
+/// Rooms are spread over this many locks.
+const SHARDS: usize = 16;
+
+/// Users per room, with their connection counts.
+type Rooms = HashMap<String, BTreeMap<String, usize>>;
+
+/// Presence of a single node, in memory.
+pub struct LocalPresence {
+    shards: Box<[Mutex<Rooms>]>,
+    hasher: RandomState,
+}
+
+impl Default for LocalPresence {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl LocalPresence {
+    fn shard(&self, room: &str) -> MutexGuard<'_, Rooms> {
+        let index = (self.hasher.hash_one(room) % SHARDS as u64) as usize;
+        // std Mutex: map updates only, never held across an `.await`.
+        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl Presence for LocalPresence {
+    async fn join(&self, room: &str, user: &str) -> bool {
+        let mut shard = self.shard(room);
+        let count = shard
+            .entry(room.to_owned())
+            .or_default()
+            .entry(user.to_owned())
+            .or_default();
+        *count += 1;
+        *count == 1
+    }
+
+    async fn leave(&self, room: &str, user: &str) -> bool {
+        let mut shard = self.shard(room);
+        let Some(users) = shard.get_mut(room) else {
+            return false;
+        };
+        let Some(count) = users.get_mut(user) else {
+            return false;
+        };
+        *count -= 1;
+        let last = *count == 0;
+        if last {
+            users.remove(user);
+            if users.is_empty() {
+                shard.remove(room);
+            }
+        }
+        last
+    }
+
+    async fn members(&self, room: &str) -> Vec<String> {
+        self.shard(room)
+            .get(room)
+            .map(|users| users.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    async fn counts(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for shard in &*self.shards {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            counts.extend(
+                shard
+                    .iter()
+                    .map(|(room, users)| (room.clone(), users.len())),
+            );
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_user_with_two_connections_is_one_member() {
+        let presence = LocalPresence::default();
+        assert!(presence.join("r", "alice").await, "first");
+        assert!(!presence.join("r", "alice").await, "second connection");
+        assert!(presence.join("r", "bob").await);
+        assert_eq!(presence.members("r").await, ["alice", "bob"]);
+        assert!(!presence.leave("r", "alice").await, "one connection left");
+        assert!(presence.leave("r", "alice").await, "the last");
+        assert_eq!(presence.counts().await.get("r"), Some(&1));
+        assert!(presence.leave("r", "bob").await);
+        assert!(
+            presence.counts().await.is_empty(),
+            "an empty room is forgotten"
+        );
+        assert!(
+            !presence.leave("r", "bob").await,
+            "leaving twice is harmless"
+        );
+    }
+}

@@ -1,0 +1,689 @@
+//! The embedded room log: SQLite in WAL mode, in a database of its own
+//! (`messages.db`), so that message writes never wait on account writes.
+//!
+//! Three kinds of thread touch it, each on its own connection:
+//! - one **writer** thread takes every append queued while its last commit
+//!   ran and commits them in one transaction (group commit), then completes
+//!   each in commit order. Under `synchronous=FULL` a whole batch shares one
+//!   flush, so the disk's flush rate no longer caps the message rate.
+//! - a **checkpointer** thread moves the WAL into the database now and then
+//!   (`wal_autocheckpoint` is off), so no append ever waits on a checkpoint.
+//! - **reads** run on the blocking pool with pooled read-only connections, so
+//!   joins, history pages and resumes neither wait for the writer nor block it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use chat_protocol::ChatMessage;
+use rand_core::{OsRng, RngCore};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::{
+    unix_millis, Appended, Bounds, Committed, Durability, LogError, NewMessage, Recent, Retention,
+    RoomLog, Storage, StoredRoom, MESSAGES_FILE,
+};
+
+/// Appends waiting for the writer. When it is full, appenders wait (the
+/// sending connection stops being read: TCP pushes back on the client)
+/// instead of the queue growing without bound.
+const QUEUE: usize = 8192;
+
+/// Most appends in one transaction; bounds the time a batch's first
+/// message waits for its last.
+const MAX_BATCH: usize = 1024;
+
+/// How often the checkpointer moves the WAL into the database. Often enough
+/// that the WAL stays a few MB under heavy traffic; PASSIVE never blocks the
+/// writer or readers.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Reads at once. Each holds a connection and a blocking-pool thread; more
+/// than the cores would only queue inside SQLite.
+const READERS: usize = 4;
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS rooms (
+        name          TEXT PRIMARY KEY,
+        last_seq      INTEGER NOT NULL,
+        last_activity TEXT
+    );
+    CREATE TABLE IF NOT EXISTS messages (
+        id        INTEGER PRIMARY KEY,
+        room      TEXT NOT NULL,
+        seq       INTEGER NOT NULL,
+        sender    TEXT NOT NULL,
+        client_id TEXT,
+        text      TEXT NOT NULL,
+        sent_at   TEXT NOT NULL,
+        sent_ms   INTEGER NOT NULL,
+        UNIQUE (room, seq)
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS messages_client_id
+        ON messages (room, sender, client_id) WHERE client_id IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS messages_age ON messages (sent_ms);
+";
+
+const COLUMNS: &str = "id, room, seq, sender, text, sent_at";
+
+fn to_message(row: &Row<'_>) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage {
+        id: row.get::<_, i64>(0)?.to_string(),
+        room: row.get(1)?,
+        seq: row.get(2)?,
+        from: row.get(3)?,
+        text: row.get(4)?,
+        sent_at: row.get(5)?,
+    })
+}
+
+/// Work for the writer thread, in the order it was queued.
+enum Command {
+    Append(NewMessage, Committed),
+    PruneByAge(i64, oneshot::Sender<Result<usize, LogError>>),
+}
+
+/// The SQLite room log. Dropping it lets the writer finish what is queued
+/// and stop.
+pub struct SqliteLog {
+    epoch: String,
+    retention: Retention,
+    writer: mpsc::Sender<Command>,
+    reads: Arc<ReadPool>,
+    /// Bounds concurrent reads to [`READERS`].
+    readers: Arc<Semaphore>,
+    /// Stops the checkpointer when dropped.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
+    /// The throwaway directory of [`Storage::Memory`], removed on drop.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl SqliteLog {
+    /// Opens (creating if needed) the log in `data_dir`, or a throwaway one,
+    /// and starts its writer and checkpointer threads.
+    pub fn open(
+        data_dir: &Path,
+        storage: Storage,
+        durability: Durability,
+        retention: Retention,
+    ) -> Result<Self, LogError> {
+        let (path, scratch) = match storage {
+            Storage::File => {
+                std::fs::create_dir_all(data_dir)?;
+                (data_dir.join(MESSAGES_FILE), None)
+            }
+            Storage::Memory => {
+                // In RAM where the machine offers a tmpfs; never flushed either way.
+                let shm = Path::new("/dev/shm");
+                let dir = if shm.is_dir() {
+                    tempfile::Builder::new().prefix("chat-log").tempdir_in(shm)
+                } else {
+                    tempfile::Builder::new().prefix("chat-log").tempdir()
+                }?;
+                (dir.path().join(MESSAGES_FILE), Some(dir))
+            }
+        };
+        let conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let synchronous = match (storage, durability) {
+            (Storage::Memory, _) => "OFF",
+            (Storage::File, Durability::Normal) => "NORMAL",
+            (Storage::File, Durability::Full) => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let epoch = epoch_of(&conn)?;
+
+        let checkpointer = Connection::open(&path)?;
+        checkpointer.busy_timeout(Duration::from_secs(5))?;
+        let (stop, stopped) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("room-log-checkpoint".into())
+            .spawn(move || checkpoint_until_stopped(&checkpointer, &stopped))?;
+
+        let (writer, queue) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("room-log-writer".into())
+            .spawn(move || Writer { conn, retention }.run(queue))?;
+
+        Ok(Self {
+            epoch,
+            retention,
+            writer,
+            reads: Arc::new(ReadPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+            readers: Arc::new(Semaphore::new(READERS)),
+            _checkpointer: Some(stop),
+            _scratch: scratch,
+        })
+    }
+
+    /// Runs `read` on a pooled read connection on the blocking pool.
+    async fn read<T, F>(&self, read: F) -> Result<T, LogError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let _permit = self.readers.acquire().await.map_err(|_| LogError::Closed)?;
+        let pool = self.reads.clone();
+        tokio::task::spawn_blocking(move || pool.with(read))
+            .await
+            .map_err(|_| LogError::Closed)?
+    }
+}
+
+/// The log's epoch, made once when the database is new.
+fn epoch_of(conn: &Connection) -> rusqlite::Result<String> {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)",
+        params![fresh],
+    )?;
+    conn.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |row| {
+        row.get(0)
+    })
+}
+
+fn checkpoint_until_stopped(conn: &Connection, stopped: &std::sync::mpsc::Receiver<()>) {
+    // The timeout is the checkpoint period; the channel only says "stop".
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        stopped.recv_timeout(CHECKPOINT_EVERY)
+    {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        }
+    }
+}
+
+/// Read-only connections, reused between reads.
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn with<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, LogError> {
+        // std Mutex: held only to pop or push, on a blocking-pool thread.
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let conn = Connection::open_with_flags(&self.path, flags)?;
+                conn.busy_timeout(Duration::from_secs(5))?;
+                conn
+            }
+        };
+        let result = read(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < READERS {
+            idle.push(conn);
+        }
+        Ok(result?)
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
+    retention: Retention,
+}
+
+impl Writer {
+    /// Takes what is queued, commits it as one batch, completes it; until
+    /// every sender is gone.
+    fn run(mut self, mut queue: mpsc::Receiver<Command>) {
+        let mut batch: Vec<(NewMessage, Committed)> = Vec::new();
+        while let Some(first) = queue.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Append(message, committed) => batch.push((message, committed)),
+                    Command::PruneByAge(now_ms, done) => {
+                        // Appends queued before the prune commit first.
+                        self.commit(std::mem::take(&mut batch));
+                        let _ = done.send(self.prune_by_age(now_ms));
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = queue.try_recv().ok();
+                }
+            }
+            self.commit(std::mem::take(&mut batch));
+        }
+    }
+
+    /// Commits a batch in one transaction and completes every append in it,
+    /// in order, only after the commit. A failure fails the whole batch:
+    /// nothing of it is stored, and every sender is told so.
+    fn commit(&mut self, batch: Vec<(NewMessage, Committed)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let now = SystemTime::now();
+        let sent_ms = unix_millis(now);
+        let sent_at = humantime::format_rfc3339_millis(now).to_string();
+        let retention = self.retention;
+        let stored = (|| {
+            let tx = self.conn.transaction()?;
+            let mut out = Vec::with_capacity(batch.len());
+            for (message, _) in &batch {
+                out.push(append_one(&tx, message, &sent_at, sent_ms, retention)?);
+            }
+            tx.commit()?;
+            Ok::<_, rusqlite::Error>(out)
+        })();
+        match stored {
+            Ok(appended) => {
+                for ((_, committed), appended) in batch.into_iter().zip(appended) {
+                    committed(Ok(appended));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, messages = batch.len(), "commit failed");
+                let e = LogError::from(e);
+                for (_, committed) in batch {
+                    committed(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn prune_by_age(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        let Some(max_age) = self.retention.max_age else {
+            return Ok(0);
+        };
+        let cutoff = now_ms.saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
+        Ok(self
+            .conn
+            .execute("DELETE FROM messages WHERE sent_ms < ?1", params![cutoff])?)
+    }
+}
+
+/// One append inside the batch's transaction.
+fn append_one(
+    tx: &Transaction<'_>,
+    message: &NewMessage,
+    sent_at: &str,
+    sent_ms: i64,
+    retention: Retention,
+) -> rusqlite::Result<Appended> {
+    let NewMessage {
+        room,
+        sender,
+        client_id,
+        text,
+    } = message;
+    if let Some(client_id) = client_id {
+        let earlier = tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages WHERE room = ?1 AND sender = ?2 AND client_id = ?3"
+            ))?
+            .query_row(params![room, sender, client_id], to_message)
+            .optional()?;
+        if let Some(message) = earlier {
+            return Ok(Appended {
+                message,
+                duplicate: true,
+            });
+        }
+    }
+    let seq: u64 = tx
+        .prepare_cached(
+            "INSERT INTO rooms (name, last_seq, last_activity) VALUES (?1, 1, ?2)
+             ON CONFLICT (name) DO UPDATE SET last_seq = last_seq + 1, last_activity = ?2
+             RETURNING last_seq",
+        )?
+        .query_row(params![room, sent_at], |row| row.get(0))?;
+    tx.prepare_cached(
+        "INSERT INTO messages (room, seq, sender, client_id, text, sent_at, sent_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        room, seq, sender, client_id, text, sent_at, sent_ms
+    ])?;
+    let id = tx.last_insert_rowid();
+    if let Some(keep) = retention.max_messages {
+        tx.prepare_cached("DELETE FROM messages WHERE room = ?1 AND seq <= ?2")?
+            .execute(params![room, seq.saturating_sub(keep)])?;
+    }
+    Ok(Appended {
+        message: ChatMessage {
+            id: id.to_string(),
+            room: room.clone(),
+            seq,
+            from: sender.clone(),
+            text: text.clone(),
+            sent_at: sent_at.to_owned(),
+        },
+        duplicate: false,
+    })
+}
+
+fn after(
+    conn: &Connection,
+    room: &str,
+    after: u64,
+    limit: usize,
+) -> rusqlite::Result<Vec<ChatMessage>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM messages WHERE room = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    ))?;
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let rows = statement.query_map(params![room, after, limit as i64], to_message)?;
+    rows.collect()
+}
+
+fn before(
+    conn: &Connection,
+    room: &str,
+    before: Option<u64>,
+    limit: usize,
+) -> rusqlite::Result<Vec<ChatMessage>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+    ))?;
+    let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+    let rows = statement.query_map(params![room, before, limit as i64], to_message)?;
+    let mut messages: Vec<ChatMessage> = rows.collect::<Result<_, _>>()?;
+    messages.reverse();
+    Ok(messages)
+}
+
+fn last_seq(conn: &Connection, room: &str) -> rusqlite::Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT last_seq FROM rooms WHERE name = ?1")?
+        .query_row(params![room], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+#[async_trait::async_trait]
+impl RoomLog for SqliteLog {
+    fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    async fn append(&self, message: NewMessage, committed: Committed) {
+        if let Err(mpsc::error::SendError(Command::Append(_, committed))) =
+            self.writer.send(Command::Append(message, committed)).await
+        {
+            committed(Err(LogError::Closed));
+        }
+    }
+
+    async fn after(
+        &self,
+        room: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, LogError> {
+        let room = room.to_owned();
+        self.read(move |conn| after(conn, &room, from, limit)).await
+    }
+
+    async fn before(
+        &self,
+        room: &str,
+        until: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, LogError> {
+        let room = room.to_owned();
+        self.read(move |conn| before(conn, &room, until, limit))
+            .await
+    }
+
+    async fn recent(&self, room: &str, limit: usize) -> Result<Recent, LogError> {
+        let room = room.to_owned();
+        self.read(move |conn| {
+            // One read transaction: one snapshot for both statements.
+            let tx = conn.unchecked_transaction()?;
+            let last_seq = last_seq(&tx, &room)?;
+            let messages = before(&tx, &room, None, limit)?;
+            tx.finish()?;
+            Ok(Recent { messages, last_seq })
+        })
+        .await
+    }
+
+    async fn bounds(&self, room: &str) -> Result<Bounds, LogError> {
+        let room = room.to_owned();
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            let last_seq = last_seq(&tx, &room)?;
+            let first_seq = tx
+                .prepare_cached("SELECT MIN(seq) FROM messages WHERE room = ?1")?
+                .query_row(params![room], |row| row.get(0))?;
+            tx.finish()?;
+            Ok(Bounds {
+                first_seq,
+                last_seq,
+            })
+        })
+        .await
+    }
+
+    async fn rooms(&self) -> Result<Vec<StoredRoom>, LogError> {
+        self.read(|conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT name, last_seq, last_activity FROM rooms ORDER BY name")?;
+            let rows = statement.query_map([], |row| {
+                Ok(StoredRoom {
+                    name: row.get(0)?,
+                    last_seq: row.get(1)?,
+                    last_activity: row.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn prune_by_age(&self, now_ms: i64) -> Result<usize, LogError> {
+        let (done, result) = oneshot::channel();
+        self.writer
+            .send(Command::PruneByAge(now_ms, done))
+            .await
+            .map_err(|_| LogError::Closed)?;
+        result.await.map_err(|_| LogError::Closed)?
+    }
+
+    fn retention(&self) -> Retention {
+        self.retention
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(retention: Retention) -> SqliteLog {
+        SqliteLog::open(
+            Path::new("."),
+            Storage::Memory,
+            Durability::Normal,
+            retention,
+        )
+        .expect("opens")
+    }
+
+    fn message(room: &str, text: &str, client_id: Option<&str>) -> NewMessage {
+        NewMessage {
+            room: room.into(),
+            sender: "alice".into(),
+            client_id: client_id.map(Into::into),
+            text: text.into(),
+        }
+    }
+
+    /// Appends and waits for the commit.
+    async fn add(log: &SqliteLog, room: &str, text: &str, client_id: Option<&str>) -> Appended {
+        let (done, committed) = oneshot::channel();
+        log.append(
+            message(room, text, client_id),
+            Box::new(move |r| {
+                let _ = done.send(r);
+            }),
+        )
+        .await;
+        committed.await.expect("completed").expect("committed")
+    }
+
+    #[tokio::test]
+    async fn sequence_numbers_are_per_room_and_gapless() {
+        let log = open(Retention::default());
+        let mut seqs = Vec::new();
+        for room in ["a", "b", "a", "a", "b"] {
+            seqs.push(add(&log, room, "x", None).await.message.seq);
+        }
+        assert_eq!(seqs, [1, 1, 2, 3, 2]);
+        assert_eq!(log.bounds("a").await.expect("q").last_seq, 3);
+        assert_eq!(log.bounds("never").await.expect("q"), Bounds::default());
+    }
+
+    #[tokio::test]
+    async fn a_batch_queued_at_once_commits_in_queue_order() {
+        let log = open(Retention::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // Queued without waiting for each commit, so the writer batches them.
+        for i in 0..500 {
+            let tx = tx.clone();
+            log.append(
+                message("r", &format!("m{i}"), Some(&format!("c{}", i % 400))),
+                Box::new(move |r| {
+                    let _ = tx.send(r.expect("committed"));
+                }),
+            )
+            .await;
+        }
+        drop(tx);
+        let mut completed = Vec::new();
+        while let Some(appended) = rx.recv().await {
+            completed.push(appended);
+        }
+        let fresh: Vec<u64> = completed
+            .iter()
+            .filter(|a| !a.duplicate)
+            .map(|a| a.message.seq)
+            .collect();
+        assert_eq!(
+            fresh,
+            (1..=400).collect::<Vec<_>>(),
+            "completed in seq order"
+        );
+        assert!(
+            completed[400..].iter().all(|a| a.duplicate),
+            "a client_id reused within a batch is caught in the same transaction"
+        );
+        assert_eq!(completed[450].message.seq, 51);
+    }
+
+    #[tokio::test]
+    async fn a_reused_client_id_returns_the_first_message() {
+        let log = open(Retention::default());
+        let first = add(&log, "r", "hello", Some("c1")).await;
+        let again = add(&log, "r", "hello", Some("c1")).await;
+        assert!(!first.duplicate && again.duplicate);
+        assert_eq!(first.message, again.message);
+        assert_eq!(log.bounds("r").await.expect("q").last_seq, 1);
+        assert!(
+            !add(&log, "other", "hello", Some("c1")).await.duplicate,
+            "per room"
+        );
+    }
+
+    #[tokio::test]
+    async fn pages_in_both_directions_and_reads_recent_with_its_bound() {
+        let log = open(Retention::default());
+        for i in 1..=10 {
+            add(&log, "r", &format!("m{i}"), None).await;
+        }
+        let seqs = |m: Vec<ChatMessage>| m.iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(log.before("r", None, 3).await.expect("q")), [8, 9, 10]);
+        assert_eq!(
+            seqs(log.before("r", Some(8), 3).await.expect("q")),
+            [5, 6, 7]
+        );
+        assert_eq!(seqs(log.after("r", 7, 100).await.expect("q")), [8, 9, 10]);
+        assert!(log.after("r", u64::MAX, 100).await.expect("q").is_empty());
+        let recent = log.recent("r", 2).await.expect("q");
+        assert_eq!((seqs(recent.messages), recent.last_seq), (vec![9, 10], 10));
+    }
+
+    #[tokio::test]
+    async fn retention_by_count_keeps_the_newest_and_never_reuses_numbers() {
+        let log = open(Retention {
+            max_messages: Some(3),
+            max_age: None,
+        });
+        for i in 1..=7 {
+            add(&log, "r", &format!("m{i}"), None).await;
+        }
+        assert_eq!(log.bounds("r").await.expect("q").first_seq, Some(5));
+        assert_eq!(add(&log, "r", "m8", None).await.message.seq, 8);
+    }
+
+    #[tokio::test]
+    async fn retention_by_age_forgets_old_messages() {
+        let log = open(Retention {
+            max_messages: None,
+            max_age: Some(Duration::from_secs(60)),
+        });
+        let sent = add(&log, "r", "old", None).await;
+        add(&log, "r", "new", None).await;
+        let sent_ms = unix_millis(humantime::parse_rfc3339(&sent.message.sent_at).expect("time"));
+        // Both were stamped in the same second: a second later both stay,
+        // two minutes later both go.
+        assert_eq!(log.prune_by_age(sent_ms + 1_000).await.expect("prunes"), 0);
+        assert_eq!(
+            log.prune_by_age(sent_ms + 120_000).await.expect("prunes"),
+            2
+        );
+        assert_eq!(log.bounds("r").await.expect("q").first_seq, None);
+        assert_eq!(
+            log.rooms().await.expect("q")[0].last_seq,
+            2,
+            "the room remains"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_epoch_lasts_as_long_as_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open_file = || {
+            SqliteLog::open(
+                dir.path(),
+                Storage::File,
+                Durability::Normal,
+                Retention::default(),
+            )
+        };
+        let first = open_file().expect("opens").epoch().to_owned();
+        assert_eq!(open_file().expect("reopens").epoch(), first);
+        assert!(!first.is_empty());
+        let other = tempfile::tempdir().expect("tempdir");
+        let fresh = SqliteLog::open(
+            other.path(),
+            Storage::File,
+            Durability::Full,
+            Retention::default(),
+        )
+        .expect("new store");
+        assert_ne!(fresh.epoch(), first);
+        assert_ne!(open(Retention::default()).epoch(), first);
+    }
+}

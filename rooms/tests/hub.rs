@@ -1,0 +1,201 @@
+//! The hub against a real SQLite room log: what it does with events the bus
+//! doubles, loses or reorders, and how a catch-up hands over to live delivery.
+#![allow(missing_docs)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_protocol::{ChatMessage, ServerEvent};
+use chat_rooms::bus::RoomEvent;
+use chat_rooms::hub::{Begin, Finish};
+use chat_rooms::room_log::{Appended, NewMessage};
+use chat_rooms::{Closer, Frame, Hub, Outbox, Peer, Retention, RoomLog, SqliteLog};
+use chat_rooms::{Durability, Storage};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn log() -> Arc<SqliteLog> {
+    Arc::new(
+        SqliteLog::open(
+            Path::new("."),
+            Storage::Memory,
+            Durability::Normal,
+            Retention::default(),
+        )
+        .expect("log opens"),
+    )
+}
+
+/// Stores `n` messages in `room` without telling any hub (as if the bus lost
+/// every one of them), returning them in order.
+async fn store(log: &SqliteLog, room: &str, n: usize) -> Vec<ChatMessage> {
+    let mut stored = Vec::new();
+    for i in 0..n {
+        let (done, committed) = oneshot::channel::<Appended>();
+        let message = NewMessage {
+            room: room.into(),
+            sender: "alice".into(),
+            client_id: None,
+            text: format!("m{i}"),
+        };
+        log.append(
+            message,
+            Box::new(move |r| {
+                let _ = done.send(r.expect("committed"));
+            }),
+        )
+        .await;
+        stored.push(committed.await.expect("completed").message);
+    }
+    stored
+}
+
+struct Member {
+    peer: Peer,
+    rx: mpsc::Receiver<Frame>,
+}
+
+fn member(hub: &Hub, queue: usize) -> Member {
+    let (tx, rx) = mpsc::channel(queue);
+    let closer = Closer::new(&CancellationToken::new());
+    let peer = Peer {
+        id: hub.next_conn_id(),
+        user: "bob".into(),
+        outbox: Outbox::new(tx, closer),
+    };
+    Member { peer, rx }
+}
+
+impl Member {
+    /// The seqs of the next `n` new_message frames, waiting for each.
+    async fn seqs(&mut self, n: usize) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while seqs.len() < n {
+            let frame = tokio::time::timeout(WAIT, self.rx.recv())
+                .await
+                .expect("a frame in time")
+                .expect("queue open");
+            if let Ok(ServerEvent::NewMessage(m)) = serde_json::from_str(&frame) {
+                seqs.push(m.seq);
+            }
+        }
+        seqs
+    }
+
+    fn nothing_queued(&mut self) -> bool {
+        self.rx.try_recv().is_err()
+    }
+}
+
+/// Makes `m` a live member of `room` that has everything up to `last`.
+fn admit(hub: &Hub, m: &Member, room: &str, last: u64) {
+    assert_eq!(hub.begin(room, &m.peer, last), Begin::Began);
+    assert_eq!(
+        hub.finish(room, m.peer.id, last, false, None),
+        Finish::Done { last_seq: last }
+    );
+}
+
+#[tokio::test]
+async fn an_event_delivered_twice_is_dropped() {
+    let log = log();
+    let stored = store(&log, "r", 3).await;
+    let hub = Hub::new(log.clone(), 64);
+    let mut bob = member(&hub, 64);
+    admit(&hub, &bob, "r", 0);
+    for message in [&stored[0], &stored[1], &stored[0], &stored[1], &stored[2]] {
+        hub.publish(RoomEvent::message(message.clone()));
+    }
+    hub.publish(RoomEvent::message(stored[2].clone()));
+    assert_eq!(bob.seqs(3).await, [1, 2, 3]);
+    assert!(bob.nothing_queued(), "no second copy");
+    let dropped = hub
+        .stats()
+        .duplicates_dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(dropped, 3);
+}
+
+#[tokio::test]
+async fn a_gap_on_the_bus_is_filled_from_the_log() {
+    let log = log();
+    let stored = store(&log, "r", 6).await;
+    let hub = Hub::new(log.clone(), 64);
+    let mut bob = member(&hub, 64);
+    admit(&hub, &bob, "r", 0);
+    // The bus brings 1, loses 2 to 4, brings 6 before 5.
+    hub.publish(RoomEvent::message(stored[0].clone()));
+    hub.publish(RoomEvent::message(stored[5].clone()));
+    hub.publish(RoomEvent::message(stored[4].clone()));
+    assert_eq!(bob.seqs(6).await, [1, 2, 3, 4, 5, 6], "in order, none lost");
+    let filled = hub
+        .stats()
+        .gap_events_filled
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        (3..=4).contains(&filled),
+        "2 to 4 came from the log ({filled})"
+    );
+    // Late copies of the lost ones change nothing.
+    hub.publish(RoomEvent::message(stored[2].clone()));
+    assert!(bob.nothing_queued());
+}
+
+#[tokio::test]
+async fn a_catch_up_takes_over_the_live_events_held_for_it() {
+    let log = log();
+    let stored = store(&log, "r", 5).await;
+    let hub = Hub::new(log.clone(), 64);
+    let mut alice = member(&hub, 64);
+    admit(&hub, &alice, "r", 0);
+    let mut carol = member(&hub, 64);
+    assert_eq!(hub.begin("r", &carol.peer, 0), Begin::Began);
+    assert_eq!(hub.begin("r", &carol.peer, 0), Begin::CatchingUp);
+    for message in &stored {
+        hub.publish(RoomEvent::message(message.clone()));
+    }
+    assert_eq!(alice.seqs(5).await, [1, 2, 3, 4, 5]);
+    assert!(carol.nothing_queued(), "held while catching up");
+    assert!(!hub.is_member("r", carol.peer.id));
+    // Carol read 1 and 2 from the log herself; the hub hands over 3 to 5.
+    let done = hub.finish("r", carol.peer.id, 2, false, None);
+    assert_eq!(done, Finish::Done { last_seq: 5 });
+    assert_eq!(carol.seqs(3).await, [3, 4, 5]);
+    assert!(hub.is_member("r", carol.peer.id));
+    assert_eq!(hub.begin("r", &carol.peer, 0), Begin::Member);
+}
+
+#[tokio::test]
+async fn a_catch_up_that_the_held_events_do_not_reach_reads_on() {
+    let log = log();
+    let stored = store(&log, "r", 4).await;
+    let hub = Hub::new(log.clone(), 2);
+    let alice = member(&hub, 64);
+    admit(&hub, &alice, "r", 0);
+    hub.publish(RoomEvent::message(stored[0].clone()));
+    // Carol begins after 1 was delivered to the room: the hub never held it.
+    let mut carol = member(&hub, 64);
+    assert_eq!(hub.begin("r", &carol.peer, 1), Begin::Began);
+    assert_eq!(
+        hub.finish("r", carol.peer.id, 0, false, None),
+        Finish::NotYet
+    );
+    // More than it may hold for her: it gives up holding, she reads the log.
+    for message in &stored[1..] {
+        hub.publish(RoomEvent::message(message.clone()));
+    }
+    assert_eq!(
+        hub.finish("r", carol.peer.id, 1, false, None),
+        Finish::NotYet
+    );
+    assert_eq!(
+        hub.finish("r", carol.peer.id, 4, false, None),
+        Finish::Done { last_seq: 4 }
+    );
+    assert!(carol.nothing_queued());
+    hub.remove("r", carol.peer.id);
+    assert_eq!(hub.finish("r", carol.peer.id, 4, false, None), Finish::Gone);
+}

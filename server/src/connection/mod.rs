@@ -1,0 +1,426 @@
+//! One WebSocket connection, from the upgrade to the end of the close handshake.
+//!
+//! Data path: the reader (this module) decodes each frame into a
+//! [`ClientFrame`] and handles its event with one exhaustive `match`, through
+//! the [`Node`]; the hub fans room events out into each member's [`Outbox`];
+//! the [writer] task, which alone owns the socket's sink, writes them out,
+//! pings, and sends the Close frame.
+
+mod writer;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use chat_protocol::names::validate_room_name;
+use chat_protocol::{ClientEvent, ClientFrame, ErrorCode, Limits, ServerEvent, PROTOCOL_VERSION};
+use chat_rooms::node::{storage_failure, Ref};
+use chat_rooms::{CloseReason, Closer, Node, Outbox, Peer};
+use futures_util::stream::{SplitStream, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::ratelimit::TokenBucket;
+
+/// What every connection of this server is held to.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Largest frame accepted, in bytes (enforced by the WebSocket layer).
+    pub(crate) max_message_size: usize,
+    /// Most rooms one connection may be in at once.
+    pub(crate) max_rooms: usize,
+    /// Sustained frames per second.
+    pub(crate) rate: f64,
+    /// Frames in a burst above the rate.
+    pub(crate) burst: u32,
+    /// Frames queued before the client counts as too slow.
+    pub(crate) send_queue: usize,
+    /// Time between pings.
+    pub(crate) ping_interval: Duration,
+    /// Time allowed for a pong.
+    pub(crate) pong_timeout: Duration,
+    /// Time a closing client gets to take its Close frame.
+    pub(crate) close_timeout: Duration,
+}
+
+/// What a connection needs from the server: the rooms, its settings, and
+/// the shutdown signal. Not the whole server state.
+pub(crate) struct Context {
+    pub(crate) node: Arc<Node>,
+    pub(crate) settings: Settings,
+    /// Cancelled once at shutdown; every connection's closer descends from it.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Serves one upgraded connection for `user` until it closes.
+pub(crate) async fn run(socket: WebSocket, user: String, context: Arc<Context>) {
+    let settings = &context.settings;
+    let closer = Closer::new(&context.shutdown);
+    let (tx, rx) = mpsc::channel(settings.send_queue);
+    let outbox = Outbox::new(tx, closer.clone());
+    // Queued before the connection is visible to any room, so it is always first.
+    outbox.deliver(&welcome(settings, &user).to_json().into());
+    let peer = Peer {
+        id: context.node.hub().next_conn_id(),
+        user: user.into(),
+        outbox,
+    };
+    let id = peer.id;
+    tracing::info!(conn = id, user = %peer.user, "connected");
+
+    let (sink, mut stream) = socket.split();
+    let pongs = Arc::new(AtomicBool::new(false));
+    let heartbeat = writer::Heartbeat {
+        interval: settings.ping_interval,
+        timeout: settings.pong_timeout,
+    };
+    let close_timeout = settings.close_timeout;
+    let writer = tokio::spawn(writer::run(
+        sink,
+        rx,
+        closer.clone(),
+        heartbeat,
+        pongs.clone(),
+        close_timeout,
+    ));
+
+    let mut reader = Reader {
+        peer,
+        context: context.clone(),
+        rooms: Arc::default(),
+        closer: closer.clone(),
+        bucket: TokenBucket::new(settings.rate, settings.burst, Instant::now()),
+    };
+    reader.read_until_closed(&mut stream, &pongs).await;
+
+    // Leave the rooms at once, so members hear of it without waiting for the
+    // close handshake below.
+    let rooms = std::mem::take(&mut *reader.rooms());
+    for room in rooms {
+        context.node.leave(&reader.peer, &room).await;
+    }
+    let reason = closer.reason();
+    tracing::info!(conn = id, user = %reader.peer.user, ?reason, "disconnected");
+
+    if reason.close_frame().is_some() {
+        // The writer sends our Close frame; read on until the client answers.
+        let _ = tokio::time::timeout(close_timeout, async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    if let Err(e) = writer.await {
+        tracing::error!(conn = id, error = %e, "writer task failed");
+    }
+}
+
+fn welcome(settings: &Settings, user: &str) -> ServerEvent {
+    ServerEvent::Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        server: concat!("chat-server/", env!("CARGO_PKG_VERSION")).to_owned(),
+        user: user.to_owned(),
+        limits: Limits {
+            max_message_bytes: settings.max_message_size,
+            max_rooms: settings.max_rooms,
+            messages_per_second: settings.rate,
+            message_burst: settings.burst,
+            ping_interval_ms: millis(settings.ping_interval),
+            pong_timeout_ms: millis(settings.pong_timeout),
+        },
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The rooms a connection is in or joining. Shared with the tasks that
+/// resume rooms, which take a room out again when its resume fails.
+type Rooms = Arc<Mutex<BTreeSet<String>>>;
+
+/// The reading half of a connection and what it needs to handle events.
+struct Reader {
+    peer: Peer,
+    context: Arc<Context>,
+    rooms: Rooms,
+    closer: Closer,
+    /// Every frame the client sends costs one token.
+    bucket: TokenBucket,
+}
+
+/// An error answer: the code and the text of an `error` event.
+type Refusal = (ErrorCode, String);
+
+fn not_in_room(room: &str) -> Refusal {
+    (
+        ErrorCode::NotInRoom,
+        format!("you are not in room {room:?}; join it first"),
+    )
+}
+
+fn lock(rooms: &Rooms) -> MutexGuard<'_, BTreeSet<String>> {
+    // std Mutex: set operations only, never held across an `.await`.
+    rooms.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Reader {
+    fn rooms(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        lock(&self.rooms)
+    }
+
+    async fn read_until_closed(&mut self, stream: &mut SplitStream<WebSocket>, pongs: &AtomicBool) {
+        loop {
+            let msg = tokio::select! {
+                () = self.closer.closed() => return,
+                msg = stream.next() => msg,
+            };
+            let msg = match msg {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => {
+                    let reason = classify(e);
+                    tracing::debug!(conn = self.peer.id, ?reason, "read failed");
+                    self.closer.close(reason);
+                    return;
+                }
+                None => {
+                    self.closer.close(CloseReason::ConnectionLost);
+                    return;
+                }
+            };
+            match msg {
+                Message::Text(text) => self.on_text(&text).await,
+                Message::Binary(_) => {
+                    if self.take_token(&None) {
+                        self.reply_error(
+                            ErrorCode::BinaryNotSupported,
+                            "binary frames are not supported; send JSON text frames".into(),
+                            &None,
+                        );
+                    }
+                }
+                Message::Pong(_) => {
+                    pongs.store(true, Ordering::Relaxed);
+                }
+                // The WebSocket layer answers pings itself.
+                Message::Ping(_) => {}
+                Message::Close(_) => {
+                    self.closer.close(CloseReason::ClientClosed);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn take_token(&mut self, reference: &Ref) -> bool {
+        if self.bucket.try_take(Instant::now()) {
+            return true;
+        }
+        self.reply_error(
+            ErrorCode::RateLimited,
+            "too many messages; this one was dropped, slow down and resend it".into(),
+            reference,
+        );
+        false
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        // Decoded before the rate check, so that even that refusal carries the `ref`.
+        let (decoded, reference) = match ClientFrame::decode(text) {
+            Ok(frame) => (Ok(frame.event), frame.reference),
+            Err(refused) => (Err(refused.error), refused.reference),
+        };
+        let reference: Ref = reference.map(Into::into);
+        if !self.take_token(&reference) {
+            return;
+        }
+        let result = match decoded {
+            Ok(event) => self.handle(event, &reference).await,
+            Err(e) => Err((e.code(), e.to_string())),
+        };
+        if let Err((code, message)) = result {
+            self.reply_error(code, message, &reference);
+        }
+    }
+
+    /// One arm per client event: adding an event to the protocol fails to
+    /// compile until it is handled here.
+    async fn handle(&mut self, event: ClientEvent, reference: &Ref) -> Result<(), Refusal> {
+        let node = &self.context.node;
+        match event {
+            ClientEvent::JoinRoom { room, since, epoch } => {
+                validate_room_name(&room).map_err(|e| {
+                    (
+                        ErrorCode::InvalidRoomName,
+                        format!("invalid room name {room:?}: {e}"),
+                    )
+                })?;
+                {
+                    let mut rooms = self.rooms();
+                    if rooms.contains(&room) && !node.is_member(&self.peer, &room) {
+                        // A resume of it is under way, and will answer.
+                        return Ok(());
+                    }
+                    let max = self.context.settings.max_rooms;
+                    if !rooms.contains(&room) && rooms.len() >= max {
+                        return Err((
+                            ErrorCode::TooManyRooms,
+                            format!(
+                                "you are already in {max} rooms, the most allowed; leave one first"
+                            ),
+                        ));
+                    }
+                    rooms.insert(room.clone());
+                }
+                let join = join(
+                    self.context.clone(),
+                    self.peer.clone(),
+                    self.rooms.clone(),
+                    room,
+                    since,
+                    epoch,
+                    reference.clone(),
+                );
+                if since.is_some() {
+                    // A backlog is sent at the client's pace in a task of its
+                    // own, so this connection keeps reading (pongs, other rooms).
+                    tokio::spawn(join);
+                } else {
+                    join.await;
+                }
+                Ok(())
+            }
+            ClientEvent::LeaveRoom { room } => {
+                if !self.rooms().remove(&room) {
+                    return Err(not_in_room(&room));
+                }
+                node.leave(&self.peer, &room).await;
+                self.reply(&ServerEvent::Left { room }, reference);
+                Ok(())
+            }
+            ClientEvent::SendMessage {
+                room,
+                text,
+                client_id,
+            } => {
+                if text.trim().is_empty() {
+                    return Err((ErrorCode::EmptyMessage, "message text is empty".into()));
+                }
+                if let Some(id) = &client_id {
+                    if id.is_empty()
+                        || id.chars().count() > MAX_CLIENT_ID
+                        || id.chars().any(char::is_control)
+                    {
+                        return Err((
+                            ErrorCode::InvalidPayload,
+                            format!("client_id must be 1 to {MAX_CLIENT_ID} characters, without control characters"),
+                        ));
+                    }
+                }
+                if !node.is_member(&self.peer, &room) {
+                    return Err(not_in_room(&room));
+                }
+                node.send(&self.peer, &room, text, client_id, reference.clone())
+                    .await;
+                Ok(())
+            }
+            ClientEvent::History {
+                room,
+                before,
+                limit,
+            } => {
+                if !node.is_member(&self.peer, &room) {
+                    return Err(not_in_room(&room));
+                }
+                let limit =
+                    limit.map_or(DEFAULT_HISTORY_PAGE, |l| (l as usize).min(MAX_HISTORY_PAGE));
+                let (messages, bounds) = node
+                    .history(&room, before, limit)
+                    .await
+                    .map_err(|e| (ErrorCode::Internal, storage_failure(&e)))?;
+                self.reply(
+                    &ServerEvent::HistoryPage {
+                        room,
+                        messages,
+                        first_seq: bounds.first_seq,
+                    },
+                    reference,
+                );
+                Ok(())
+            }
+            ClientEvent::ListRooms {} => {
+                let rooms = node
+                    .list_rooms()
+                    .await
+                    .map_err(|e| (ErrorCode::Internal, storage_failure(&e)))?;
+                self.reply(&ServerEvent::RoomList { rooms }, reference);
+                Ok(())
+            }
+        }
+    }
+
+    fn reply(&self, event: &ServerEvent, reference: &Ref) {
+        let frame = event.to_json_with_ref(reference.as_deref());
+        self.peer.outbox.deliver(&frame.into());
+    }
+
+    fn reply_error(&self, code: ErrorCode, message: String, reference: &Ref) {
+        tracing::debug!(conn = self.peer.id, ?code, %message, "request refused");
+        self.reply(&ServerEvent::Error { code, message }, reference);
+    }
+}
+
+/// Joins (or resumes) a room; on failure, tells the client and forgets the
+/// room unless the connection was a member already.
+async fn join(
+    context: Arc<Context>,
+    peer: Peer,
+    rooms: Rooms,
+    room: String,
+    since: Option<u64>,
+    epoch: Option<String>,
+    reference: Ref,
+) {
+    let node = &context.node;
+    if let Err(e) = node
+        .join(&peer, &room, since, epoch.as_deref(), reference.clone())
+        .await
+    {
+        if !node.is_member(&peer, &room) {
+            lock(&rooms).remove(&room);
+        }
+        let failed = ServerEvent::error(ErrorCode::Internal, storage_failure(&e));
+        let frame = failed.to_json_with_ref(reference.as_deref());
+        peer.outbox.deliver(&frame.into());
+    }
+}
+
+/// Longest `client_id`, in characters.
+const MAX_CLIENT_ID: usize = 64;
+/// Messages in a `history_page` when the request names no limit.
+const DEFAULT_HISTORY_PAGE: usize = 50;
+/// Most messages in one `history_page`.
+const MAX_HISTORY_PAGE: usize = 200;
+
+/// Maps a read error to the reason, and so the close code, it deserves.
+fn classify(err: axum::Error) -> CloseReason {
+    use tungstenite::error::ProtocolError;
+    let Ok(err) = err.into_inner().downcast::<tungstenite::Error>() else {
+        return CloseReason::ConnectionLost;
+    };
+    match *err {
+        tungstenite::Error::Capacity(_) => CloseReason::MessageTooBig,
+        tungstenite::Error::Utf8(_) => CloseReason::InvalidUtf8,
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            CloseReason::ConnectionLost
+        }
+        tungstenite::Error::Protocol(_) => CloseReason::ProtocolError,
+        _ => CloseReason::ConnectionLost,
+    }
+}
