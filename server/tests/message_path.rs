@@ -113,11 +113,9 @@ async fn many_senders_in_one_room_get_one_order_with_a_flush_per_commit() {
 
 /// The next text frame as raw JSON, to look at its top-level fields.
 async fn next_json(client: &mut Client) -> serde_json::Value {
-    loop {
-        match client.next_message().await {
-            Message::Text(text) => return serde_json::from_str(&text).expect("JSON"),
-            other => panic!("expected a text frame, got {other:?}"),
-        }
+    match client.next_message().await {
+        Message::Text(text) => serde_json::from_str(&text).expect("JSON"),
+        other => panic!("expected a text frame, got {other:?}"),
     }
 }
 
