@@ -30,5 +30,5 @@ pub mod room_log;
 pub use close::{CloseReason, Closer};
 pub use hub::{ConnId, Hub, Peer};
 pub use node::Node;
-pub use outbox::{Frame, Outbox};
+pub use outbox::{Frame, Inbox, Outbox};
 pub use room_log::{Durability, LogError, Retention, RoomLog, SqliteLog, Storage};

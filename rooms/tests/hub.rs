@@ -10,9 +10,9 @@ use chat_protocol::{ChatMessage, ServerEvent};
 use chat_rooms::bus::RoomEvent;
 use chat_rooms::hub::{Begin, Finish};
 use chat_rooms::room_log::{Appended, NewMessage};
-use chat_rooms::{Closer, Frame, Hub, Outbox, Peer, Retention, RoomLog, SqliteLog};
+use chat_rooms::{Closer, Hub, Inbox, Outbox, Peer, Retention, RoomLog, SqliteLog};
 use chat_rooms::{Durability, Storage};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -55,16 +55,15 @@ async fn store(log: &SqliteLog, room: &str, n: usize) -> Vec<ChatMessage> {
 
 struct Member {
     peer: Peer,
-    rx: mpsc::Receiver<Frame>,
+    rx: Inbox,
 }
 
 fn member(hub: &Hub, queue: usize) -> Member {
-    let (tx, rx) = mpsc::channel(queue);
-    let closer = Closer::new(&CancellationToken::new());
+    let (outbox, rx) = Outbox::new(queue, Closer::new(&CancellationToken::new()));
     let peer = Peer {
         id: hub.next_conn_id(),
         user: "bob".into(),
-        outbox: Outbox::new(tx, closer),
+        outbox,
     };
     Member { peer, rx }
 }
@@ -74,7 +73,7 @@ impl Member {
     async fn seqs(&mut self, n: usize) -> Vec<u64> {
         let mut seqs = Vec::new();
         while seqs.len() < n {
-            let frame = tokio::time::timeout(WAIT, self.rx.recv())
+            let frame = tokio::time::timeout(WAIT, self.rx.recv_async())
                 .await
                 .expect("a frame in time")
                 .expect("queue open");

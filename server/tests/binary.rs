@@ -161,6 +161,7 @@ async fn send_until_killed(
     remote: Remote,
     user: String,
     acks: Arc<AtomicUsize>,
+    started: Arc<AtomicUsize>,
     window: usize,
 ) -> Witness {
     let ticket = remote.login(&user).await;
@@ -199,6 +200,9 @@ async fn send_until_killed(
                     client_id: Some(id),
                     ..
                 }) if in_flight.remove(&id).is_some() => {
+                    if witness.acked.is_empty() {
+                        started.fetch_add(1, Ordering::Relaxed);
+                    }
                     witness.acked.push((seq, id));
                     acks.fetch_add(1, Ordering::Relaxed);
                 }
@@ -242,6 +246,9 @@ async fn survive_sigkill(users: &[&str], window: usize, extra: &[&str], kill_aft
     let (mut child, remote) = start(&data_dir, &log, &fast).await;
 
     let acks = Arc::new(AtomicUsize::new(0));
+    // Senders with a first ack: killing before one has logged in would only
+    // test that its login fails.
+    let started = Arc::new(AtomicUsize::new(0));
     let senders: Vec<_> = users
         .iter()
         .map(|user| {
@@ -253,13 +260,16 @@ async fn survive_sigkill(users: &[&str], window: usize, extra: &[&str], kill_aft
                 remote,
                 user.to_string(),
                 acks.clone(),
+                started.clone(),
                 window,
             ))
         })
         .collect();
     // Kill while all of them are mid-stream.
     tokio::time::timeout(WAIT, async {
-        while acks.load(Ordering::Relaxed) < kill_after {
+        while acks.load(Ordering::Relaxed) < kill_after
+            || started.load(Ordering::Relaxed) < users.len()
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })

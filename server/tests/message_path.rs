@@ -38,6 +38,9 @@ async fn senders_in_one_room_get_one_order_at_every_member(durability: Durabilit
     let server = TestServer::with(|c| {
         unlimited(c);
         c.durability = durability;
+        // The senders read only once they have sent everything; this test
+        // is about order, the slow-consumer policy has tests of its own.
+        c.send_queue = 4 * SENDERS * EACH;
     })
     .await;
     let mut senders = Vec::new();
@@ -101,12 +104,12 @@ async fn senders_in_one_room_get_one_order_at_every_member(durability: Durabilit
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_senders_in_one_room_get_contiguous_seqs_in_one_order() {
     senders_in_one_room_get_one_order_at_every_member(Durability::Normal).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_senders_in_one_room_get_one_order_with_a_flush_per_commit() {
     senders_in_one_room_get_one_order_at_every_member(Durability::Full).await;
 }

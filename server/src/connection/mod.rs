@@ -8,7 +8,6 @@
 
 mod writer;
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -19,7 +18,6 @@ use chat_protocol::{ClientEvent, ClientFrame, ErrorCode, Limits, ServerEvent, PR
 use chat_rooms::node::{storage_failure, Ref};
 use chat_rooms::{CloseReason, Closer, Node, Outbox, Peer};
 use futures_util::stream::{SplitStream, StreamExt};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -59,8 +57,7 @@ pub(crate) struct Context {
 pub(crate) async fn run(socket: WebSocket, user: String, context: Arc<Context>) {
     let settings = &context.settings;
     let closer = Closer::new(&context.shutdown);
-    let (tx, rx) = mpsc::channel(settings.send_queue);
-    let outbox = Outbox::new(tx, closer.clone());
+    let (outbox, rx) = Outbox::new(settings.send_queue, closer.clone());
     // Queued before the connection is visible to any room, so it is always first.
     outbox.deliver(&welcome(settings, &user).to_json().into());
     let peer = Peer {
@@ -99,7 +96,7 @@ pub(crate) async fn run(socket: WebSocket, user: String, context: Arc<Context>) 
     // Leave the rooms at once, so members hear of it without waiting for the
     // close handshake below.
     let rooms = std::mem::take(&mut *reader.rooms());
-    for room in rooms {
+    for room in rooms.0 {
         context.node.leave(&reader.peer, &room).await;
     }
     let reason = closer.reason();
@@ -142,8 +139,37 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// The rooms a connection is in or joining. Shared with the tasks that
-/// resume rooms, which take a room out again when its resume fails.
-type Rooms = Arc<Mutex<BTreeSet<String>>>;
+/// resume rooms, which take a room out again when its resume fails. A Vec:
+/// a connection is in few rooms (32 at most by default), and a B-tree node
+/// would cost every idle connection a few hundred bytes.
+type Rooms = Arc<Mutex<RoomSet>>;
+
+/// A small set of room names.
+#[derive(Default)]
+struct RoomSet(Vec<String>);
+
+impl RoomSet {
+    fn contains(&self, room: &str) -> bool {
+        self.0.iter().any(|r| r == room)
+    }
+
+    fn insert(&mut self, room: String) {
+        if !self.contains(&room) {
+            self.0.push(room);
+        }
+    }
+
+    /// `false` if it was not there.
+    fn remove(&mut self, room: &str) -> bool {
+        let before = self.0.len();
+        self.0.retain(|r| r != room);
+        self.0.len() != before
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
 
 /// The reading half of a connection and what it needs to handle events.
 struct Reader {
@@ -165,13 +191,13 @@ fn not_in_room(room: &str) -> Refusal {
     )
 }
 
-fn lock(rooms: &Rooms) -> MutexGuard<'_, BTreeSet<String>> {
+fn lock(rooms: &Rooms) -> MutexGuard<'_, RoomSet> {
     // std Mutex: set operations only, never held across an `.await`.
     rooms.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Reader {
-    fn rooms(&self) -> MutexGuard<'_, BTreeSet<String>> {
+    fn rooms(&self) -> MutexGuard<'_, RoomSet> {
         lock(&self.rooms)
     }
 
@@ -292,7 +318,9 @@ impl Reader {
                     // own, so this connection keeps reading (pongs, other rooms).
                     tokio::spawn(join);
                 } else {
-                    join.await;
+                    // Boxed: inline, its state would sit in every idle
+                    // connection's reader future.
+                    Box::pin(join).await;
                 }
                 Ok(())
             }

@@ -7,10 +7,9 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::sink::SinkExt;
 use futures_util::stream::SplitSink;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use chat_rooms::{CloseReason, Closer, Frame};
+use chat_rooms::{CloseReason, Closer, Frame, Inbox};
 
 /// Most queued frames written before one flush. Under load this turns many
 /// small writes into one syscall; the cap keeps one flush from growing huge.
@@ -35,7 +34,7 @@ pub(super) struct Heartbeat {
 /// (the reader only sets `pongs`, an atomic flag).
 pub(super) async fn run(
     mut sink: Sink,
-    mut rx: mpsc::Receiver<Frame>,
+    rx: Inbox,
     closer: Closer,
     heartbeat: Heartbeat,
     pongs: Arc<AtomicBool>,
@@ -52,12 +51,12 @@ pub(super) async fn run(
         tokio::select! {
             biased;
             () = &mut closed => break,
-            frame = rx.recv() => {
-                let Some(frame) = frame else { break };
+            frame = rx.recv_async() => {
+                let Ok(frame) = frame else { break };
                 // A client that stops reading blocks this write forever; the
                 // closer (fired by its full queue) cuts it short.
                 let written = tokio::select! {
-                    r = write_batch(&mut sink, &mut rx, frame) => r,
+                    r = write_batch(&mut sink, &rx, frame) => r,
                     () = &mut closed => break,
                 };
                 if written.is_err() {
@@ -98,14 +97,10 @@ pub(super) async fn run(
     }
 
     let reason = closer.reason();
-    let _ = tokio::time::timeout(close_timeout, finish(&mut sink, &mut rx, reason)).await;
+    let _ = tokio::time::timeout(close_timeout, finish(&mut sink, rx, reason)).await;
 }
 
-async fn write_batch(
-    sink: &mut Sink,
-    rx: &mut mpsc::Receiver<Frame>,
-    first: Frame,
-) -> Result<(), axum::Error> {
+async fn write_batch(sink: &mut Sink, rx: &Inbox, first: Frame) -> Result<(), axum::Error> {
     sink.feed(Message::Text(first)).await?;
     for _ in 1..MAX_BATCH {
         match rx.try_recv() {
@@ -118,15 +113,12 @@ async fn write_batch(
 
 /// Flushes the frames queued so far (when the client can still take them)
 /// and sends the Close frame for `reason`.
-async fn finish(
-    sink: &mut Sink,
-    rx: &mut mpsc::Receiver<Frame>,
-    reason: CloseReason,
-) -> Result<(), axum::Error> {
+async fn finish(sink: &mut Sink, rx: Inbox, reason: CloseReason) -> Result<(), axum::Error> {
+    let queued: Vec<Frame> = rx.drain().collect();
     // No new frames from here on: the hub's try_send sees a closed queue.
-    rx.close();
+    drop(rx);
     if reason.flush_queue() {
-        while let Some(frame) = rx.recv().await {
+        for frame in queued {
             sink.feed(Message::Text(frame)).await?;
         }
     }
