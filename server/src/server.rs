@@ -18,18 +18,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api;
-use crate::auth::Auth;
+use crate::auth::{Auth, PasswordHashes};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::history::MessageStore;
 use crate::rooms::Registry;
-use crate::store::Accounts;
 use crate::tls::{self, CertSource};
 
 /// Time a client gets to finish the TLS handshake or send its request headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often expired sessions and tickets are dropped from memory. Lookups
-/// refuse them regardless, so this only returns memory; once a minute keeps
+/// How often expired sessions and tickets are forgotten. Lookups refuse them
+/// regardless, so this only returns memory and disk space; once a minute keeps
 /// the sweep's cost negligible against sessions that last hours.
 const AUTH_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -58,7 +58,13 @@ impl Server {
     /// Opens the data directory and binds the listener, so that errors (a port
     /// in use, an unreadable certificate) surface before anything runs.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
-        let accounts = Accounts::open_in(&config.data_dir)?;
+        Self::bind_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Server::bind`], dating sessions and tickets by `clock` (tests
+    /// pass a [`crate::clock::ManualClock`] to move time).
+    pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let auth = Auth::open(&config, clock).await?;
         let store = Arc::new(MessageStore::open(
             &config.data_dir,
             config.storage,
@@ -75,13 +81,7 @@ impl Server {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let app = Arc::new(AppState {
-            auth: Auth::new(
-                accounts,
-                config.ticket_ttl,
-                config.session_ttl,
-                config.login_attempts,
-                config.login_window,
-            ),
+            auth,
             registry: Registry::new(config.max_rooms, store, config.history_on_join),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -110,6 +110,11 @@ impl Server {
     /// Where the TLS certificate came from, when serving TLS.
     pub fn cert_source(&self) -> Option<&CertSource> {
         self.cert_source.as_ref()
+    }
+
+    /// Counts this server's password hashing, to show what needs none.
+    pub fn password_hashes(&self) -> PasswordHashes {
+        self.app.auth.password_hashes()
     }
 
     /// Cancel this token to shut the server down gracefully.
@@ -198,7 +203,7 @@ async fn prune_expired_auth(app: Arc<AppState>) {
             () = app.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let pruned = app.auth.prune_expired();
+        let pruned = app.auth.prune_expired().await;
         if pruned.sessions + pruned.tickets > 0 {
             tracing::debug!(
                 sessions = pruned.sessions,
