@@ -28,8 +28,8 @@ use crate::tls::{self, CertSource};
 /// Time a client gets to finish the TLS handshake or send its request headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often expired sessions and tickets are forgotten. Lookups refuse them
-/// regardless, so this only returns memory and disk space; once a minute keeps
+/// How often expired sessions and tickets are dropped from memory. Lookups
+/// refuse them regardless, so this only returns memory; once a minute keeps
 /// the sweep's cost negligible against sessions that last hours.
 const AUTH_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
