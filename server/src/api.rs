@@ -223,23 +223,35 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
 }
 
 /// The refusal of a session token that is well-formed but not usable.
+/// A store failure is the server's problem, not the token's: a 500.
 fn session_refused(e: SessionError) -> ApiError {
     ApiError::invalid_session(match e {
         SessionError::Unknown => "session unknown or ended; log in again",
         SessionError::Expired => "session expired; log in again",
+        SessionError::Backend(e) => return internal(&e),
     })
 }
 
+/// 500 `internal`, logging the cause, which the client does not see.
+fn internal(e: &dyn std::error::Error) -> ApiError {
+    tracing::error!(error = %e, "authentication store failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Internal,
+        "internal error",
+    )
+}
+
 /// `POST /api/ticket`: a socket ticket for a session, without the password.
-/// A map lookup: no hashing, no blocking pool and no login throttle. The body,
-/// if any, is ignored.
+/// A SHA-256 and a map lookup: no password hashing, no blocking pool, no disk
+/// and no login throttle. The body, if any, is ignored.
 async fn ticket(
     State(app): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<TicketResponse>, ApiError> {
     let session = bearer_token(&headers)?;
-    match app.auth.ticket_for_session(session) {
+    match app.auth.ticket_for_session(session).await {
         Ok(minted) => {
             // Debug, not info: clients may ask for one on every reconnect.
             tracing::debug!(user = %minted.user, %peer, "ticket issued for a session");
@@ -263,7 +275,7 @@ async fn logout(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let session = bearer_token(&headers)?;
-    match app.auth.logout(session) {
+    match app.auth.logout(session).await {
         Ok(user) => {
             tracing::info!(%user, %peer, "logout");
             Ok(StatusCode::NO_CONTENT)
@@ -332,13 +344,14 @@ async fn websocket(
         )
         .into_response();
     };
-    let user = match app.auth.redeem(&ticket) {
+    let user = match app.auth.redeem(&ticket).await {
         Ok(user) => user,
         Err(e) => {
             tracing::info!(%peer, error = %e, "socket refused");
             let message = match e {
                 TicketError::Unknown => "ticket unknown or already used; log in again",
                 TicketError::Expired => "ticket expired; log in again",
+                TicketError::Backend(e) => return internal(&e).into_response(),
             };
             return ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidTicket, message)
                 .into_response();

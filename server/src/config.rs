@@ -53,7 +53,8 @@ pub struct Config {
 
     /// How long the session a login returns may mint tickets (`POST /api/ticket`)
     /// before the password is needed again; use does not extend it. Sessions
-    /// live in memory: a restart ends them all.
+    /// are stored in chat.db (as hashes of their tokens), so they survive a
+    /// restart; the live ones are also kept in memory.
     #[arg(long, env = "CHAT_SESSION_TTL", default_value = "24h", value_parser = nonzero_duration)]
     pub session_ttl: Duration,
 

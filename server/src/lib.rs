@@ -3,32 +3,35 @@
 //! A map of the modules, in the order a request travels through them:
 //! - [`server`]: accept loop, TLS, graceful shutdown.
 //! - `api`: HTTP routes (login, sessions, register, health) and the checked upgrade to `/ws`.
-//! - `origin`, `auth`: the Origin check; passwords, login throttling, sessions and tickets.
+//! - `origin`, `auth`: the Origin check; passwords, login throttling, sessions and
+//!   tickets, each store behind an interface.
 //! - `connection`: one socket: reader, event handler, writer task and heartbeat.
 //! - `chat_rooms` (its own crate): the room log, bus, hub and presence that
 //!   number, store and deliver messages.
 //! - `ratelimit`: the per-connection token bucket.
-//! - [`store`]: the accounts database.
+//! - [`accounts`]: `chat.db`, the embedded SQLite database of accounts and sessions.
+//! - [`clock`]: the wall clock that dates sessions and tickets, which tests move.
 //! - `state`: what the HTTP routes share.
 //! - [`config`]: flags and `CHAT_*` variables; [`tls`]: certificates.
 //! - `web`: the browser client (`web/`), embedded and served at `/`.
 
+pub mod accounts;
 mod api;
 mod auth;
+pub mod clock;
 pub mod config;
 mod connection;
 mod origin;
 mod ratelimit;
 pub mod server;
 mod state;
-pub mod store;
 pub mod tls;
 mod web;
 
 pub use chat_rooms::room_log::MESSAGES_FILE;
 pub use chat_rooms::{Durability, Retention, Storage};
 
-pub use auth::add_user;
+pub use accounts::Accounts;
+pub use auth::{add_user, PasswordHashes};
 pub use config::Config;
 pub use server::Server;
-pub use store::Accounts;

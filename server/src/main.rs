@@ -55,7 +55,10 @@ fn add_user(config: &Config, name: &str) -> anyhow::Result<()> {
     chat_server::add_user(&accounts, name, &password)?;
     println!(
         "created user {name} in {}",
-        config.data_dir.join(chat_server::store::DB_FILE).display()
+        config
+            .data_dir
+            .join(chat_server::accounts::DB_FILE)
+            .display()
     );
     Ok(())
 }

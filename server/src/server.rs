@@ -21,11 +21,11 @@ use chat_rooms::room_log::unix_millis;
 use chat_rooms::{Node, RoomLog, SqliteLog};
 
 use crate::api;
-use crate::auth::Auth;
+use crate::auth::{Auth, PasswordHashes};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::connection;
 use crate::state::AppState;
-use crate::store::Accounts;
 use crate::tls::{self, CertSource};
 
 /// Time a client gets to finish the TLS handshake or send its request headers.
@@ -49,7 +49,13 @@ impl Server {
     /// Opens the data directory and binds the listener, so that errors (a port
     /// in use, an unreadable certificate) surface before anything runs.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
-        let accounts = Accounts::open_in(&config.data_dir)?;
+        Self::bind_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Server::bind`], dating sessions and tickets by `clock` (tests
+    /// pass a [`crate::clock::ManualClock`] to move time).
+    pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let auth = Auth::open(&config, clock).await?;
         let log: Arc<dyn RoomLog> = Arc::new(SqliteLog::open(
             &config.data_dir,
             config.storage,
@@ -82,13 +88,7 @@ impl Server {
             shutdown: shutdown.clone(),
         });
         let app = Arc::new(AppState {
-            auth: Auth::new(
-                accounts,
-                config.ticket_ttl,
-                config.session_ttl,
-                config.login_attempts,
-                config.login_window,
-            ),
+            auth,
             connections,
             shutdown,
             tracker: TaskTracker::new(),
@@ -118,6 +118,11 @@ impl Server {
     /// Where the TLS certificate came from, when serving TLS.
     pub fn cert_source(&self) -> Option<&CertSource> {
         self.cert_source.as_ref()
+    }
+
+    /// Counts this server's password hashing, to show what needs none.
+    pub fn password_hashes(&self) -> PasswordHashes {
+        self.app.auth.password_hashes()
     }
 
     /// Cancel this token to shut the server down gracefully.
@@ -214,7 +219,7 @@ async fn prune_expired_auth(app: Arc<AppState>) {
             () = app.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let pruned = app.auth.prune_expired();
+        let pruned = app.auth.prune_expired().await;
         if pruned.sessions + pruned.tickets > 0 {
             tracing::debug!(
                 sessions = pruned.sessions,

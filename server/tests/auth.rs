@@ -192,14 +192,25 @@ async fn unknown_paths_and_wrong_methods_get_json_errors() {
 
 #[tokio::test]
 async fn expired_tickets_get_401() {
-    let server = TestServer::with(|c| c.ticket_ttl = Duration::from_millis(100)).await;
+    let server = TestServer::start().await;
     server.register("alice").await;
-    let ticket = server.login("alice").await;
-    // Waiting for time itself to pass, the thing under test.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh = server.login("alice").await;
+    let stale = server.login("alice").await;
+    server.clock.advance(Duration::from_millis(29_999));
+    server.client_with("alice", &fresh).await.close().await;
+    server.clock.advance(Duration::from_millis(1));
+    let (status, _, body) = server
+        .http(
+            "GET",
+            &format!("/ws?ticket={stale}"),
+            &upgrade_headers(),
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "30 s after the login");
     assert_eq!(
-        server.ws(Some(&ticket), None).await.err(),
-        Some(StatusCode::UNAUTHORIZED)
+        code(serde_json::from_str(&body).expect("json")),
+        ErrorCode::InvalidTicket
     );
 }
 
@@ -420,13 +431,14 @@ async fn logout_ends_the_session_but_not_its_tickets() {
 
 #[tokio::test]
 async fn sessions_expire() {
-    let server = TestServer::with(|c| c.session_ttl = Duration::from_secs(1)).await;
+    let mut server = TestServer::with(|c| c.session_ttl = Duration::from_secs(3600)).await;
     server.register("alice").await;
     let login = server.login_response("alice").await;
-    assert_eq!(login.session_expires_in, 1);
+    let unused = server.login_response("alice").await;
+    assert_eq!(login.session_expires_in, 3600);
+    server.clock.advance(Duration::from_millis(3_599_999));
     server.ticket(&login.session).await;
-    // Waiting for time itself to pass, the thing under test.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    server.clock.advance(Duration::from_millis(1));
     assert_invalid_session(
         server.post_bearer("/api/ticket", &login.session).await,
         "expired session",
@@ -436,6 +448,131 @@ async fn sessions_expire() {
         server.post_bearer("/api/logout", &login.session).await,
         "logout of an expired session",
     );
+    // Expired is expired for a server started later, too.
+    server.restart().await;
+    assert_invalid_session(
+        server.post_bearer("/api/ticket", &unused.session).await,
+        "expired session after a restart",
+    );
+}
+
+#[tokio::test]
+async fn sessions_survive_a_restart_and_need_no_password() {
+    let mut server = TestServer::start().await;
+    server.register("alice").await;
+    let login = server.login_response("alice").await;
+    assert!(server.password_hashes() >= 1, "the login hashed a password");
+
+    server.restart().await;
+    let minted = server.ticket(&login.session).await;
+    assert_eq!(minted.expires_in, 30);
+    let mut alice = server.client_with("alice", &minted.ticket).await;
+    alice.join("general").await;
+    alice.close().await;
+    // The login's ticket did not survive: tickets live in memory.
+    assert_eq!(
+        server.ws(Some(&login.ticket), None).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(
+        server.password_hashes(),
+        0,
+        "the new server checked no password"
+    );
+}
+
+#[tokio::test]
+async fn logout_ends_a_session_for_good_across_restarts() {
+    let mut server = TestServer::start().await;
+    server.register("alice").await;
+    let before = server.login_response("alice").await;
+    let after = server.login_response("alice").await;
+    let kept = server.login_response("alice").await;
+
+    let (status, _, _) = server.post_bearer("/api/logout", &before.session).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    server.restart().await;
+    assert_invalid_session(
+        server.post_bearer("/api/ticket", &before.session).await,
+        "logged out before the restart",
+    );
+
+    let (status, _, _) = server.post_bearer("/api/logout", &after.session).await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "a restored session logs out"
+    );
+    server.restart().await;
+    for session in [&before.session, &after.session] {
+        assert_invalid_session(
+            server.post_bearer("/api/ticket", session).await,
+            "logged out, two restarts on",
+        );
+        assert_invalid_session(
+            server.post_bearer("/api/logout", session).await,
+            "logged out already",
+        );
+    }
+    server.ticket(&kept.session).await;
+}
+
+#[tokio::test]
+async fn the_stored_sessions_hold_no_plain_token() {
+    use sha2::{Digest, Sha256};
+
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    let login = server.login_response("alice").await;
+    let db_path = server.data_dir.path().join(chat_server::accounts::DB_FILE);
+
+    let db = rusqlite::Connection::open(&db_path).expect("opens chat.db");
+    let mut query = db
+        .prepare("SELECT * FROM sessions")
+        .expect("sessions table");
+    let columns = query.column_count();
+    let rows: Vec<Vec<rusqlite::types::Value>> = query
+        .query_map([], |row| (0..columns).map(|i| row.get(i)).collect())
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(rows.len(), 1, "the login stored its session");
+    let hash: [u8; 32] = Sha256::digest(login.session.as_bytes()).into();
+    let token_bytes: Vec<u8> = (0..login.session.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&login.session[i..i + 2], 16).expect("hex"))
+        .collect();
+    let mut found_hash = false;
+    for value in &rows[0] {
+        let (text, bytes) = match value {
+            rusqlite::types::Value::Text(t) => (t.clone(), t.as_bytes().to_vec()),
+            rusqlite::types::Value::Blob(b) => (String::from_utf8_lossy(b).into_owned(), b.clone()),
+            other => (format!("{other:?}"), Vec::new()),
+        };
+        assert!(!text.contains(&login.session), "a column holds the token");
+        assert_ne!(bytes, token_bytes, "a column holds the token's bytes");
+        found_hash |= bytes == hash;
+    }
+    assert!(found_hash, "the row is keyed by the token's SHA-256");
+
+    // Nor anywhere in the files, the write-ahead log included.
+    let mut files = Vec::new();
+    for suffix in ["", "-wal"] {
+        let path = db_path.with_file_name(format!("{}{suffix}", chat_server::accounts::DB_FILE));
+        if let Ok(bytes) = std::fs::read(&path) {
+            files.extend(bytes);
+        }
+    }
+    let contains = |needle: &[u8]| files.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        contains(&hash),
+        "the scan reads where the session is stored"
+    );
+    assert!(
+        !contains(login.session.as_bytes()),
+        "the token is in chat.db"
+    );
+    assert!(!contains(&token_bytes), "the token's bytes are in chat.db");
 }
 
 #[tokio::test]

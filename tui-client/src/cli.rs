@@ -7,7 +7,10 @@ use chat_protocol::{ChatMessage, ClientEvent, ErrorCode, ServerEvent};
 use clap::{Parser, Subcommand};
 
 use crate::args::ConnectArgs;
-use crate::client::{connect, spawn_session_on, ClientError, Command, Connection, SessionEvent};
+use crate::client::{
+    spawn_session_on, Authenticator, ClientConfig, ClientError, Command, ConnState, Connection,
+    SessionEvent,
+};
 use crate::tui::text::sanitize;
 
 /// Exit codes, one per kind of failure a script may want to tell apart.
@@ -94,9 +97,13 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             } else {
                 vec![text.join(" ")]
             };
-            let mut conn = connect(&config).await?;
+            let mut auth = Authenticator::new(config);
+            let mut conn = auth.connect().await?;
             let result = send_all(&mut conn, &room, lines).await;
             conn.close().await;
+            // A cron job sending every minute would otherwise hold 32
+            // sessions and push out the user's others (chat-tui's, say).
+            auth.logout().await;
             result
         }
         CliCommand::Tail { room, since, json } => tail(config, room, since, json).await,
@@ -160,15 +167,17 @@ async fn send_all(
 }
 
 async fn tail(
-    config: crate::client::ClientConfig,
+    config: ClientConfig,
     room: String,
     since: Option<u64>,
     json: bool,
 ) -> Result<(), ClientError> {
     // The first connection is made here so that a wrong password or a dead
-    // server fails at once with its exit code; later drops reconnect.
-    let first = connect(&config).await?;
-    let mut session = spawn_session_on(config, vec![(room.clone(), since)], first);
+    // server fails at once with its exit code; later drops reconnect, with
+    // tickets from the session this login started.
+    let mut auth = Authenticator::new(config);
+    let first = auth.connect().await?;
+    let mut session = spawn_session_on(auth, vec![(room.clone(), since)], first);
     let mut stdout = std::io::stdout();
     let stop = stop_signal();
     tokio::pin!(stop);
@@ -193,20 +202,27 @@ async fn tail(
                 eprintln!("chat-cli: messages {from} to {to} are no longer stored on the server");
             }
             Some(SessionEvent::Server(ServerEvent::Error { message, .. })) => {
-                let _ = session.commands.send(Command::Quit).await;
+                quit(&session.commands).await;
                 return Err(ClientError::Protocol(message));
             }
             Some(SessionEvent::Fatal(error)) => return Err(error),
             Some(SessionEvent::State(state)) => {
-                if let crate::client::ConnState::Reconnecting { delay, reason, .. } = state {
+                if let ConnState::Reconnecting { delay, reason, .. } = state {
                     eprintln!("chat-cli: connection lost ({reason}); retrying in {delay:.1?}");
                 }
             }
             Some(_) => {}
         }
     }
-    let _ = session.commands.send(Command::Quit).await;
+    quit(&session.commands).await;
     Ok(())
+}
+
+/// Asks the session to close its socket and log out, and waits (briefly) for
+/// it to finish: the process ends right after.
+async fn quit(commands: &tokio::sync::mpsc::Sender<Command>) {
+    let _ = commands.send(Command::Quit).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), commands.closed()).await;
 }
 
 /// Completes on Ctrl-C or SIGTERM, so `tail` closes its socket properly.

@@ -179,6 +179,11 @@ async fn chat_tui_reconnects_and_rejoins_after_a_server_restart() {
     server.restart().await;
     tmux.wait_for("reconnected; rejoining rooms").await;
     tmux.wait_for("connected to").await;
+    assert_eq!(
+        server.password_hashes(),
+        0,
+        "chat-tui reconnected with its session, not the password"
+    );
 
     // Delivered only if chat-tui really rejoined `general` on its own.
     let status = chat_cli(&server, "bob")

@@ -1,13 +1,20 @@
 //! Authentication: accounts and passwords, login throttling, the sessions a
 //! login leaves behind, and the one-time tickets that carry a login or a
 //! session over to the WebSocket upgrade.
+//!
+//! [`Auth`] keeps its state in three stores behind the interfaces of
+//! [`stores`]; [`Auth::open`] sets up a single server's: accounts and sessions
+//! in `chat.db`, tickets in memory.
 
 mod password;
-mod session;
+pub(crate) mod session;
+mod stored_sessions;
+pub(crate) mod stores;
 mod throttle;
 mod ticket;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +22,15 @@ use chat_protocol::names::validate_username;
 use rand_core::{OsRng, RngCore};
 use tokio::sync::Semaphore;
 
-use crate::store::{Accounts, StoreError};
+use crate::accounts::{Accounts, AccountsError};
+use crate::clock::{millis, Clock, UnixMillis};
+use crate::config::Config;
 pub(crate) use session::SessionError;
-use session::SessionStore;
+use stored_sessions::StoredSessions;
+use stores::{AccountError, AccountStore, BackendError, SessionStore, TicketStore};
 use throttle::LoginThrottle;
+use ticket::MemoryTickets;
 pub(crate) use ticket::TicketError;
-use ticket::TicketStore;
 
 /// Shortest password accepted at registration.
 pub(crate) const MIN_PASSWORD_LEN: usize = 8;
@@ -42,13 +52,30 @@ pub(crate) enum AuthError {
     Internal(String),
 }
 
-impl From<StoreError> for AuthError {
-    fn from(e: StoreError) -> Self {
+impl From<BackendError> for AuthError {
+    fn from(e: BackendError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<AccountError> for AuthError {
+    fn from(e: AccountError) -> Self {
         match e {
-            StoreError::UsernameTaken => Self::UsernameTaken,
-            e => Self::Internal(e.to_string()),
+            AccountError::UsernameTaken => Self::UsernameTaken,
+            AccountError::Backend(e) => e.into(),
         }
     }
+}
+
+/// Why the single-server stores could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    /// `chat.db` could not be opened or migrated.
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
+    /// The stored sessions could not be loaded.
+    #[error("loading sessions: {0}")]
+    Sessions(#[from] BackendError),
 }
 
 /// Whole seconds to wait, rounded up: never tells a client to come back early.
@@ -88,35 +115,94 @@ pub(crate) struct Pruned {
     pub(crate) tickets: usize,
 }
 
+/// How many argon2 computations (password checks, including the dummy ones
+/// for unknown users, and hashes of new passwords) a server has made. Cheap to
+/// clone; clones share the count. Tests read it to prove that a path, such as
+/// minting a ticket with a session, needs no password work.
+#[derive(Debug, Clone, Default)]
+pub struct PasswordHashes(Arc<AtomicU64>);
+
+impl PasswordHashes {
+    /// The count so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add_one(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The stores [`Auth`] keeps its state in.
+pub(crate) struct Stores {
+    /// User accounts.
+    pub(crate) accounts: Arc<dyn AccountStore>,
+    /// Login sessions.
+    pub(crate) sessions: Arc<dyn SessionStore>,
+    /// Socket tickets.
+    pub(crate) tickets: Arc<dyn TicketStore>,
+}
+
 /// The authentication service shared by the HTTP handlers.
 pub(crate) struct Auth {
-    accounts: Accounts,
-    tickets: TicketStore,
-    sessions: SessionStore,
+    accounts: Arc<dyn AccountStore>,
+    sessions: Arc<dyn SessionStore>,
+    tickets: Arc<dyn TicketStore>,
+    /// Dates issues and expiries; injected so that tests move time.
+    clock: Arc<dyn Clock>,
+    ticket_ttl: Duration,
+    session_ttl: Duration,
     throttle: LoginThrottle,
     attempts_per_user: u32,
     /// argon2 costs tens of milliseconds of CPU and 19 MiB per check; bounding
     /// concurrent checks keeps a login flood from starving the chat relay.
     hashing: Arc<Semaphore>,
+    password_hashes: PasswordHashes,
 }
 
 impl Auth {
-    pub(crate) fn new(
-        accounts: Accounts,
-        ticket_ttl: Duration,
-        session_ttl: Duration,
-        attempts_per_user: u32,
-        window: Duration,
-    ) -> Self {
+    /// A single server's authentication: accounts and sessions in the data
+    /// directory's `chat.db` (its live sessions loaded into memory), tickets in
+    /// memory.
+    pub(crate) async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, OpenError> {
+        let dir = config.data_dir.clone();
+        let accounts = tokio::task::spawn_blocking(move || Accounts::open_in(&dir))
+            .await
+            .map_err(BackendError::from)??;
+        let now = chat_rooms::room_log::unix_millis(clock.now());
+        let sessions = StoredSessions::load(accounts.clone(), now).await?;
+        let stores = Stores {
+            accounts: Arc::new(accounts),
+            sessions: Arc::new(sessions),
+            tickets: Arc::new(MemoryTickets::new()),
+        };
+        Ok(Self::new(stores, config, clock))
+    }
+
+    /// Authentication over any stores, with the lifetimes and login limits of `config`.
+    pub(crate) fn new(stores: Stores, config: &Config, clock: Arc<dyn Clock>) -> Self {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
-            accounts,
-            tickets: TicketStore::new(ticket_ttl),
-            sessions: SessionStore::new(session_ttl),
-            throttle: LoginThrottle::new(window),
-            attempts_per_user,
+            accounts: stores.accounts,
+            sessions: stores.sessions,
+            tickets: stores.tickets,
+            clock,
+            ticket_ttl: config.ticket_ttl,
+            session_ttl: config.session_ttl,
+            throttle: LoginThrottle::new(config.login_window),
+            attempts_per_user: config.login_attempts,
             hashing: Arc::new(Semaphore::new(cpus)),
+            password_hashes: PasswordHashes::default(),
         }
+    }
+
+    /// The counter of this service's argon2 computations.
+    pub(crate) fn password_hashes(&self) -> PasswordHashes {
+        self.password_hashes.clone()
+    }
+
+    fn now(&self) -> UnixMillis {
+        chat_rooms::room_log::unix_millis(self.clock.now())
     }
 
     /// Checks credentials and issues a ticket and a session. Failures count
@@ -137,32 +223,53 @@ impl Auth {
             .check(&limits)
             .map_err(AuthError::TooManyAttempts)?;
 
-        let accounts = self.accounts.clone();
-        let name = username.to_owned();
-        let found = self
-            .blocking(move || match accounts.find(&name)? {
-                Some(account) if password::verify(&password, &account.password_hash) => {
-                    Ok(Some(account.username))
-                }
-                Some(_) => Ok(None),
-                None => {
-                    password::verify_dummy(&password);
-                    Ok(None)
+        let found = {
+            // Held over the lookup too, so that a flood of logins queues here
+            // rather than on the database.
+            let _permit = self
+                .hashing
+                .acquire()
+                .await
+                .map_err(|e| AuthError::Internal(e.to_string()))?;
+            let account = self.accounts.find(username).await?;
+            let hashes = self.password_hashes.clone();
+            tokio::task::spawn_blocking(move || {
+                hashes.add_one();
+                match account {
+                    Some(account) if password::verify(&password, &account.password_hash) => {
+                        Some(account.username)
+                    }
+                    Some(_) => None,
+                    None => {
+                        password::verify_dummy(&password);
+                        None
+                    }
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?
+        };
 
         match found {
             Some(user) => {
                 self.throttle.clear(&user_key);
-                let ticket = self.tickets.issue(&user);
-                let session = self.sessions.issue(&user);
+                let now = self.now();
+                // The session first: it is the write that may fail, and a
+                // ticket issued before it would be wasted.
+                let session = self
+                    .sessions
+                    .issue(&user, now, now + millis(self.session_ttl))
+                    .await?;
+                let ticket = self
+                    .tickets
+                    .issue(&user, now, now + millis(self.ticket_ttl))
+                    .await?;
                 Ok(Login {
                     user,
                     ticket,
-                    ttl: self.tickets.ttl(),
+                    ttl: self.ticket_ttl,
                     session,
-                    session_ttl: self.sessions.ttl(),
+                    session_ttl: self.session_ttl,
                 })
             }
             None => {
@@ -181,50 +288,65 @@ impl Auth {
         validate_username(username)
             .map_err(|e| AuthError::InvalidRequest(format!("invalid user name: {e}")))?;
         check_password(&password).map_err(AuthError::InvalidRequest)?;
-        let accounts = self.accounts.clone();
-        let name = username.to_owned();
-        self.blocking(move || {
-            let hash = password::hash(&password).map_err(|e| AuthError::Internal(e.to_string()))?;
-            Ok(accounts.create_user(&name, &hash)?)
-        })
-        .await?;
+        let hashes = self.password_hashes.clone();
+        let hash = self
+            .blocking(move || {
+                hashes.add_one();
+                password::hash(&password).map_err(|e| AuthError::Internal(e.to_string()))
+            })
+            .await?;
+        self.accounts.create(username, &hash).await?;
         Ok(username.to_owned())
     }
 
     /// Uses up a socket ticket.
-    pub(crate) fn redeem(&self, ticket: &str) -> Result<String, TicketError> {
-        self.tickets.redeem(ticket)
+    pub(crate) async fn redeem(&self, ticket: &str) -> Result<String, TicketError> {
+        self.tickets.redeem(ticket, self.now()).await
     }
 
-    /// Mints a ticket for a session's user. Two map operations: no hashing
-    /// and no throttle, since the password was checked when the session began.
-    pub(crate) fn ticket_for_session(&self, session: &str) -> Result<SessionTicket, SessionError> {
-        let user = self.sessions.lookup(session)?;
-        let ticket = self.tickets.issue(&user);
+    /// Mints a ticket for a session's user: a hash and two map operations with
+    /// the single-server stores; no password work and no throttle, since the
+    /// password was checked when the session began.
+    pub(crate) async fn ticket_for_session(
+        &self,
+        session: &str,
+    ) -> Result<SessionTicket, SessionError> {
+        let now = self.now();
+        let user = self.sessions.lookup(session, now).await?;
+        let ticket = self
+            .tickets
+            .issue(&user, now, now + millis(self.ticket_ttl))
+            .await?;
         Ok(SessionTicket {
             user,
             ticket,
-            ttl: self.tickets.ttl(),
+            ttl: self.ticket_ttl,
         })
     }
 
     /// Ends a session, returning its user. Tickets it minted stay valid until
     /// used or expired: each opens one socket within the short ticket lifetime,
     /// and revoking them would need a session-to-ticket index for little gain.
-    pub(crate) fn logout(&self, session: &str) -> Result<String, SessionError> {
-        self.sessions.revoke(session)
+    pub(crate) async fn logout(&self, session: &str) -> Result<String, SessionError> {
+        self.sessions.revoke(session, self.now()).await
     }
 
     /// Forgets expired sessions and tickets. Lookups refuse them regardless;
-    /// this only gives their memory back.
-    pub(crate) fn prune_expired(&self) -> Pruned {
-        Pruned {
-            sessions: self.sessions.prune(),
-            tickets: self.tickets.prune(),
-        }
+    /// this only gives their space back, so a failure is logged, not returned.
+    pub(crate) async fn prune_expired(&self) -> Pruned {
+        let now = self.now();
+        let sessions = self.sessions.prune(now).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "forgetting expired sessions failed");
+            0
+        });
+        let tickets = self.tickets.prune(now).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "forgetting expired tickets failed");
+            0
+        });
+        Pruned { sessions, tickets }
     }
 
-    /// Runs store and hashing work on the blocking pool, a bounded number at a time.
+    /// Runs hashing work on the blocking pool, a bounded number at a time.
     async fn blocking<T, F>(&self, work: F) -> Result<T, AuthError>
     where
         T: Send + 'static,
@@ -232,8 +354,7 @@ impl Auth {
     {
         let _permit = self
             .hashing
-            .clone()
-            .acquire_owned()
+            .acquire()
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))?;
         tokio::task::spawn_blocking(work)

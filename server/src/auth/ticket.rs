@@ -1,16 +1,21 @@
-//! One-time tickets that let an authenticated user open one WebSocket.
+//! One-time tickets that let an authenticated user open one WebSocket: the
+//! in-process [`TicketStore`]. A ticket lives for seconds and is used on the
+//! server that issued it, so memory is enough; a restart invalidates them,
+//! which costs a client one more `POST /api/ticket`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use tokio::time::Instant;
+use async_trait::async_trait;
+
+use super::stores::{BackendError, TicketStore};
+use crate::clock::UnixMillis;
 
 /// Fewest tickets held before `issue` sweeps out expired ones.
 const MIN_SWEEP_AT: usize = 1024;
 
 /// Why a ticket was refused. Deliberately coarse towards the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum TicketError {
     /// Never issued, or already used.
     #[error("ticket unknown or already used")]
@@ -18,11 +23,14 @@ pub(crate) enum TicketError {
     /// Issued but not used in time.
     #[error("ticket expired")]
     Expired,
+    /// The store failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
 }
 
 struct Pending {
     user: String,
-    expires: Instant,
+    expires: UnixMillis,
 }
 
 struct Tickets {
@@ -31,18 +39,15 @@ struct Tickets {
     sweep_at: usize,
 }
 
-/// Tickets issued and not yet used. Memory only: a restart invalidates them,
-/// which costs a client one more login.
-pub(crate) struct TicketStore {
-    ttl: Duration,
+/// Tickets issued and not yet used, in this process's memory.
+pub(crate) struct MemoryTickets {
     // std Mutex: every critical section is map operations, never an `.await`.
     tickets: Mutex<Tickets>,
 }
 
-impl TicketStore {
-    pub(crate) fn new(ttl: Duration) -> Self {
+impl MemoryTickets {
+    pub(crate) fn new() -> Self {
         Self {
-            ttl,
             tickets: Mutex::new(Tickets {
                 pending: HashMap::new(),
                 sweep_at: MIN_SWEEP_AT,
@@ -50,16 +55,22 @@ impl TicketStore {
         }
     }
 
-    /// The ticket lifetime.
-    pub(crate) fn ttl(&self) -> Duration {
-        self.ttl
+    fn tickets(&self) -> std::sync::MutexGuard<'_, Tickets> {
+        self.tickets.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    /// Issues a fresh ticket for `user`: 256 bits from the OS CSPRNG, hex-encoded.
-    pub(crate) fn issue(&self, user: &str) -> String {
+#[async_trait]
+impl TicketStore for MemoryTickets {
+    /// Tickets are 256 bits from the OS CSPRNG, hex-encoded.
+    async fn issue(
+        &self,
+        user: &str,
+        now: UnixMillis,
+        expires: UnixMillis,
+    ) -> Result<String, BackendError> {
         let ticket = super::random_token();
-        let now = Instant::now();
-        let mut tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tickets = self.tickets();
         // Sweeping bounds the map by about twice the tickets issued within one
         // TTL. Sweeping only once the map has doubled since the last sweep keeps
         // an issue O(1) on average: sessions mint tickets cheaply and fast, so
@@ -72,74 +83,107 @@ impl TicketStore {
             ticket.clone(),
             Pending {
                 user: user.to_owned(),
-                expires: now + self.ttl,
+                expires,
             },
         );
-        ticket
+        Ok(ticket)
     }
 
-    /// Uses up a ticket, returning the user it was issued to.
-    pub(crate) fn redeem(&self, ticket: &str) -> Result<String, TicketError> {
-        let removed = self
-            .tickets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pending
-            .remove(ticket);
+    /// Removing under the lock is what makes the use single: a second redeem
+    /// finds nothing.
+    async fn redeem(&self, ticket: &str, now: UnixMillis) -> Result<String, TicketError> {
+        let removed = self.tickets().pending.remove(ticket);
         match removed {
             None => Err(TicketError::Unknown),
-            Some(p) if p.expires <= Instant::now() => Err(TicketError::Expired),
+            Some(p) if p.expires <= now => Err(TicketError::Expired),
             Some(p) => Ok(p.user),
         }
     }
 
-    /// Forgets expired tickets; returns how many.
-    pub(crate) fn prune(&self) -> usize {
-        let now = Instant::now();
-        let mut tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+    async fn prune(&self, now: UnixMillis) -> Result<usize, BackendError> {
+        let mut tickets = self.tickets();
         let before = tickets.pending.len();
         tickets.pending.retain(|_, p| p.expires > now);
-        before - tickets.pending.len()
+        Ok(before - tickets.pending.len())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    const TTL: UnixMillis = 30_000;
+
+    async fn issue(store: &MemoryTickets, now: UnixMillis) -> String {
+        store.issue("alice", now, now + TTL).await.expect("issues")
+    }
+
+    #[tokio::test]
     async fn tickets_are_single_use_and_expire() {
-        let store = TicketStore::new(Duration::from_secs(30));
-        let a = store.issue("alice");
-        let b = store.issue("alice");
+        let store = MemoryTickets::new();
+        let a = issue(&store, 0).await;
+        let b = issue(&store, 0).await;
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
 
-        assert_eq!(store.redeem(&a), Ok("alice".to_owned()));
-        assert_eq!(store.redeem(&a), Err(TicketError::Unknown), "reused");
-        assert_eq!(store.redeem("made-up"), Err(TicketError::Unknown));
+        assert_eq!(store.redeem(&a, 1).await.expect("live"), "alice");
+        assert!(
+            matches!(store.redeem(&a, 1).await, Err(TicketError::Unknown)),
+            "reused"
+        );
+        assert!(matches!(
+            store.redeem("made-up", 1).await,
+            Err(TicketError::Unknown)
+        ));
 
-        tokio::time::advance(Duration::from_secs(31)).await;
-        assert_eq!(store.redeem(&b), Err(TicketError::Expired));
+        assert!(matches!(
+            store.redeem(&b, TTL).await,
+            Err(TicketError::Expired)
+        ));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn expired_tickets_are_swept_and_pruned() {
-        let store = TicketStore::new(Duration::from_secs(30));
-        let held = || store.tickets.lock().expect("lock").pending.len();
-        for _ in 0..MIN_SWEEP_AT {
-            store.issue("alice");
+    #[tokio::test]
+    async fn concurrent_redeems_of_one_ticket_succeed_once() {
+        let store = Arc::new(MemoryTickets::new());
+        let ticket = issue(&store, 0).await;
+        let redeems: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, ticket) = (store.clone(), ticket.clone());
+                tokio::spawn(async move { store.redeem(&ticket, 1).await.is_ok() })
+            })
+            .collect();
+        let mut won = 0;
+        for redeem in redeems {
+            won += usize::from(redeem.await.expect("task"));
         }
-        tokio::time::advance(Duration::from_secs(31)).await;
-        let fresh = store.issue("alice");
+        assert_eq!(won, 1);
+    }
+
+    #[tokio::test]
+    async fn expired_tickets_are_swept_and_pruned() {
+        let store = MemoryTickets::new();
+        let held = || store.tickets().pending.len();
+        for _ in 0..MIN_SWEEP_AT {
+            issue(&store, 0).await;
+        }
+        let later = TTL + 1;
+        let fresh = issue(&store, later).await;
         assert_eq!(held(), 1, "the issue that reached the threshold swept");
 
         for _ in 0..10 {
-            store.issue("alice");
+            issue(&store, later).await;
         }
-        tokio::time::advance(Duration::from_secs(31)).await;
-        assert_eq!(store.prune(), 11);
+        let much_later = later + TTL + 1;
+        assert_eq!(store.prune(much_later).await.expect("prunes"), 11);
         assert_eq!(held(), 0);
-        assert_eq!(store.redeem(&fresh), Err(TicketError::Unknown), "pruned");
+        assert!(
+            matches!(
+                store.redeem(&fresh, much_later).await,
+                Err(TicketError::Unknown)
+            ),
+            "pruned"
+        );
     }
 }

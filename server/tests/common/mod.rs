@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use chat_protocol::http::{LoginResponse, TicketResponse};
 use chat_protocol::{ClientEvent, ServerEvent};
-use chat_server::{Config, Server};
+use chat_server::clock::ManualClock;
+use chat_server::{Config, PasswordHashes, Server};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -36,10 +37,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub type Stream = Box<dyn Io>;
 pub type Ws = WebSocketStream<Stream>;
 
-/// A chat server running in this test process.
+/// A chat server running in this test process. Its sessions and tickets are
+/// dated by `clock`, which stands still until a test advances it.
 pub struct TestServer {
     pub remote: Remote,
     pub data_dir: tempfile::TempDir,
+    pub clock: ManualClock,
+    config: Config,
+    hashes: PasswordHashes,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -70,16 +75,33 @@ impl TestServer {
         let tls_cert = config
             .tls
             .then(|| data_dir.path().join("tls").join("cert.pem"));
-        let server = Server::bind(config).await.expect("server binds");
-        let addr = server.local_addr().expect("addr");
-        let shutdown = server.shutdown_token();
-        let handle = tokio::spawn(server.run());
+        let clock = ManualClock::default();
+        let (addr, hashes, shutdown, handle) = run(&config, &clock).await;
         Self {
             remote: Remote { addr, tls_cert },
             data_dir,
+            clock,
+            config,
+            hashes,
             shutdown,
             handle: Some(handle),
         }
+    }
+
+    /// Stops the server gracefully and starts a new one on the same data
+    /// directory and clock (on a new port).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let (addr, hashes, shutdown, handle) = run(&self.config, &self.clock).await;
+        self.remote.addr = addr;
+        self.hashes = hashes;
+        self.shutdown = shutdown;
+        self.handle = Some(handle);
+    }
+
+    /// Password checks and hashes the running server has computed since it started.
+    pub fn password_hashes(&self) -> u64 {
+        self.hashes.count()
     }
 
     /// Begins a graceful shutdown and waits for the server to finish.
@@ -250,6 +272,24 @@ impl Remote {
         }
         client
     }
+}
+
+async fn run(
+    config: &Config,
+    clock: &ManualClock,
+) -> (
+    SocketAddr,
+    PasswordHashes,
+    CancellationToken,
+    JoinHandle<anyhow::Result<()>>,
+) {
+    let server = Server::bind_with_clock(config.clone(), Arc::new(clock.clone()))
+        .await
+        .expect("server binds");
+    let addr = server.local_addr().expect("addr");
+    let hashes = server.password_hashes();
+    let shutdown = server.shutdown_token();
+    (addr, hashes, shutdown, tokio::spawn(server.run()))
 }
 
 impl Drop for TestServer {

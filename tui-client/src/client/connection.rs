@@ -22,11 +22,21 @@ pub struct Connection {
     idle_limit: Duration,
 }
 
-/// Logs in, opens the socket with the ticket, and checks the protocol version.
+/// Logs in with the password, opens the socket with the ticket, and checks
+/// the protocol version. For one connection; a client that reconnects uses an
+/// [`crate::client::Authenticator`], which needs the password only once.
 pub async fn connect(config: &ClientConfig) -> Result<Connection, ClientError> {
     let ticket = login(config).await?;
+    open_with_ticket(config, &ticket).await
+}
+
+/// Opens the socket with a one-time ticket and checks the protocol version.
+pub(crate) async fn open_with_ticket(
+    config: &ClientConfig,
+    ticket: &str,
+) -> Result<Connection, ClientError> {
     let stream = open(&config.server, &config.tls).await?;
-    let (ws, _) = tokio_tungstenite::client_async(config.server.ws_url(&ticket), stream)
+    let (ws, _) = tokio_tungstenite::client_async(config.server.ws_url(ticket), stream)
         .await
         .map_err(|e| match e {
             tungstenite::Error::Http(response) => match response.status().as_u16() {

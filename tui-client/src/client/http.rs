@@ -1,8 +1,10 @@
-//! The HTTP endpoints before the socket: login and registration.
+//! The HTTP endpoints before the socket: login, registration, and the
+//! session's tickets and logout.
 
 use std::time::Duration;
 
-use chat_protocol::http::{Credentials, HttpError, LoginResponse};
+use chat_protocol::http::{Credentials, HttpError, LoginResponse, TicketResponse};
+use chat_protocol::ErrorCode;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
@@ -11,12 +13,38 @@ use hyper_util::rt::TokioIo;
 use crate::client::transport::open;
 use crate::client::{ClientConfig, ClientError};
 
-/// Logs in and returns a one-time socket ticket.
+/// What a password login gives.
+pub(crate) struct Login {
+    /// A one-time socket ticket.
+    pub(crate) ticket: String,
+    /// The session token, which gets further tickets without the password.
+    pub(crate) session: String,
+}
+
+/// What `POST /api/ticket` answered, when it answered as the protocol says.
+pub(crate) enum SessionTicket {
+    /// A one-time socket ticket.
+    Ticket(String),
+    /// 401 `invalid_session`: the session ended (expired, logged out, pushed
+    /// out by newer ones); only the password gets a new one.
+    Ended,
+}
+
+/// Logs in and returns a one-time socket ticket (the session it also starts
+/// is not kept; [`crate::client::Authenticator`] keeps it).
 pub async fn login(config: &ClientConfig) -> Result<String, ClientError> {
-    let (status, retry_after, body) = post_credentials(config, "/api/login").await?;
+    Ok(login_session(config).await?.ticket)
+}
+
+/// Logs in with the password: a ticket and a session.
+pub(crate) async fn login_session(config: &ClientConfig) -> Result<Login, ClientError> {
+    let (status, retry_after, body) = post(config, "/api/login", Body::Credentials).await?;
     match status {
         StatusCode::OK => serde_json::from_slice::<LoginResponse>(&body)
-            .map(|login| login.ticket)
+            .map(|login| Login {
+                ticket: login.ticket,
+                session: login.session,
+            })
             .map_err(|e| ClientError::Protocol(format!("unexpected login answer: {e}"))),
         StatusCode::UNAUTHORIZED => Err(ClientError::Auth(error_message(&body))),
         StatusCode::TOO_MANY_REQUESTS => Err(ClientError::Throttled(
@@ -29,9 +57,41 @@ pub async fn login(config: &ClientConfig) -> Result<String, ClientError> {
     }
 }
 
+/// Gets a socket ticket with a session, without the password.
+pub(crate) async fn session_ticket(
+    config: &ClientConfig,
+    session: &str,
+) -> Result<SessionTicket, ClientError> {
+    let (status, _, body) = post(config, "/api/ticket", Body::Bearer(session)).await?;
+    match status {
+        StatusCode::OK => serde_json::from_slice::<TicketResponse>(&body)
+            .map(|answer| SessionTicket::Ticket(answer.ticket))
+            .map_err(|e| ClientError::Protocol(format!("unexpected ticket answer: {e}"))),
+        StatusCode::UNAUTHORIZED if error_code(&body) == Some(ErrorCode::InvalidSession) => {
+            Ok(SessionTicket::Ended)
+        }
+        other => Err(ClientError::Protocol(format!(
+            "POST /api/ticket answered {other}: {}",
+            error_message(&body)
+        ))),
+    }
+}
+
+/// Ends a session. A 401 means it had ended already, which is as good.
+pub(crate) async fn logout(config: &ClientConfig, session: &str) -> Result<(), ClientError> {
+    let (status, _, body) = post(config, "/api/logout", Body::Bearer(session)).await?;
+    match status {
+        StatusCode::NO_CONTENT | StatusCode::UNAUTHORIZED => Ok(()),
+        other => Err(ClientError::Protocol(format!(
+            "logout answered {other}: {}",
+            error_message(&body)
+        ))),
+    }
+}
+
 /// Creates an account (where the server allows registration).
 pub async fn register(config: &ClientConfig) -> Result<(), ClientError> {
-    let (status, _, body) = post_credentials(config, "/api/register").await?;
+    let (status, _, body) = post(config, "/api/register", Body::Credentials).await?;
     match status {
         StatusCode::CREATED => Ok(()),
         StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN | StatusCode::CONFLICT => {
@@ -50,14 +110,41 @@ fn error_message(body: &[u8]) -> String {
         .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned())
 }
 
-async fn post_credentials(
+fn error_code(body: &[u8]) -> Option<ErrorCode> {
+    serde_json::from_slice::<HttpError>(body)
+        .ok()
+        .map(|e| e.code)
+}
+
+/// What a request sends.
+enum Body<'a> {
+    /// The configured user name and password, as JSON.
+    Credentials,
+    /// No body; `Authorization: Bearer <session>`.
+    Bearer(&'a str),
+}
+
+async fn post(
     config: &ClientConfig,
     path: &str,
+    body: Body<'_>,
 ) -> Result<(StatusCode, Option<Duration>, Bytes), ClientError> {
-    let body = serde_json::to_vec(&Credentials {
-        username: config.user.clone(),
-        password: config.password.clone(),
-    })
+    let request = Request::post(path).header(hyper::header::HOST, config.server.authority());
+    let request = match body {
+        Body::Credentials => {
+            let json = serde_json::to_vec(&Credentials {
+                username: config.user.clone(),
+                password: config.password.clone(),
+            })
+            .map_err(|e| ClientError::Local(e.to_string()))?;
+            request
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(json)))
+        }
+        Body::Bearer(session) => request
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {session}"))
+            .body(Full::new(Bytes::new())),
+    }
     .map_err(|e| ClientError::Local(e.to_string()))?;
     let stream = open(&config.server, &config.tls).await?;
     let unreachable = |e: hyper::Error| ClientError::Unreachable(e.to_string());
@@ -65,11 +152,6 @@ async fn post_credentials(
         .await
         .map_err(unreachable)?;
     tokio::spawn(conn);
-    let request = Request::post(path)
-        .header(hyper::header::HOST, config.server.authority())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| ClientError::Local(e.to_string()))?;
     let response = sender.send_request(request).await.map_err(unreachable)?;
     let status = response.status();
     let retry_after = response

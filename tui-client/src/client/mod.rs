@@ -1,7 +1,9 @@
 //! The protocol implemented once in Rust, for chat-tui, chat-cli, tests and
 //! benchmarks: server URLs, TLS trust, HTTP login, the typed WebSocket
-//! connection, and a session that reconnects on its own.
+//! connection, credentials that need the password once, and a session that
+//! reconnects on its own.
 
+mod auth;
 mod connection;
 mod http;
 mod session;
@@ -9,6 +11,7 @@ mod tls;
 mod transport;
 mod url;
 
+pub use auth::Authenticator;
 pub use connection::{connect, Connection};
 pub use http::{login, register};
 pub use session::{
@@ -26,7 +29,7 @@ pub struct ClientConfig {
     pub server: ServerUrl,
     /// User name.
     pub user: String,
-    /// Password (kept in memory to log in again on reconnect).
+    /// Password (kept in memory to log in again if the server ends the session).
     pub password: String,
     /// Certificate trust for https/wss.
     pub tls: TlsOptions,

@@ -1,13 +1,14 @@
 //! A session that stays connected: reconnects with backoff and jitter (a
-//! fresh ticket each time) and rejoins its rooms. chat-tui and `chat-cli tail`
-//! talk to it only through channels.
+//! fresh ticket each time, from the login session, so the password is sent
+//! once) and rejoins its rooms. chat-tui and `chat-cli tail` talk to it only
+//! through channels. It logs out when it ends.
 
 use std::time::Duration;
 
 use chat_protocol::{ClientEvent, ServerEvent};
 use tokio::sync::mpsc;
 
-use crate::client::{connect, ClientConfig, ClientError, Connection};
+use crate::client::{Authenticator, ClientConfig, ClientError, Connection};
 
 /// What the application asks of the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,22 +84,22 @@ pub struct SessionHandle {
 /// Starts a session task that connects and joins `rooms`: each with the last
 /// sequence number already seen, if any, to resume right after it.
 pub fn spawn_session(config: ClientConfig, rooms: Vec<(String, Option<u64>)>) -> SessionHandle {
-    start(config, rooms, None)
+    start(Authenticator::new(config), rooms, None)
 }
 
 /// Like [`spawn_session`], but carries on with a connection the caller has
-/// already made (say, to fail fast on a wrong password) instead of logging in
-/// again; later reconnections log in as usual.
+/// already made with `auth` (say, to fail fast on a wrong password) instead of
+/// logging in again; reconnections use the session that `auth` holds.
 pub fn spawn_session_on(
-    config: ClientConfig,
+    auth: Authenticator,
     rooms: Vec<(String, Option<u64>)>,
     first: Connection,
 ) -> SessionHandle {
-    start(config, rooms, Some(first))
+    start(auth, rooms, Some(first))
 }
 
 fn start(
-    config: ClientConfig,
+    auth: Authenticator,
     rooms: Vec<(String, Option<u64>)>,
     first: Option<Connection>,
 ) -> SessionHandle {
@@ -113,7 +114,7 @@ fn start(
             ordered.seen(&room, seq);
         }
     }
-    tokio::spawn(run(config, ordered, first, cmd_rx, ev_tx));
+    tokio::spawn(run(auth, ordered, first, cmd_rx, ev_tx));
     SessionHandle {
         commands: cmd_tx,
         events: ev_rx,
@@ -206,10 +207,25 @@ enum Ended {
 }
 
 async fn run(
-    config: ClientConfig,
+    mut auth: Authenticator,
+    rooms: Rooms,
+    first: Option<Connection>,
+    mut commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<SessionEvent>,
+) {
+    stay_connected(&mut auth, rooms, first, &mut commands, events).await;
+    // Before `commands` drops: an application waits for that to know the
+    // session is done, logout included.
+    auth.logout().await;
+}
+
+/// Connects and reconnects until the application quits or a problem that
+/// retrying cannot fix.
+async fn stay_connected(
+    auth: &mut Authenticator,
     mut rooms: Rooms,
     mut first: Option<Connection>,
-    mut commands: mpsc::Receiver<Command>,
+    commands: &mut mpsc::Receiver<Command>,
     events: mpsc::Sender<SessionEvent>,
 ) {
     let emit = |event| {
@@ -224,12 +240,12 @@ async fn run(
     loop {
         let connected = match first.take() {
             Some(conn) => Ok(conn),
-            None => connect(&config).await,
+            None => auth.connect().await,
         };
         let error = match connected {
             Ok(conn) => {
                 attempt = 0;
-                match serve(conn, &mut rooms, &mut unacked, &mut commands, &events).await {
+                match serve(conn, &mut rooms, &mut unacked, commands, &events).await {
                     Ended::Quit => return,
                     Ended::Lost(error) => error,
                 }

@@ -103,7 +103,8 @@ pub async fn run(config: ClientConfig, rooms: Vec<String>) -> anyhow::Result<Str
     Ok(String::new())
 }
 
-/// Asks the session to close the socket properly and gives it a moment.
+/// Asks the session to close the socket properly and log out, and gives it
+/// a moment.
 async fn finish(commands: &tokio::sync::mpsc::Sender<Command>) {
     let _ = commands.send(Command::Quit).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), commands.closed()).await;

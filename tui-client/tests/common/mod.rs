@@ -4,10 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chat_protocol::{ClientEvent, ServerEvent};
-use chat_server::{Config, Server};
+use chat_server::clock::ManualClock;
+use chat_server::{Config, PasswordHashes, Server};
 use chat_tui::client::{self, ClientConfig, Connection, ServerUrl, TlsOptions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +23,9 @@ pub struct TestServer {
     pub data_dir: tempfile::TempDir,
     /// Serving https/wss with a generated certificate.
     pub tls: bool,
+    /// Dates sessions and tickets; stands still until a test advances it.
+    pub clock: ManualClock,
+    hashes: PasswordHashes,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -38,11 +43,14 @@ impl TestServer {
     async fn start_with(tls: bool) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let listen = "127.0.0.1:0".parse().expect("addr");
-        let (addr, shutdown, handle) = run(data_dir.path(), listen, tls).await;
+        let clock = ManualClock::default();
+        let (addr, hashes, shutdown, handle) = run(data_dir.path(), listen, tls, &clock).await;
         Self {
             addr,
             data_dir,
             tls,
+            clock,
+            hashes,
             shutdown,
             handle: Some(handle),
         }
@@ -73,12 +81,19 @@ impl TestServer {
         }
     }
 
-    /// Starts again on the same address and data directory.
+    /// Starts again on the same address, data directory and clock.
     pub async fn restart(&mut self) {
-        let (addr, shutdown, handle) = run(self.data_dir.path(), self.addr, self.tls).await;
+        let (addr, hashes, shutdown, handle) =
+            run(self.data_dir.path(), self.addr, self.tls, &self.clock).await;
         assert_eq!(addr, self.addr);
+        self.hashes = hashes;
         self.shutdown = shutdown;
         self.handle = Some(handle);
+    }
+
+    /// Password checks and hashes the running server has computed since it started.
+    pub fn password_hashes(&self) -> u64 {
+        self.hashes.count()
     }
 
     pub fn config(&self, user: &str) -> ClientConfig {
@@ -124,8 +139,10 @@ async fn run(
     data_dir: &Path,
     listen: SocketAddr,
     tls: bool,
+    clock: &ManualClock,
 ) -> (
     SocketAddr,
+    PasswordHashes,
     CancellationToken,
     JoinHandle<anyhow::Result<()>>,
 ) {
@@ -133,10 +150,13 @@ async fn run(
     config.listen = listen;
     config.tls = tls;
     config.shutdown_grace = Duration::from_secs(2);
-    let server = Server::bind(config).await.expect("server binds");
+    let server = Server::bind_with_clock(config, Arc::new(clock.clone()))
+        .await
+        .expect("server binds");
     let addr = server.local_addr().expect("addr");
+    let hashes = server.password_hashes();
     let shutdown = server.shutdown_token();
-    (addr, shutdown, tokio::spawn(server.run()))
+    (addr, hashes, shutdown, tokio::spawn(server.run()))
 }
 
 /// Reads events until one matches, failing after [`WAIT`].

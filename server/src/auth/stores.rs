@@ -1,0 +1,115 @@
+//! The interfaces of the three stores authentication keeps its state in:
+//! accounts, sessions and tickets. [`super::Auth`] holds each as an
+//! `Arc<dyn ...>`, so a store shared by a cluster (PostgreSQL, Redis) replaces
+//! the single-server one without changing a caller.
+//!
+//! Every method takes the current date (`now`, unix milliseconds) from the
+//! caller rather than reading a clock: one clock per server, which tests move.
+
+use async_trait::async_trait;
+
+use crate::clock::UnixMillis;
+
+pub(crate) use super::session::SessionError;
+pub(crate) use super::ticket::TicketError;
+
+/// A store's backend failed: the database, a blocking-pool task, or the network
+/// to a shared store. Says nothing about the request, so clients get a 500.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub(crate) struct BackendError(Box<dyn std::error::Error + Send + Sync>);
+
+impl BackendError {
+    pub(crate) fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(e))
+    }
+}
+
+impl From<rusqlite::Error> for BackendError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::new(e)
+    }
+}
+
+impl From<tokio::task::JoinError> for BackendError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::new(e)
+    }
+}
+
+/// A stored account.
+#[derive(Debug, Clone)]
+pub(crate) struct Account {
+    /// The user name as registered (logins may use another letter case).
+    pub(crate) username: String,
+    /// argon2id PHC string.
+    pub(crate) password_hash: String,
+}
+
+/// Why an account was not created.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AccountError {
+    /// A user with that name (in any letter case) exists already.
+    #[error("user name already taken")]
+    UsernameTaken,
+    /// The store failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// User accounts.
+#[async_trait]
+pub(crate) trait AccountStore: Send + Sync {
+    /// The account named `username`, ignoring letter case.
+    async fn find(&self, username: &str) -> Result<Option<Account>, BackendError>;
+
+    /// Adds an account; the name must already be validated and the password hashed.
+    async fn create(&self, username: &str, password_hash: &str) -> Result<(), AccountError>;
+}
+
+/// Login sessions: bearer tokens that mint tickets without the password.
+/// Implementations never keep the token itself where it outlives the
+/// process, only a hash of it: a copy of the store is then no key to anyone's
+/// account.
+#[async_trait]
+pub(crate) trait SessionStore: Send + Sync {
+    /// Starts a session for `user` lasting until `expires` and returns its
+    /// token. Ends the user's oldest live sessions beyond
+    /// [`super::session::MAX_SESSIONS_PER_USER`]; expired ones never count.
+    async fn issue(
+        &self,
+        user: &str,
+        now: UnixMillis,
+        expires: UnixMillis,
+    ) -> Result<String, BackendError>;
+
+    /// The user of a live session.
+    async fn lookup(&self, token: &str, now: UnixMillis) -> Result<String, SessionError>;
+
+    /// Ends a session, returning its user. An expired one is ended too, but
+    /// reported as expired.
+    async fn revoke(&self, token: &str, now: UnixMillis) -> Result<String, SessionError>;
+
+    /// Forgets expired sessions; returns how many. Lookups refuse them
+    /// regardless: this only gives their space back.
+    async fn prune(&self, now: UnixMillis) -> Result<usize, BackendError>;
+}
+
+/// One-time tickets, each opening one socket.
+#[async_trait]
+pub(crate) trait TicketStore: Send + Sync {
+    /// Issues a ticket for `user`, valid until `expires`.
+    async fn issue(
+        &self,
+        user: &str,
+        now: UnixMillis,
+        expires: UnixMillis,
+    ) -> Result<String, BackendError>;
+
+    /// Uses up a ticket, returning its user. Atomic: of two redeems of one
+    /// ticket, however concurrent, at most one succeeds.
+    async fn redeem(&self, ticket: &str, now: UnixMillis) -> Result<String, TicketError>;
+
+    /// Forgets expired tickets; returns how many.
+    async fn prune(&self, now: UnixMillis) -> Result<usize, BackendError>;
+}
