@@ -8,11 +8,13 @@
 //!   clients; [`load`] puts connections in rooms, paces senders and records
 //!   deliveries and latencies;
 //! - [`scenarios`] runs fan-out, many rooms, idle memory and handshakes;
-//! - [`report`] writes CSV, Markdown, the chart and `BENCHMARKS.md`.
+//! - [`report`] writes CSV, Markdown, the chart and `BENCHMARKS.md`, judging
+//!   each target with [`verdict`].
 
 pub mod http;
 pub mod load;
 pub mod report;
 pub mod scenarios;
 pub mod servers;
+pub mod verdict;
 pub mod wire;

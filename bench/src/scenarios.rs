@@ -150,12 +150,17 @@ pub struct Results {
     pub notes: Vec<String>,
 }
 
-/// Whether a point's median delivery ratio fell under 95%: the rate at
-/// which a server stops being offered more.
+/// The median delivery ratio under which a point counts as saturated: the
+/// sweep offers a server no higher rate, and latencies are compared only
+/// at points where both servers stayed above it.
+pub const DELIVERED_ENOUGH: f64 = 0.95;
+
+/// Whether a point's median delivery ratio fell under [`DELIVERED_ENOUGH`]:
+/// the rate at which a server stops being offered more.
 fn saturated(rows: &[TrafficRow]) -> bool {
     let mut ratios: Vec<f64> = rows.iter().map(|r| r.result.ratio).collect();
     ratios.sort_by(f64::total_cmp);
-    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0) < 0.95
+    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0) < DELIVERED_ENOUGH
 }
 
 /// Starts `kind` for plain ws, with a recorder and a connector for it.

@@ -73,6 +73,11 @@ impl ServerKind {
         }
     }
 
+    /// Its place in [`Self::ALL`], which orders every report.
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|k| *k == self).unwrap_or(0)
+    }
+
     /// Looks a server up by [`Self::id`].
     pub fn from_id(id: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.id() == id)
