@@ -29,7 +29,8 @@ pub struct Plan {
     pub senders: usize,
     /// Text sizes for fan-out.
     pub sizes: Vec<usize>,
-    /// Offered fan-out rates, messages per second.
+    /// Offered fan-out rates, messages per second, rising: each server is
+    /// offered them in turn until it delivers under [`DELIVERED_ENOUGH`].
     pub fanout_rates: Vec<f64>,
     /// Connections in the many-rooms scenario.
     pub room_connections: usize,
@@ -55,7 +56,9 @@ impl Plan {
             subscribers: 1_000,
             senders: 10,
             sizes: vec![64, 1024],
-            fanout_rates: vec![100.0, 400.0, 1_000.0, 2_000.0],
+            // Doubling past 2,000 until each server saturates (4,000 msg/s
+            // to 1,000 subscribers is already 4M deliveries/s).
+            fanout_rates: vec![100.0, 400.0, 1_000.0, 2_000.0, 4_000.0, 8_000.0, 16_000.0],
             room_connections: 10_000,
             room_size: 10,
             room_rates: vec![1_000.0, 5_000.0],
@@ -466,4 +469,53 @@ async fn one_handshake(connector: &Connector, i: usize) -> anyhow::Result<()> {
     })
     .await
     .context("handshake timed out")?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(ratios: &[f64]) -> Vec<TrafficRow> {
+        ratios
+            .iter()
+            .enumerate()
+            .map(|(rep, &ratio)| TrafficRow {
+                server: ServerKind::ChatServer,
+                size: 64,
+                rate: 4000.0,
+                rep,
+                result: StepResult {
+                    sent: 0,
+                    delivered_per_sec: 0.0,
+                    ratio,
+                    samples: 0,
+                    p50_us: 0,
+                    p99_us: 0,
+                    p999_us: 0,
+                    server_cpu_us_per_msg: 0.0,
+                    server_cpu_share: 0.0,
+                    loadgen_cpu_share: 0.0,
+                    disconnects: 0,
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_sweep_stops_at_the_first_median_under_95_percent() {
+        assert!(!saturated(&rows(&[0.96, 0.99, 1.0])));
+        assert!(!saturated(&rows(&[0.95])), "95% itself is enough");
+        // One bad repetition out of three does not stop it; two do.
+        assert!(!saturated(&rows(&[0.50, 0.97, 0.99])));
+        assert!(saturated(&rows(&[0.50, 0.90, 0.99])));
+        assert!(saturated(&rows(&[])), "nothing measured: stop");
+    }
+
+    #[test]
+    fn the_full_sweep_doubles_past_2000_and_is_bounded() {
+        let rates = Plan::full().fanout_rates;
+        assert!(rates.windows(2).all(|w| w[0] < w[1]), "rising: {rates:?}");
+        let past: Vec<f64> = rates.into_iter().filter(|&r| r >= 2000.0).collect();
+        assert_eq!(past, [2000.0, 4000.0, 8000.0, 16000.0]);
+    }
 }
