@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use crate::load::StepResult;
 use crate::scenarios::{HandshakeRow, IdleRow, Plan, Results, TrafficRow, DELIVERED_ENOUGH};
 use crate::servers::ServerKind;
+use crate::storm::StormRow;
 use crate::verdict::{Goal, Verdict};
 
 /// Where the summary goes in `BENCHMARKS.md`.
@@ -402,6 +403,47 @@ fn throughput_target(md: &mut String, all: &Points, size: usize) {
     target(md, &what, &measured, verdict, "x");
 }
 
+/// Target 7: every client back within 10 s of the crash, without one
+/// password hash.
+fn storm_targets(md: &mut String, rows: &[StormRow]) {
+    const LIMIT_S: f64 = 10.0;
+    for row in rows {
+        let what = format!(
+            "Reconnect storm, {} clients, time from the crash until every one has resumed",
+            row.clients
+        );
+        match row.all_back() {
+            Some(all) => target(
+                md,
+                &what,
+                &format!("{:.2} s", all.as_secs_f64()),
+                Verdict::check(all.as_secs_f64(), Goal::AtMost(LIMIT_S)),
+                " s",
+            ),
+            None => {
+                let deadline = row.deadline.as_secs_f64();
+                let _ = writeln!(
+                    md,
+                    "- {what}: only {} of {} back when the {deadline:.0} s deadline passed (target ≤ {LIMIT_S:.0} s): **missed**, by more than {:.1}x the limit",
+                    row.back.len(),
+                    row.clients,
+                    deadline / LIMIT_S
+                );
+            }
+        }
+        target(
+            md,
+            "Reconnect storm, password hashes on the server (logins after a refused session)",
+            &format!(
+                "{} ({} tickets refused with invalid_session)",
+                row.password_logins, row.sessions_refused
+            ),
+            Verdict::check(row.password_logins as f64, Goal::AtMost(0.0)),
+            "",
+        );
+    }
+}
+
 fn targets(md: &mut String, results: &Results, plan: &Plan) {
     let me = ServerKind::ChatServer;
     let fanout = points(&results.fanout);
@@ -452,6 +494,7 @@ fn targets(md: &mut String, results: &Results, plan: &Plan) {
         (Some(_), None) => not_compared(md, what, ServerKind::Uws),
         _ => {}
     }
+    storm_targets(md, &results.storms);
     if let Some((r, server, own)) = rate(me, "wss") {
         let bound = if own > 0.9 {
             "the load generator's core was saturated (client-side TLS crypto), the server's was not"
@@ -524,6 +567,13 @@ pub fn markdown(results: &Results, plan: &Plan, machine: &str, command: &str, di
         plan.handshake_workers
     );
     handshake_table(&mut md, &results.handshakes);
+    if !results.storms.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n### Reconnect storm (chat-server only): SIGKILL, restart on the same port and data, every client resumes\n"
+        );
+        storm_table(&mut md, &results.storms);
+    }
     if !results.notes.is_empty() {
         md.push_str("\n### Notes from the run\n\n");
         for note in &results.notes {
@@ -531,6 +581,57 @@ pub fn markdown(results: &Results, plan: &Plan, machine: &str, command: &str, di
         }
     }
     md
+}
+
+fn storm_table(md: &mut String, rows: &[StormRow]) {
+    md.push_str(
+        "| clients | rooms of | messages per room | server listening after | back, p50 | p99 | all | back before the deadline | password logins | tickets refused | failed attempts | server CPU s | load generator core busy | lost messages |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let secs = |d: Option<std::time::Duration>| {
+        d.map_or_else(|| "–".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()))
+    };
+    for row in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} ms | {} | {} | {} | {} of {} ({:.0} s) | {} | {} | {} | {:.2} | {:.0}% | {} |",
+            row.clients,
+            row.room_size,
+            row.messages_per_room,
+            row.restart.as_millis(),
+            secs(row.back_quantile(0.5)),
+            secs(row.back_quantile(0.99)),
+            secs(row.all_back()),
+            row.back.len(),
+            row.clients,
+            row.deadline.as_secs_f64(),
+            row.password_logins,
+            row.sessions_refused,
+            row.failed_attempts,
+            row.server_cpu_seconds,
+            row.loadgen_cpu_share * 100.0,
+            row.rewound,
+        );
+    }
+    md.push_str(
+        "\nTimes count from the SIGKILL; p50 and p99 are over the clients that came back. Each client holds a session from `POST /api/login` and the seq of the newest message of its room; \
+         it retries with jittered backoff (50 ms doubling to 1 s) while the server is down, gets a ticket with `POST /api/ticket` \
+         (falling back to a password login if the session is refused), opens `/ws` and sends `join_room` with `since`. \
+         Server CPU is the new process's, from its start until every client was back (or the deadline). \
+         Lost messages: clients whose `joined` named a smaller `last_seq` than they had.\n",
+    );
+    for row in rows {
+        if row.behind_at_crash > 0 || row.lost_before_crash > 0 {
+            let _ = writeln!(
+                md,
+                "\nBefore the crash {} clients lacked some of their room's messages and {} connections had dropped.",
+                row.behind_at_crash, row.lost_before_crash
+            );
+        }
+        if let (None, Some(error)) = (row.all_back(), &row.last_error) {
+            let _ = writeln!(md, "\nThe last failed attempt: {error}");
+        }
+    }
 }
 
 /// Writes the raw CSV files.
@@ -594,6 +695,33 @@ pub fn write_csv(dir: &Path, results: &Results) -> anyhow::Result<()> {
         );
     }
     std::fs::write(dir.join("handshakes.csv"), hs)?;
+    let mut storm = String::from(
+        "clients,room_size,messages_per_room,restart_ms,back,back_p50_ms,back_p99_ms,all_back_ms,deadline_s,password_logins,sessions_refused,failed_attempts,rewound,server_cpu_seconds,loadgen_cpu_share\n",
+    );
+    let ms_of =
+        |d: Option<std::time::Duration>| d.map_or(String::new(), |d| d.as_millis().to_string());
+    for row in &results.storms {
+        let _ = writeln!(
+            storm,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3},{:.3}",
+            row.clients,
+            row.room_size,
+            row.messages_per_room,
+            row.restart.as_millis(),
+            row.back.len(),
+            ms_of(row.back_quantile(0.5)),
+            ms_of(row.back_quantile(0.99)),
+            ms_of(row.all_back()),
+            row.deadline.as_secs(),
+            row.password_logins,
+            row.sessions_refused,
+            row.failed_attempts,
+            row.rewound,
+            row.server_cpu_seconds,
+            row.loadgen_cpu_share
+        );
+    }
+    std::fs::write(dir.join("storm.csv"), storm)?;
     Ok(())
 }
 
@@ -850,6 +978,53 @@ mod tests {
             &"  - at 1000 msg/s 50.00 ms vs 10.00 ms = 5.00x: **missed**: 5.0x the limit"
                 .to_owned()
         ));
+    }
+
+    #[test]
+    fn storm_targets_say_how_many_came_back_and_how_many_hashes() {
+        let row = StormRow {
+            clients: 4,
+            room_size: 2,
+            messages_per_room: 3,
+            behind_at_crash: 0,
+            lost_before_crash: 0,
+            restart: std::time::Duration::from_millis(90),
+            back: vec![std::time::Duration::from_millis(1500); 3],
+            deadline: std::time::Duration::from_secs(60),
+            sessions_refused: 4,
+            password_logins: 3,
+            failed_attempts: 10,
+            last_error: Some("connection refused".into()),
+            rewound: 0,
+            server_cpu_seconds: 2.0,
+            loadgen_cpu_share: 0.4,
+        };
+        let lines = target_lines(&Results {
+            storms: vec![row.clone()],
+            ..Results::default()
+        });
+        assert_eq!(
+            line(&lines, "- Reconnect storm, 4 clients"),
+            "- Reconnect storm, 4 clients, time from the crash until every one has resumed: only 3 of 4 back \
+             when the 60 s deadline passed (target ≤ 10 s): **missed**, by more than 6.0x the limit"
+        );
+        assert_eq!(
+            line(&lines, "- Reconnect storm, password"),
+            "- Reconnect storm, password hashes on the server (logins after a refused session): 3 \
+             (4 tickets refused with invalid_session) (target ≤ 0): **missed** by 3"
+        );
+        let all_back = StormRow {
+            back: vec![std::time::Duration::from_millis(2500); 4],
+            password_logins: 0,
+            ..row
+        };
+        let lines = target_lines(&Results {
+            storms: vec![all_back],
+            ..Results::default()
+        });
+        assert!(line(&lines, "- Reconnect storm, 4 clients")
+            .ends_with("2.50 s (target ≤ 10 s): met, 75% to spare"));
+        assert!(line(&lines, "- Reconnect storm, password").ends_with("(target ≤ 0): met"));
     }
 
     #[test]

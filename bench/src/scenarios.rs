@@ -1,5 +1,6 @@
-//! The four scenarios, each run against one server at a time: fan-out, many
-//! rooms, idle memory and handshakes. Every run starts a fresh server process.
+//! The scenarios, each run against one server at a time: fan-out, many
+//! rooms, idle memory and handshakes (the reconnect storm, chat-server only,
+//! is in [`crate::storm`]). Every run starts a fresh server process.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::load::{self, Connector, Recorder, Step, StepResult};
 use crate::servers::{CertFiles, Paths, Proto, Running, ServerKind};
+use crate::storm::StormRow;
 use crate::wire::{self, Io, Target, Tls};
 
 /// The core the servers run on; the load generator is pinned to the other.
@@ -16,7 +18,7 @@ pub const SERVER_CPU: &str = "0";
 /// Users chat-server's connections are spread over.
 const USERS: usize = 10;
 /// Connections opened at the same time while setting up.
-const CONNECT_CONCURRENCY: usize = 64;
+pub(crate) const CONNECT_CONCURRENCY: usize = 64;
 
 /// Sizes and durations of a run.
 #[derive(Debug, Clone)]
@@ -42,6 +44,12 @@ pub struct Plan {
     pub idle_counts: Vec<usize>,
     /// Concurrent handshaking clients.
     pub handshake_workers: usize,
+    /// Clients in the reconnect storm, in rooms of `room_size`.
+    pub storm_clients: usize,
+    /// Messages each storm room gets before the crash.
+    pub storm_messages: u64,
+    /// How long the storm's clients get to come back.
+    pub storm_deadline: Duration,
     /// Sending before each measurement window.
     pub warmup: Duration,
     /// Each measurement window.
@@ -49,7 +57,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The whole suite (under 10 minutes on a 2-core machine).
+    /// The whole suite (about 12 minutes on a 2-core machine).
     pub fn full() -> Self {
         Self {
             reps: 3,
@@ -64,6 +72,9 @@ impl Plan {
             room_rates: vec![1_000.0, 5_000.0],
             idle_counts: vec![10_000, 19_000],
             handshake_workers: 32,
+            storm_clients: 10_000,
+            storm_messages: 3,
+            storm_deadline: Duration::from_secs(60),
             warmup: Duration::from_millis(500),
             window: Duration::from_millis(1500),
         }
@@ -77,6 +88,10 @@ impl Plan {
             fanout_rates: vec![1_000.0],
             room_rates: vec![1_000.0],
             idle_counts: vec![10_000],
+            // Few enough that today's server, which forgets sessions in a
+            // restart, re-hashes their passwords in a few seconds.
+            storm_clients: 200,
+            storm_deadline: Duration::from_secs(30),
             ..Self::full()
         }
     }
@@ -149,6 +164,8 @@ pub struct Results {
     pub idle: Vec<IdleRow>,
     /// Handshake points.
     pub handshakes: Vec<HandshakeRow>,
+    /// Reconnect storms.
+    pub storms: Vec<StormRow>,
     /// Notes for the report: skipped servers, failures.
     pub notes: Vec<String>,
 }
@@ -167,7 +184,7 @@ fn saturated(rows: &[TrafficRow]) -> bool {
 }
 
 /// Starts `kind` for plain ws, with a recorder and a connector for it.
-async fn start_plain(
+pub(crate) async fn start_plain(
     kind: ServerKind,
     paths: &Paths,
 ) -> anyhow::Result<(Running, load::Shared, Connector)> {
@@ -216,7 +233,8 @@ async fn measure_rate(
     Ok(rows)
 }
 
-fn log(msg: &str) {
+/// A progress line on standard error.
+pub(crate) fn log(msg: &str) {
     eprintln!("[bench] {msg}");
 }
 
@@ -517,5 +535,15 @@ mod tests {
         assert!(rates.windows(2).all(|w| w[0] < w[1]), "rising: {rates:?}");
         let past: Vec<f64> = rates.into_iter().filter(|&r| r >= 2000.0).collect();
         assert_eq!(past, [2000.0, 4000.0, 8000.0, 16000.0]);
+    }
+
+    #[test]
+    fn the_storm_is_full_size_only_in_the_full_suite() {
+        let (full, quick) = (Plan::full(), Plan::quick());
+        assert_eq!((full.storm_clients, full.room_size), (10_000, 10));
+        assert_eq!(full.storm_deadline, Duration::from_secs(60));
+        // bench-quick must stay well under a minute even when every client
+        // has to log in again with its password.
+        assert!(quick.storm_clients <= 200 && quick.storm_deadline <= Duration::from_secs(30));
     }
 }
