@@ -435,7 +435,7 @@ fn storm_targets(md: &mut String, rows: &[StormRow]) {
             md,
             "Reconnect storm, password hashes on the server (logins after a refused session)",
             &format!(
-                "{} ({} tickets refused with invalid_session)",
+                "{} ({} clients had their session refused with invalid_session)",
                 row.password_logins, row.sessions_refused
             ),
             Verdict::check(row.password_logins as f64, Goal::AtMost(0.0)),
@@ -589,7 +589,7 @@ pub fn markdown(results: &Results, plan: &Plan, machine: &str, command: &str, di
 
 fn storm_table(md: &mut String, rows: &[StormRow]) {
     md.push_str(
-        "| clients | rooms of | messages per room | server listening after | back, p50 | p99 | all | back before the deadline | password logins | tickets refused | failed attempts | server CPU s | load generator core busy | lost messages |\n\
+        "| clients | rooms of | messages per room | server listening after | back, p50 | p99 | all | back before the deadline | password logins | sessions refused | failed attempts | server CPU s | load generator core busy | lost messages |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let secs = |d: Option<std::time::Duration>| {
@@ -1013,7 +1013,7 @@ mod tests {
         assert_eq!(
             line(&lines, "- Reconnect storm, password"),
             "- Reconnect storm, password hashes on the server (logins after a refused session): 3 \
-             (4 tickets refused with invalid_session) (target ≤ 0): **missed** by 3"
+             (4 clients had their session refused with invalid_session) (target ≤ 0): **missed** by 3"
         );
         let all_back = StormRow {
             back: vec![std::time::Duration::from_millis(2500); 4],

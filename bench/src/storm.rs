@@ -56,7 +56,9 @@ pub struct StormRow {
     pub back: Vec<Duration>,
     /// How long the storm was given.
     pub deadline: Duration,
-    /// `POST /api/ticket` answers of 401 `invalid_session`.
+    /// Clients whose session `POST /api/ticket` refused (401
+    /// `invalid_session`), each counted once: one that gave up waiting for
+    /// its password login asks with the refused session again.
     pub sessions_refused: u64,
     /// Password logins that succeeded: one password hash each on the server.
     pub password_logins: u64,
@@ -136,6 +138,8 @@ struct Client {
     last_seq: Cell<u64>,
     /// Whether it has been counted back since the crash.
     returned: Cell<bool>,
+    /// Whether its session has been refused (counted once).
+    refused: Cell<bool>,
     /// The write half of its current connection.
     writer: RefCell<Option<Rc<Mutex<OwnedWriteHalf>>>>,
     tally: Rc<Tally>,
@@ -219,7 +223,9 @@ impl Client {
         match http::ticket_answer(&mut conn, &session).await? {
             TicketAnswer::Ticket(ticket) => Ok(ticket),
             TicketAnswer::SessionRefused => {
-                bump(&self.tally.sessions_refused);
+                if !self.refused.replace(true) {
+                    bump(&self.tally.sessions_refused);
+                }
                 let login = http::login(&mut conn, &self.user, PASSWORD).await?;
                 bump(&self.tally.password_logins);
                 *self.session.borrow_mut() = login.session;
@@ -331,6 +337,7 @@ pub async fn storm(
                 session: RefCell::new(connector.session(i).to_owned()),
                 last_seq: Cell::new(0),
                 returned: Cell::new(false),
+                refused: Cell::new(false),
                 writer: RefCell::new(None),
                 tally: tally.clone(),
             })
