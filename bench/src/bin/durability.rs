@@ -263,7 +263,7 @@ async fn main() -> anyhow::Result<()> {
         medians.push(median);
     }
     let verdicts = targets(&medians);
-    println!("{verdicts}");
+    print!("{verdicts}");
     writeln!(report, "\n### Targets\n\n{verdicts}")?;
     std::fs::write(&out, report).with_context(|| format!("writing {out}"))?;
     println!("report written to {out}");
