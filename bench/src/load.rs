@@ -320,44 +320,50 @@ async fn read_loop(
     counts: bool,
     proto: Proto,
 ) {
+    read_frames(&mut read, &mut buf, &writer, |payload, reply| {
+        if proto == Proto::SocketIo && payload == b"2" {
+            // Engine.IO's own heartbeat.
+            wire::encode(wire::TEXT, b"3", reply);
+        } else if counts {
+            if let Some((step, sent)) = marker(payload) {
+                recorder.borrow_mut().delivered(step, sent);
+            }
+        }
+    })
+    .await;
+    recorder.borrow_mut().disconnects += 1;
+}
+
+/// Reads frames until the connection ends (closed, a Close frame, a bad
+/// frame, a failed write), answering pings. Each text payload goes to
+/// `on_text`, which may append a frame to send back to its second argument.
+pub async fn read_frames(
+    read: &mut OwnedReadHalf,
+    buf: &mut FrameBuf,
+    writer: &Mutex<OwnedWriteHalf>,
+    mut on_text: impl FnMut(&[u8], &mut Vec<u8>),
+) {
     let mut reply = Vec::new();
     loop {
         loop {
             let frame = match buf.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(_) => {
-                    recorder.borrow_mut().disconnects += 1;
-                    return;
-                }
+                Err(_) => return,
             };
             let payload = buf.payload(&frame);
             reply.clear();
             match frame.opcode {
-                wire::TEXT | wire::CONTINUATION => {
-                    if proto == Proto::SocketIo && payload == b"2" {
-                        // Engine.IO's own heartbeat.
-                        wire::encode(wire::TEXT, b"3", &mut reply);
-                    } else if counts {
-                        if let Some((step, sent)) = marker(payload) {
-                            recorder.borrow_mut().delivered(step, sent);
-                        }
-                    }
-                }
+                wire::TEXT | wire::CONTINUATION => on_text(payload, &mut reply),
                 wire::PING => wire::encode(wire::PONG, payload, &mut reply),
-                wire::CLOSE => {
-                    recorder.borrow_mut().disconnects += 1;
-                    return;
-                }
+                wire::CLOSE => return,
                 _ => {}
             }
             if !reply.is_empty() && writer.lock().await.write_all(&reply).await.is_err() {
-                recorder.borrow_mut().disconnects += 1;
                 return;
             }
         }
-        if !matches!(buf.fill(&mut read).await, Ok(n) if n > 0) {
-            recorder.borrow_mut().disconnects += 1;
+        if !matches!(buf.fill(read).await, Ok(n) if n > 0) {
             return;
         }
     }

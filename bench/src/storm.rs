@@ -245,35 +245,15 @@ impl Client {
 
     /// Reads until the connection ends, answering pings.
     async fn read_until_closed(&self, conn: &mut Conn) {
-        loop {
-            loop {
-                let frame = match conn.buf.next_frame() {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => break,
-                    Err(_) => return,
-                };
-                let payload = conn.buf.payload(&frame);
-                match frame.opcode {
-                    wire::TEXT => {
-                        if let Ok(event) = serde_json::from_slice::<ServerEvent>(payload) {
-                            self.saw(&event);
-                        }
-                    }
-                    wire::PING => {
-                        let mut pong = Vec::new();
-                        wire::encode(wire::PONG, payload, &mut pong);
-                        if self.write(&pong).await.is_err() {
-                            return;
-                        }
-                    }
-                    wire::CLOSE => return,
-                    _ => {}
-                }
+        let Some(writer) = self.writer.borrow().clone() else {
+            return;
+        };
+        load::read_frames(&mut conn.read, &mut conn.buf, &writer, |payload, _| {
+            if let Ok(event) = serde_json::from_slice::<ServerEvent>(payload) {
+                self.saw(&event);
             }
-            if !matches!(conn.buf.fill(&mut conn.read).await, Ok(n) if n > 0) {
-                return;
-            }
-        }
+        })
+        .await;
     }
 
     /// Writes raw frame bytes to the current connection.
