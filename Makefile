@@ -29,18 +29,20 @@ fmt:
 check: lint test
 
 ## bench: chat-server against uWebSockets.js, Node ws, Socket.IO, Python websockets and an
-## axum relay, same machine, same run (about 10 minutes); writes bench/results/<date>/
-## and the summary in BENCHMARKS.md. Installs the peers first (bench/peers/setup.sh).
+## axum relay, same machine, same run, then chat-server's reconnect storm (about 12
+## minutes); writes bench/results/<date>/ and the summary in BENCHMARKS.md. Installs the
+## peers first (bench/peers/setup.sh).
 bench: bench-build
 	bash bench/peers/setup.sh
 	taskset -c 1 target/release/suite
 
-## bench-quick: one point of each scenario against chat-server alone (under a minute,
-## once built); report in target/bench-quick/
+## bench-quick: one point of each scenario, the storm included, against chat-server alone
+## (under a minute, once built); report in target/bench-quick/
 bench-quick: bench-build
 	taskset -c 1 target/release/suite --quick
 
-## bench-durability: the cost of storing every message (memory vs file vs fsync)
+## bench-durability: the cost of storing every message (memory vs file vs fsync), with
+## its two targets checked; writes bench/results/durability.md
 bench-durability:
 	$(CARGO) run --release -p chat-bench --bin durability -- bench/results/durability.md
 

@@ -2,6 +2,8 @@
 //! endpoints: one connection per worker, reused for every request.
 
 use anyhow::{bail, Context as _};
+use chat_protocol::http::{HttpError, LoginResponse, TicketResponse};
+use chat_protocol::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::wire::{Io, Target};
@@ -85,7 +87,7 @@ pub async fn session_for(
     user: &str,
     password: &str,
 ) -> anyhow::Result<String> {
-    let body = serde_json::json!({"username": user, "password": password}).to_string();
+    let body = credentials(user, password);
     let registered = conn.post("/api/register", None, &body).await?;
     if registered.status != 201 && registered.status != 409 {
         bail!(
@@ -94,34 +96,68 @@ pub async fn session_for(
             String::from_utf8_lossy(&registered.body)
         );
     }
-    let login = conn.post("/api/login", None, &body).await?;
-    if login.status != 200 {
-        bail!(
-            "login as {user}: {} {}",
-            login.status,
-            String::from_utf8_lossy(&login.body)
-        );
-    }
-    let value: serde_json::Value = serde_json::from_slice(&login.body)?;
-    value["session"]
-        .as_str()
-        .map(str::to_owned)
-        .context("login answer without a session")
+    Ok(login(conn, user, password).await?.session)
 }
 
-/// Mints a one-time socket ticket from a session.
-pub async fn ticket(conn: &mut HttpConn, session: &str) -> anyhow::Result<String> {
+fn credentials(user: &str, password: &str) -> String {
+    serde_json::json!({"username": user, "password": password}).to_string()
+}
+
+/// Logs in with the password (one password hash on the server): a ticket
+/// and a new session.
+pub async fn login(
+    conn: &mut HttpConn,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<LoginResponse> {
+    let answer = conn
+        .post("/api/login", None, &credentials(user, password))
+        .await?;
+    answer.json(&format!("login as {user}"))
+}
+
+/// What `POST /api/ticket` answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TicketAnswer {
+    /// A fresh one-time ticket.
+    Ticket(String),
+    /// 401 `invalid_session`: the session is gone (expired, logged out, or
+    /// lost in a restart); only a password login helps.
+    SessionRefused,
+}
+
+/// Asks for a one-time socket ticket with a session.
+pub async fn ticket_answer(conn: &mut HttpConn, session: &str) -> anyhow::Result<TicketAnswer> {
     let answer = conn.post("/api/ticket", Some(session), "").await?;
-    if answer.status != 200 {
-        bail!(
-            "ticket: {} {}",
-            answer.status,
-            String::from_utf8_lossy(&answer.body)
-        );
+    if answer.status == 401 {
+        let refusal: Option<HttpError> = serde_json::from_slice(&answer.body).ok();
+        if refusal.is_some_and(|r| r.code == ErrorCode::InvalidSession) {
+            return Ok(TicketAnswer::SessionRefused);
+        }
     }
-    let value: serde_json::Value = serde_json::from_slice(&answer.body)?;
-    value["ticket"]
-        .as_str()
-        .map(str::to_owned)
-        .context("ticket answer without a ticket")
+    let minted: TicketResponse = answer.json("ticket")?;
+    Ok(TicketAnswer::Ticket(minted.ticket))
+}
+
+/// Mints a one-time socket ticket from a session, which must be live.
+pub async fn ticket(conn: &mut HttpConn, session: &str) -> anyhow::Result<String> {
+    match ticket_answer(conn, session).await? {
+        TicketAnswer::Ticket(ticket) => Ok(ticket),
+        TicketAnswer::SessionRefused => bail!("ticket: the session was refused"),
+    }
+}
+
+impl Response {
+    /// The body of a 200 answer as `T`; any other answer is an error
+    /// naming `what` was asked.
+    fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> anyhow::Result<T> {
+        if self.status != 200 {
+            bail!(
+                "{what}: {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            );
+        }
+        serde_json::from_slice(&self.body).with_context(|| format!("{what}: unexpected answer"))
+    }
 }

@@ -8,11 +8,15 @@
 //!   clients; [`load`] puts connections in rooms, paces senders and records
 //!   deliveries and latencies;
 //! - [`scenarios`] runs fan-out, many rooms, idle memory and handshakes;
-//! - [`report`] writes CSV, Markdown, the chart and `BENCHMARKS.md`.
+//!   [`storm`] crashes chat-server under its clients and times their return;
+//! - [`report`] writes CSV, Markdown, the chart and `BENCHMARKS.md`, judging
+//!   each target with [`verdict`].
 
 pub mod http;
 pub mod load;
 pub mod report;
 pub mod scenarios;
 pub mod servers;
+pub mod storm;
+pub mod verdict;
 pub mod wire;

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use chat_protocol::{ClientEvent, ServerEvent};
 use futures_util::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::io::AsyncWriteExt;
@@ -103,7 +104,12 @@ pub struct Connector {
 }
 
 /// Password of the benchmark's users.
-const PASSWORD: &str = "benchmark password";
+pub const PASSWORD: &str = "benchmark password";
+
+/// The name of benchmark user `u`.
+pub fn user_name(u: usize) -> String {
+    format!("bench{u}")
+}
 
 impl Connector {
     /// A connector for `target`. For chat-server it registers and logs in
@@ -119,7 +125,7 @@ impl Connector {
         if proto == Proto::Chat {
             let mut conn = HttpConn::connect(&target, &host(&target)).await?;
             for u in 0..users {
-                sessions.push(http::session_for(&mut conn, &format!("bench{u}"), PASSWORD).await?);
+                sessions.push(http::session_for(&mut conn, &user_name(u), PASSWORD).await?);
             }
             pool.push(conn);
         }
@@ -155,8 +161,7 @@ impl Connector {
     pub async fn connect(&self, i: usize, room: &str, counts: bool) -> anyhow::Result<Member> {
         let path = match self.proto {
             Proto::Chat => {
-                let session = &self.sessions[i % self.sessions.len()];
-                let ticket = self.ticket(session).await?;
+                let ticket = self.ticket(self.session(i)).await?;
                 format!("/ws?ticket={ticket}")
             }
             Proto::Relay => format!("/ws?room={room}"),
@@ -166,14 +171,7 @@ impl Connector {
         let mut buf = wire::upgrade(&mut io, &host(&self.target), &path, 2048).await?;
         match self.proto {
             Proto::Chat => {
-                let join =
-                    serde_json::json!({"type": "join_room", "payload": {"room": room}}).to_string();
-                send_text(&mut io, join.as_bytes()).await?;
-                let joined = br#""type":"joined","#;
-                read_until(&mut io, &mut buf, |p| {
-                    p.windows(joined.len()).any(|w| w == joined)
-                })
-                .await?;
+                join_room(&mut io, &mut buf, room, None, |_| {}).await?;
             }
             Proto::SocketIo => {
                 read_until(&mut io, &mut buf, |p| p.starts_with(b"0")).await?;
@@ -215,7 +213,19 @@ impl Connector {
 
     /// A fresh ticket, for the handshake benchmark.
     pub async fn ticket_for(&self, i: usize) -> anyhow::Result<String> {
-        self.ticket(&self.sessions[i % self.sessions.len()]).await
+        self.ticket(self.session(i)).await
+    }
+
+    /// The session token connection `i` gets its tickets with (chat-server
+    /// only): connections share their user's session, as one program's
+    /// connections should.
+    pub fn session(&self, i: usize) -> &str {
+        &self.sessions[i % self.sessions.len()]
+    }
+
+    /// The user connection `i` is logged in as (chat-server only).
+    pub fn user(&self, i: usize) -> String {
+        user_name(i % self.sessions.len())
     }
 }
 
@@ -234,11 +244,48 @@ async fn send_text(io: &mut Io, payload: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends chat-server's `join_room` (resuming after `since`, if given) and
+/// reads until the room's `joined`, showing every event before it to `seen`
+/// (a resume's catch-up arrives as `new_message`s first). Returns the room's
+/// `last_seq` as `joined` gives it. An `error` answer fails at once.
+pub async fn join_room(
+    io: &mut Io,
+    buf: &mut FrameBuf,
+    room: &str,
+    since: Option<u64>,
+    mut seen: impl FnMut(&ServerEvent),
+) -> anyhow::Result<u64> {
+    let join = ClientEvent::JoinRoom {
+        room: room.to_owned(),
+        since,
+    };
+    send_text(io, join.to_json().as_bytes()).await?;
+    let mut answer = None;
+    read_until(io, buf, |payload| {
+        let Ok(event) = serde_json::from_slice::<ServerEvent>(payload) else {
+            return false;
+        };
+        seen(&event);
+        answer = match event {
+            ServerEvent::Joined {
+                room: r, last_seq, ..
+            } if r == room => Some(Ok(last_seq)),
+            ServerEvent::Error { code, message } => Some(Err(anyhow::anyhow!(
+                "join_room {room} refused: {code:?} {message}"
+            ))),
+            _ => return false,
+        };
+        true
+    })
+    .await?;
+    answer.context("no joined")?
+}
+
 /// Reads frames until a text frame matches `done`, answering pings.
 async fn read_until(
     io: &mut Io,
     buf: &mut FrameBuf,
-    done: impl Fn(&[u8]) -> bool,
+    mut done: impl FnMut(&[u8]) -> bool,
 ) -> anyhow::Result<()> {
     tokio::time::timeout(Duration::from_secs(30), async {
         loop {
@@ -273,44 +320,50 @@ async fn read_loop(
     counts: bool,
     proto: Proto,
 ) {
+    read_frames(&mut read, &mut buf, &writer, |payload, reply| {
+        if proto == Proto::SocketIo && payload == b"2" {
+            // Engine.IO's own heartbeat.
+            wire::encode(wire::TEXT, b"3", reply);
+        } else if counts {
+            if let Some((step, sent)) = marker(payload) {
+                recorder.borrow_mut().delivered(step, sent);
+            }
+        }
+    })
+    .await;
+    recorder.borrow_mut().disconnects += 1;
+}
+
+/// Reads frames until the connection ends (closed, a Close frame, a bad
+/// frame, a failed write), answering pings. Each text payload goes to
+/// `on_text`, which may append a frame to send back to its second argument.
+pub async fn read_frames(
+    read: &mut OwnedReadHalf,
+    buf: &mut FrameBuf,
+    writer: &Mutex<OwnedWriteHalf>,
+    mut on_text: impl FnMut(&[u8], &mut Vec<u8>),
+) {
     let mut reply = Vec::new();
     loop {
         loop {
             let frame = match buf.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(_) => {
-                    recorder.borrow_mut().disconnects += 1;
-                    return;
-                }
+                Err(_) => return,
             };
             let payload = buf.payload(&frame);
             reply.clear();
             match frame.opcode {
-                wire::TEXT | wire::CONTINUATION => {
-                    if proto == Proto::SocketIo && payload == b"2" {
-                        // Engine.IO's own heartbeat.
-                        wire::encode(wire::TEXT, b"3", &mut reply);
-                    } else if counts {
-                        if let Some((step, sent)) = marker(payload) {
-                            recorder.borrow_mut().delivered(step, sent);
-                        }
-                    }
-                }
+                wire::TEXT | wire::CONTINUATION => on_text(payload, &mut reply),
                 wire::PING => wire::encode(wire::PONG, payload, &mut reply),
-                wire::CLOSE => {
-                    recorder.borrow_mut().disconnects += 1;
-                    return;
-                }
+                wire::CLOSE => return,
                 _ => {}
             }
             if !reply.is_empty() && writer.lock().await.write_all(&reply).await.is_err() {
-                recorder.borrow_mut().disconnects += 1;
                 return;
             }
         }
-        if !matches!(buf.fill(&mut read).await, Ok(n) if n > 0) {
-            recorder.borrow_mut().disconnects += 1;
+        if !matches!(buf.fill(read).await, Ok(n) if n > 0) {
             return;
         }
     }

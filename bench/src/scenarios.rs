@@ -1,5 +1,6 @@
-//! The four scenarios, each run against one server at a time: fan-out, many
-//! rooms, idle memory and handshakes. Every run starts a fresh server process.
+//! The scenarios, each run against one server at a time: fan-out, many
+//! rooms, idle memory and handshakes (the reconnect storm, chat-server only,
+//! is in [`crate::storm`]). Every run starts a fresh server process.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::load::{self, Connector, Recorder, Step, StepResult};
 use crate::servers::{CertFiles, Paths, Proto, Running, ServerKind};
+use crate::storm::StormRow;
 use crate::wire::{self, Io, Target, Tls};
 
 /// The core the servers run on; the load generator is pinned to the other.
@@ -16,7 +18,7 @@ pub const SERVER_CPU: &str = "0";
 /// Users chat-server's connections are spread over.
 const USERS: usize = 10;
 /// Connections opened at the same time while setting up.
-const CONNECT_CONCURRENCY: usize = 64;
+pub(crate) const CONNECT_CONCURRENCY: usize = 64;
 
 /// Sizes and durations of a run.
 #[derive(Debug, Clone)]
@@ -29,7 +31,8 @@ pub struct Plan {
     pub senders: usize,
     /// Text sizes for fan-out.
     pub sizes: Vec<usize>,
-    /// Offered fan-out rates, messages per second.
+    /// Offered fan-out rates, messages per second, rising: each server is
+    /// offered them in turn until it delivers under [`DELIVERED_ENOUGH`].
     pub fanout_rates: Vec<f64>,
     /// Connections in the many-rooms scenario.
     pub room_connections: usize,
@@ -41,6 +44,12 @@ pub struct Plan {
     pub idle_counts: Vec<usize>,
     /// Concurrent handshaking clients.
     pub handshake_workers: usize,
+    /// Clients in the reconnect storm, in rooms of `room_size`.
+    pub storm_clients: usize,
+    /// Messages each storm room gets before the crash.
+    pub storm_messages: u64,
+    /// How long the storm's clients get to come back.
+    pub storm_deadline: Duration,
     /// Sending before each measurement window.
     pub warmup: Duration,
     /// Each measurement window.
@@ -48,19 +57,24 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The whole suite (under 10 minutes on a 2-core machine).
+    /// The whole suite (about 12 minutes on a 2-core machine).
     pub fn full() -> Self {
         Self {
             reps: 3,
             subscribers: 1_000,
             senders: 10,
             sizes: vec![64, 1024],
-            fanout_rates: vec![100.0, 400.0, 1_000.0, 2_000.0],
+            // Doubling past 2,000 until each server saturates (4,000 msg/s
+            // to 1,000 subscribers is already 4M deliveries/s).
+            fanout_rates: vec![100.0, 400.0, 1_000.0, 2_000.0, 4_000.0, 8_000.0, 16_000.0],
             room_connections: 10_000,
             room_size: 10,
             room_rates: vec![1_000.0, 5_000.0],
             idle_counts: vec![10_000, 19_000],
             handshake_workers: 32,
+            storm_clients: 10_000,
+            storm_messages: 3,
+            storm_deadline: Duration::from_secs(60),
             warmup: Duration::from_millis(500),
             window: Duration::from_millis(1500),
         }
@@ -74,6 +88,10 @@ impl Plan {
             fanout_rates: vec![1_000.0],
             room_rates: vec![1_000.0],
             idle_counts: vec![10_000],
+            // Few enough that today's server, which forgets sessions in a
+            // restart, re-hashes their passwords in a few seconds.
+            storm_clients: 200,
+            storm_deadline: Duration::from_secs(30),
             ..Self::full()
         }
     }
@@ -146,20 +164,27 @@ pub struct Results {
     pub idle: Vec<IdleRow>,
     /// Handshake points.
     pub handshakes: Vec<HandshakeRow>,
+    /// Reconnect storms.
+    pub storms: Vec<StormRow>,
     /// Notes for the report: skipped servers, failures.
     pub notes: Vec<String>,
 }
 
-/// Whether a point's median delivery ratio fell under 95%: the rate at
-/// which a server stops being offered more.
+/// The median delivery ratio under which a point counts as saturated: the
+/// sweep offers a server no higher rate, and latencies are compared only
+/// at points where both servers stayed above it.
+pub const DELIVERED_ENOUGH: f64 = 0.95;
+
+/// Whether a point's median delivery ratio fell under [`DELIVERED_ENOUGH`]:
+/// the rate at which a server stops being offered more.
 fn saturated(rows: &[TrafficRow]) -> bool {
     let mut ratios: Vec<f64> = rows.iter().map(|r| r.result.ratio).collect();
     ratios.sort_by(f64::total_cmp);
-    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0) < 0.95
+    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0) < DELIVERED_ENOUGH
 }
 
 /// Starts `kind` for plain ws, with a recorder and a connector for it.
-async fn start_plain(
+pub(crate) async fn start_plain(
     kind: ServerKind,
     paths: &Paths,
 ) -> anyhow::Result<(Running, load::Shared, Connector)> {
@@ -208,7 +233,8 @@ async fn measure_rate(
     Ok(rows)
 }
 
-fn log(msg: &str) {
+/// A progress line on standard error.
+pub(crate) fn log(msg: &str) {
     eprintln!("[bench] {msg}");
 }
 
@@ -461,4 +487,63 @@ async fn one_handshake(connector: &Connector, i: usize) -> anyhow::Result<()> {
     })
     .await
     .context("handshake timed out")?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(ratios: &[f64]) -> Vec<TrafficRow> {
+        ratios
+            .iter()
+            .enumerate()
+            .map(|(rep, &ratio)| TrafficRow {
+                server: ServerKind::ChatServer,
+                size: 64,
+                rate: 4000.0,
+                rep,
+                result: StepResult {
+                    sent: 0,
+                    delivered_per_sec: 0.0,
+                    ratio,
+                    samples: 0,
+                    p50_us: 0,
+                    p99_us: 0,
+                    p999_us: 0,
+                    server_cpu_us_per_msg: 0.0,
+                    server_cpu_share: 0.0,
+                    loadgen_cpu_share: 0.0,
+                    disconnects: 0,
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_sweep_stops_at_the_first_median_under_95_percent() {
+        assert!(!saturated(&rows(&[0.96, 0.99, 1.0])));
+        assert!(!saturated(&rows(&[0.95])), "95% itself is enough");
+        // One bad repetition out of three does not stop it; two do.
+        assert!(!saturated(&rows(&[0.50, 0.97, 0.99])));
+        assert!(saturated(&rows(&[0.50, 0.90, 0.99])));
+        assert!(saturated(&rows(&[])), "nothing measured: stop");
+    }
+
+    #[test]
+    fn the_full_sweep_doubles_past_2000_and_is_bounded() {
+        let rates = Plan::full().fanout_rates;
+        assert!(rates.windows(2).all(|w| w[0] < w[1]), "rising: {rates:?}");
+        let past: Vec<f64> = rates.into_iter().filter(|&r| r >= 2000.0).collect();
+        assert_eq!(past, [2000.0, 4000.0, 8000.0, 16000.0]);
+    }
+
+    #[test]
+    fn the_storm_is_full_size_only_in_the_full_suite() {
+        let (full, quick) = (Plan::full(), Plan::quick());
+        assert_eq!((full.storm_clients, full.room_size), (10_000, 10));
+        assert_eq!(full.storm_deadline, Duration::from_secs(60));
+        // bench-quick must stay well under a minute even when every client
+        // has to log in again with its password.
+        assert!(quick.storm_clients <= 200 && quick.storm_deadline <= Duration::from_secs(30));
+    }
 }

@@ -73,6 +73,11 @@ impl ServerKind {
         }
     }
 
+    /// Its place in [`Self::ALL`], which orders every report.
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|k| *k == self).unwrap_or(0)
+    }
+
     /// Looks a server up by [`Self::id`].
     pub fn from_id(id: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.id() == id)
@@ -178,7 +183,10 @@ pub struct Running {
     pub pid: u32,
     /// Where it listens.
     pub addr: SocketAddr,
-    _data: tempfile::TempDir,
+    /// How it was started, to start it again the same way.
+    launch: Launch,
+    /// Its data directory, kept across restarts.
+    data: tempfile::TempDir,
 }
 
 /// Flags that lift chat-server's per-client abuse limits, which a load
@@ -192,22 +200,33 @@ const CHAT_SERVER_FLAGS: &[&str] = &[
     "4096",
 ];
 
-impl Running {
-    /// Starts `kind` pinned to `cpu` and waits until it listens.
-    pub async fn start(
-        kind: ServerKind,
-        paths: &Paths,
-        tls: Option<&CertFiles>,
-        cpu: &str,
-    ) -> anyhow::Result<Self> {
-        let data = tempfile::tempdir()?;
+/// What a server is started with.
+struct Launch {
+    kind: ServerKind,
+    paths: Paths,
+    tls: Option<CertFiles>,
+    cpu: String,
+}
+
+impl Launch {
+    /// Starts the server on `port` (0: any) with its data in `data`, and
+    /// waits until it listens; returns the process, its id and its port.
+    async fn spawn(&self, port: u16, data: &Path) -> anyhow::Result<(Child, u32, u16)> {
+        let Self {
+            kind,
+            paths,
+            tls,
+            cpu,
+        } = self;
         let mut cmd = Command::new("taskset");
         cmd.arg("-c").arg(cpu);
         match kind {
             ServerKind::ChatServer => {
                 cmd.arg(paths.bin("chat-server"))
-                    .args(["--listen", "127.0.0.1:0", "--data-dir"])
-                    .arg(data.path())
+                    .arg("--listen")
+                    .arg(format!("127.0.0.1:{port}"))
+                    .arg("--data-dir")
+                    .arg(data)
                     .args(CHAT_SERVER_FLAGS)
                     // Info logs a line per connection; production setups
                     // that care about throughput log warnings only.
@@ -238,12 +257,20 @@ impl Running {
                     .arg(paths.peers.join("python/server.py"));
             }
         }
-        if kind != ServerKind::ChatServer {
+        if *kind != ServerKind::ChatServer {
+            if port != 0 {
+                cmd.arg("--port").arg(port.to_string());
+            }
             if let Some(tls) = tls {
                 cmd.arg("--cert").arg(&tls.cert).arg("--key").arg(&tls.key);
             }
         }
-        let log = std::fs::File::create(data.path().join("stderr.log"))?;
+        // Appended to, so that a restarted server's log follows the first one's.
+        let log_path = data.join("stderr.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -267,19 +294,55 @@ impl Running {
         let port = match port {
             Ok(port) => port,
             Err(e) => {
-                let log =
-                    std::fs::read_to_string(data.path().join("stderr.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 bail!("{e}; its stderr:\n{log}");
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok((child, pid, port))
+    }
+}
+
+impl Running {
+    /// Starts `kind` pinned to `cpu` and waits until it listens.
+    pub async fn start(
+        kind: ServerKind,
+        paths: &Paths,
+        tls: Option<&CertFiles>,
+        cpu: &str,
+    ) -> anyhow::Result<Self> {
+        let launch = Launch {
+            kind,
+            paths: paths.clone(),
+            tls: tls.cloned(),
+            cpu: cpu.to_owned(),
+        };
+        let data = tempfile::tempdir()?;
+        let (child, pid, port) = launch.spawn(0, data.path()).await?;
         Ok(Self {
             child,
             pid,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _data: data,
+            launch,
+            data,
         })
+    }
+
+    /// Kills the server with SIGKILL, as a crash would (no Close frames, no
+    /// last flush), then starts it again on the same port with the same data
+    /// directory; returns once it listens. [`Self::pid`] is then the new
+    /// process's, whose CPU time starts from zero.
+    pub async fn crash_and_restart(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await.context("killing the server")?;
+        let (child, pid, _) = self
+            .launch
+            .spawn(self.addr.port(), self.data.path())
+            .await
+            .context("restarting the server")?;
+        self.child = child;
+        self.pid = pid;
+        Ok(())
     }
 
     /// CPU time (user + system) the process has used so far.

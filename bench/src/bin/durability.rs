@@ -5,12 +5,15 @@
 //! `SUBSCRIBERS` listeners and `SENDERS` senders over real sockets to one
 //! room, and has every sender keep `WINDOW` messages in flight until it has
 //! `PER_SENDER` acks. Throughput is acks per second over the whole run.
-//! Writes a Markdown report to the path given as the first argument.
+//! Writes a Markdown report to the path given as the first argument, with
+//! the targets of the message path redraw checked: `full` keeps at least
+//! half of `normal`'s throughput, `normal` at least 80% of `memory`'s.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use chat_bench::verdict::{Goal, Verdict};
 use chat_protocol::{ClientEvent, ServerEvent};
 use chat_server::{Config, Server};
 use chat_server::{Durability, Storage};
@@ -35,19 +38,21 @@ struct Mode {
     durability: Durability,
 }
 
+/// Named by the server's public flags only: what `--storage memory` keeps
+/// its history in is the server's business.
 const MODES: [Mode; 3] = [
     Mode {
-        name: "memory (SQLite in memory)",
+        name: "memory (`--storage memory`)",
         storage: Storage::Memory,
         durability: Durability::Normal,
     },
     Mode {
-        name: "file, WAL, synchronous=NORMAL (default)",
+        name: "file, `--durability normal` (default)",
         storage: Storage::File,
         durability: Durability::Normal,
     },
     Mode {
-        name: "file, WAL, synchronous=FULL",
+        name: "file, `--durability full`",
         storage: Storage::File,
         durability: Durability::Full,
     },
@@ -194,6 +199,30 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
 }
 
+/// The verdict lines, from the medians in `MODES` order (memory, normal,
+/// full): each mode's throughput as a share of the mode it is compared with.
+fn targets(medians: &[f64]) -> String {
+    let [memory, normal, full] = medians else {
+        return String::new();
+    };
+    [
+        ("`normal` vs `memory`", normal, memory, 0.8),
+        ("`full` vs `normal`", full, normal, 0.5),
+    ]
+    .iter()
+    .map(|(what, mode, base, share)| {
+        let verdict = Verdict::check(*mode / *base, Goal::AtLeast(*share));
+        format!(
+            "- Accepted msg/s, {what}: {:.0} vs {:.0} = {:.0}% (target ≥ {:.0}%): {verdict}\n",
+            mode,
+            base,
+            verdict.value * 100.0,
+            share * 100.0
+        )
+    })
+    .collect()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let out = std::env::args()
@@ -202,7 +231,7 @@ async fn main() -> anyhow::Result<()> {
     let mut report = String::new();
     writeln!(report, "# Durability cost\n")?;
     writeln!(report, "Machine: {}  ", machine())?;
-    writeln!(report, "Command: `make bench` (release build; `cargo run --release -p chat-bench --bin durability`)  ")?;
+    writeln!(report, "Command: `make bench-durability` (release build; `cargo run --release -p chat-bench --bin durability`)  ")?;
     writeln!(
         report,
         "Load: {SENDERS} senders with {WINDOW} messages in flight each, {SUBSCRIBERS} subscribers, one room, \
@@ -214,7 +243,7 @@ async fn main() -> anyhow::Result<()> {
         "| storage | accepted msg/s (median) | min | max | vs memory |"
     )?;
     writeln!(report, "|---|---:|---:|---:|---:|")?;
-    let mut baseline = None;
+    let mut medians = Vec::new();
     for mode in MODES {
         let mut rates = Vec::new();
         for _ in 0..REPEATS {
@@ -222,19 +251,40 @@ async fn main() -> anyhow::Result<()> {
         }
         rates.sort_by(f64::total_cmp);
         let median = rates[rates.len() / 2];
-        let base = *baseline.get_or_insert(median);
         let line = format!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.0}% |",
             mode.name,
             median,
             rates[0],
             rates[rates.len() - 1],
-            100.0 * median / base
+            100.0 * median / medians.first().copied().unwrap_or(median)
         );
         println!("{line}");
         writeln!(report, "{line}")?;
+        medians.push(median);
     }
+    let verdicts = targets(&medians);
+    print!("{verdicts}");
+    writeln!(report, "\n### Targets\n\n{verdicts}")?;
     std::fs::write(&out, report).with_context(|| format!("writing {out}"))?;
     println!("report written to {out}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::targets;
+
+    #[test]
+    fn verdicts_compare_each_mode_with_the_one_before() {
+        // The 2026-11-24 medians: memory, normal, full.
+        let text = targets(&[30658.0, 17705.0, 6659.0]);
+        assert_eq!(
+            text,
+            "- Accepted msg/s, `normal` vs `memory`: 17705 vs 30658 = 58% (target ≥ 80%): **missed** by 28%\n\
+             - Accepted msg/s, `full` vs `normal`: 6659 vs 17705 = 38% (target ≥ 50%): **missed** by 25%\n"
+        );
+        assert!(targets(&[10.0, 9.0, 5.0]).ends_with("(target ≥ 50%): met, 11% to spare\n"));
+        assert_eq!(targets(&[1.0]), "", "an incomplete run judges nothing");
+    }
 }

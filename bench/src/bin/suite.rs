@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use chat_bench::report;
 use chat_bench::scenarios::{self, Plan, Results};
 use chat_bench::servers::{CertFiles, Paths, ServerKind};
+use chat_bench::{report, storm};
 use clap::Parser;
 
 /// Benchmarks chat-server against its peers.
@@ -19,7 +19,7 @@ struct Args {
     /// Servers to run, by id: chat-server, uws, ws, socketio, python, axum.
     #[arg(long, value_delimiter = ',')]
     servers: Option<Vec<String>>,
-    /// Scenarios to run: fanout, rooms, idle, handshakes.
+    /// Scenarios to run: fanout, rooms, idle, handshakes, storm.
     #[arg(long, value_delimiter = ',')]
     scenarios: Option<Vec<String>>,
     /// Where dated result folders go.
@@ -55,7 +55,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (None, false) => ServerKind::ALL.to_vec(),
     };
     let scenarios: Vec<String> = args.scenarios.clone().unwrap_or_else(|| {
-        ["fanout", "rooms", "idle", "handshakes"]
+        ["fanout", "rooms", "idle", "handshakes", "storm"]
             .map(String::from)
             .to_vec()
     });
@@ -103,6 +103,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         (other, _) => other,
                     }
                 }
+                "storm" => storm::storm(kind, &paths, &plan, &mut results).await,
                 other => anyhow::bail!("no scenario {other:?}"),
             };
             if let Err(e) = outcome {
