@@ -258,6 +258,7 @@ pub async fn join_room(
     let join = ClientEvent::JoinRoom {
         room: room.to_owned(),
         since,
+        epoch: None,
     };
     send_text(io, join.to_json().as_bytes()).await?;
     let mut answer = None;
