@@ -1,14 +1,13 @@
 //! One WebSocket connection, from the upgrade to the end of the close handshake.
 //!
-//! Data path: the reader (this module) decodes each frame into a
+//! Data path: one task per connection reads each frame, decodes it into a
 //! [`ClientFrame`] and handles its event with one exhaustive `match`, through
 //! the [`Node`]; the hub fans room events out into each member's [`Outbox`];
-//! the [writer] task, which alone owns the socket's sink, writes them out,
-//! pings, and sends the Close frame.
+//! the same task writes them out in batches, pings ([writer] has the
+//! timing), and sends the Close frame.
 
 mod writer;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,8 +15,7 @@ use axum::extract::ws::{Message, WebSocket};
 use chat_protocol::names::validate_room_name;
 use chat_protocol::{ClientEvent, ClientFrame, ErrorCode, Limits, ServerEvent, PROTOCOL_VERSION};
 use chat_rooms::node::{storage_failure, Ref};
-use chat_rooms::{CloseReason, Closer, Node, Outbox, Peer};
-use futures_util::stream::{SplitStream, StreamExt};
+use chat_rooms::{CloseReason, Closer, Inbox, Node, Outbox, Peer};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -54,7 +52,12 @@ pub(crate) struct Context {
 }
 
 /// Serves one upgraded connection for `user` until it closes.
-pub(crate) async fn run(socket: WebSocket, user: String, context: Arc<Context>) {
+///
+/// One task per connection: it reads, writes and keeps the heartbeat, so an
+/// idle connection costs one task's state rather than two. A handler that
+/// waits (a join reading the log) holds up this connection's writes for that
+/// long; fan-out meanwhile queues in its outbox.
+pub(crate) async fn run(mut socket: WebSocket, user: String, context: Arc<Context>) {
     let settings = &context.settings;
     let closer = Closer::new(&context.shutdown);
     let (outbox, rx) = Outbox::new(settings.send_queue, closer.clone());
@@ -65,24 +68,7 @@ pub(crate) async fn run(socket: WebSocket, user: String, context: Arc<Context>) 
         user: user.into(),
         outbox,
     };
-    let id = peer.id;
-    tracing::info!(conn = id, user = %peer.user, "connected");
-
-    let (sink, mut stream) = socket.split();
-    let pongs = Arc::new(AtomicBool::new(false));
-    let heartbeat = writer::Heartbeat {
-        interval: settings.ping_interval,
-        timeout: settings.pong_timeout,
-    };
-    let close_timeout = settings.close_timeout;
-    let writer = tokio::spawn(writer::run(
-        sink,
-        rx,
-        closer.clone(),
-        heartbeat,
-        pongs.clone(),
-        close_timeout,
-    ));
+    tracing::info!(conn = peer.id, user = %peer.user, "connected");
 
     let mut reader = Reader {
         peer,
@@ -91,8 +77,73 @@ pub(crate) async fn run(socket: WebSocket, user: String, context: Arc<Context>) 
         closer: closer.clone(),
         bucket: TokenBucket::new(settings.rate, settings.burst, Instant::now()),
     };
-    reader.read_until_closed(&mut stream, &pongs).await;
+    let mut pulse = writer::Pulse::new(
+        writer::Heartbeat {
+            interval: settings.ping_interval,
+            timeout: settings.pong_timeout,
+        },
+        Instant::now(),
+    );
+    let timer = tokio::time::sleep_until(pulse.wake_at());
+    tokio::pin!(timer);
+    let closed = closer.closed();
+    tokio::pin!(closed);
 
+    // Not biased: a busy queue must not starve reading (pongs) or the timer.
+    loop {
+        tokio::select! {
+            () = &mut closed => break,
+            frame = rx.recv_async() => {
+                let Ok(frame) = frame else { break };
+                // A client that stops reading blocks this write; the closer
+                // (fired by its full queue) cuts it short.
+                let written = tokio::select! {
+                    r = writer::write_batch(&mut socket, &rx, frame) => r,
+                    () = &mut closed => break,
+                };
+                if written.is_err() {
+                    closer.close(CloseReason::ConnectionLost);
+                    break;
+                }
+            }
+            msg = socket.recv() => {
+                // Boxed: the handlers' states would otherwise sit, unused,
+                // in every idle connection's future.
+                if !Box::pin(reader.on_message(msg, &mut pulse)).await {
+                    break;
+                }
+            }
+            () = &mut timer => {
+                match pulse.on_wake(Instant::now()) {
+                    writer::Beat::Dead => {
+                        closer.close(CloseReason::PongTimeout);
+                        break;
+                    }
+                    writer::Beat::Ping => {
+                        let sent = tokio::select! {
+                            r = socket.send(Message::Ping(Default::default())) => r,
+                            () = &mut closed => break,
+                        };
+                        if sent.is_err() {
+                            closer.close(CloseReason::ConnectionLost);
+                            break;
+                        }
+                    }
+                    writer::Beat::Wait => {}
+                }
+                timer.as_mut().reset(pulse.wake_at());
+            }
+        }
+    }
+
+    // Boxed for the same reason as the handlers: it runs once, at the end.
+    Box::pin(close_down(socket, rx, reader, &closer)).await;
+}
+
+/// Leaves the rooms, then sends what is queued and the Close frame and waits
+/// for the client's answer, each within the close timeout.
+async fn close_down(mut socket: WebSocket, rx: Inbox, reader: Reader, closer: &Closer) {
+    let context = &reader.context;
     // Leave the rooms at once, so members hear of it without waiting for the
     // close handshake below.
     let rooms = std::mem::take(&mut *reader.rooms());
@@ -100,21 +151,20 @@ pub(crate) async fn run(socket: WebSocket, user: String, context: Arc<Context>) 
         context.node.leave(&reader.peer, &room).await;
     }
     let reason = closer.reason();
-    tracing::info!(conn = id, user = %reader.peer.user, ?reason, "disconnected");
+    tracing::info!(conn = reader.peer.id, user = %reader.peer.user, ?reason, "disconnected");
 
-    if reason.close_frame().is_some() {
-        // The writer sends our Close frame; read on until the client answers.
+    let close_timeout = context.settings.close_timeout;
+    let finished = tokio::time::timeout(close_timeout, writer::finish(&mut socket, rx, reason));
+    if matches!(finished.await, Ok(Ok(()))) && reason.close_frame().is_some() {
+        // Our Close frame is out; read on until the client answers it.
         let _ = tokio::time::timeout(close_timeout, async {
-            while let Some(Ok(msg)) = stream.next().await {
+            while let Some(Ok(msg)) = socket.recv().await {
                 if matches!(msg, Message::Close(_)) {
                     break;
                 }
             }
         })
         .await;
-    }
-    if let Err(e) = writer.await {
-        tracing::error!(conn = id, error = %e, "writer task failed");
     }
 }
 
@@ -201,47 +251,45 @@ impl Reader {
         lock(&self.rooms)
     }
 
-    async fn read_until_closed(&mut self, stream: &mut SplitStream<WebSocket>, pongs: &AtomicBool) {
-        loop {
-            let msg = tokio::select! {
-                () = self.closer.closed() => return,
-                msg = stream.next() => msg,
-            };
-            let msg = match msg {
-                Some(Ok(msg)) => msg,
-                Some(Err(e)) => {
-                    let reason = classify(e);
-                    tracing::debug!(conn = self.peer.id, ?reason, "read failed");
-                    self.closer.close(reason);
-                    return;
-                }
-                None => {
-                    self.closer.close(CloseReason::ConnectionLost);
-                    return;
-                }
-            };
-            match msg {
-                Message::Text(text) => self.on_text(&text).await,
-                Message::Binary(_) => {
-                    if self.take_token(&None) {
-                        self.reply_error(
-                            ErrorCode::BinaryNotSupported,
-                            "binary frames are not supported; send JSON text frames".into(),
-                            &None,
-                        );
-                    }
-                }
-                Message::Pong(_) => {
-                    pongs.store(true, Ordering::Relaxed);
-                }
-                // The WebSocket layer answers pings itself.
-                Message::Ping(_) => {}
-                Message::Close(_) => {
-                    self.closer.close(CloseReason::ClientClosed);
-                    return;
+    /// Handles what one read brought; `false` once the connection ends.
+    async fn on_message(
+        &mut self,
+        msg: Option<Result<Message, axum::Error>>,
+        pulse: &mut writer::Pulse,
+    ) -> bool {
+        let msg = match msg {
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => {
+                let reason = classify(e);
+                tracing::debug!(conn = self.peer.id, ?reason, "read failed");
+                self.closer.close(reason);
+                return false;
+            }
+            None => {
+                self.closer.close(CloseReason::ConnectionLost);
+                return false;
+            }
+        };
+        match msg {
+            Message::Text(text) => self.on_text(&text).await,
+            Message::Binary(_) => {
+                if self.take_token(&None) {
+                    self.reply_error(
+                        ErrorCode::BinaryNotSupported,
+                        "binary frames are not supported; send JSON text frames".into(),
+                        &None,
+                    );
                 }
             }
+            Message::Pong(_) => pulse.pong(),
+            // The WebSocket layer answers pings itself.
+            Message::Ping(_) => {}
+            Message::Close(_) => {
+                self.closer.close(CloseReason::ClientClosed);
+                return false;
+            }
         }
+        true
     }
 
     fn take_token(&mut self, reference: &Ref) -> bool {

@@ -1,23 +1,19 @@
-//! The writer task: the only owner of a connection's sink.
+//! The writing side of a connection: batched writes, the heartbeat's timing,
+//! and the last frames and Close frame.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use chat_rooms::{CloseReason, Frame, Inbox};
 use futures_util::sink::SinkExt;
-use futures_util::stream::SplitSink;
 use tokio::time::Instant;
-
-use chat_rooms::{CloseReason, Closer, Frame, Inbox};
 
 /// Most queued frames written before one flush. Under load this turns many
 /// small writes into one syscall; the cap keeps one flush from growing huge.
 const MAX_BATCH: usize = 64;
 
-type Sink = SplitSink<WebSocket, Message>;
-
 /// Heartbeat timing.
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Heartbeat {
     /// Time between pings.
     pub(super) interval: Duration,
@@ -25,111 +21,129 @@ pub(super) struct Heartbeat {
     pub(super) timeout: Duration,
 }
 
-/// Writes queued frames and pings until the connection starts closing, then
-/// writes what is still worth writing and the Close frame, within `close_timeout`.
-///
-/// This loop runs once per delivery under fan-out, so it keeps its waiting
-/// cheap: the close signal is one future pinned for the whole loop, and a
-/// single timer serves both the next ping and the pending pong's deadline
-/// (the reader only sets `pongs`, an atomic flag).
-pub(super) async fn run(
-    mut sink: Sink,
-    rx: Inbox,
-    closer: Closer,
-    heartbeat: Heartbeat,
-    pongs: Arc<AtomicBool>,
-    close_timeout: Duration,
-) {
-    let mut next_ping = Instant::now() + heartbeat.interval;
-    let mut pong_deadline: Option<Instant> = None;
-    let timer = tokio::time::sleep_until(next_ping);
-    tokio::pin!(timer);
-    let closed = closer.closed();
-    tokio::pin!(closed);
+/// What the heartbeat wants done when its timer fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Beat {
+    /// Send a ping now.
+    Ping,
+    /// The last ping went unanswered for too long.
+    Dead,
+    /// Nothing yet.
+    Wait,
+}
 
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut closed => break,
-            frame = rx.recv_async() => {
-                let Ok(frame) = frame else { break };
-                // A client that stops reading blocks this write forever; the
-                // closer (fired by its full queue) cuts it short.
-                let written = tokio::select! {
-                    r = write_batch(&mut sink, &rx, frame) => r,
-                    () = &mut closed => break,
-                };
-                if written.is_err() {
-                    closer.close(CloseReason::ConnectionLost);
-                    break;
-                }
-            }
-            () = &mut timer => {
-                let now = Instant::now();
-                if let Some(deadline) = pong_deadline {
-                    if pongs.load(Ordering::Relaxed) {
-                        pong_deadline = None;
-                    } else if now >= deadline {
-                        closer.close(CloseReason::PongTimeout);
-                        break;
-                    }
-                }
-                if now >= next_ping {
-                    next_ping = now + heartbeat.interval;
-                    // One ping at a time: the next waits for this one's pong.
-                    if pong_deadline.is_none() {
-                        pongs.store(false, Ordering::Relaxed);
-                        pong_deadline = Some(now + heartbeat.timeout);
-                        let sent = tokio::select! {
-                            r = sink.send(Message::Ping(Default::default())) => r,
-                            () = &mut closed => break,
-                        };
-                        if sent.is_err() {
-                            closer.close(CloseReason::ConnectionLost);
-                            break;
-                        }
-                    }
-                }
-                let wake = pong_deadline.map_or(next_ping, |d| d.min(next_ping));
-                timer.as_mut().reset(wake);
-            }
+/// The heartbeat's state: one timer serves both the next ping and the
+/// pending pong's deadline, and only one ping is out at a time.
+#[derive(Debug)]
+pub(super) struct Pulse {
+    heartbeat: Heartbeat,
+    next_ping: Instant,
+    pong_deadline: Option<Instant>,
+}
+
+impl Pulse {
+    pub(super) fn new(heartbeat: Heartbeat, now: Instant) -> Self {
+        Self {
+            heartbeat,
+            next_ping: now + heartbeat.interval,
+            pong_deadline: None,
         }
     }
 
-    let reason = closer.reason();
-    let _ = tokio::time::timeout(close_timeout, finish(&mut sink, rx, reason)).await;
+    /// A pong arrived: the ping out is answered.
+    pub(super) fn pong(&mut self) {
+        self.pong_deadline = None;
+    }
+
+    /// When the timer should next fire.
+    pub(super) fn wake_at(&self) -> Instant {
+        self.pong_deadline
+            .map_or(self.next_ping, |d| d.min(self.next_ping))
+    }
+
+    /// What to do at `now`, when the timer fired.
+    pub(super) fn on_wake(&mut self, now: Instant) -> Beat {
+        if self.pong_deadline.is_some_and(|deadline| now >= deadline) {
+            return Beat::Dead;
+        }
+        if now < self.next_ping {
+            return Beat::Wait;
+        }
+        self.next_ping = now + self.heartbeat.interval;
+        if self.pong_deadline.is_some() {
+            // The next ping waits for this one's pong.
+            return Beat::Wait;
+        }
+        self.pong_deadline = Some(now + self.heartbeat.timeout);
+        Beat::Ping
+    }
 }
 
-async fn write_batch(sink: &mut Sink, rx: &Inbox, first: Frame) -> Result<(), axum::Error> {
-    sink.feed(Message::Text(first)).await?;
+/// Writes `first` and whatever else is queued (up to [`MAX_BATCH`]), then flushes once.
+pub(super) async fn write_batch(
+    socket: &mut WebSocket,
+    rx: &Inbox,
+    first: Frame,
+) -> Result<(), axum::Error> {
+    socket.feed(Message::Text(first)).await?;
     for _ in 1..MAX_BATCH {
         match rx.try_recv() {
-            Ok(frame) => sink.feed(Message::Text(frame)).await?,
+            Ok(frame) => socket.feed(Message::Text(frame)).await?,
             Err(_) => break,
         }
     }
-    sink.flush().await
+    socket.flush().await
 }
 
 /// Flushes the frames queued so far (when the client can still take them)
 /// and sends the Close frame for `reason`.
-async fn finish(sink: &mut Sink, rx: Inbox, reason: CloseReason) -> Result<(), axum::Error> {
+pub(super) async fn finish(
+    socket: &mut WebSocket,
+    rx: Inbox,
+    reason: CloseReason,
+) -> Result<(), axum::Error> {
     let queued: Vec<Frame> = rx.drain().collect();
     // No new frames from here on: the hub's try_send sees a closed queue.
     drop(rx);
     if reason.flush_queue() {
         for frame in queued {
-            sink.feed(Message::Text(frame)).await?;
+            socket.feed(Message::Text(frame)).await?;
         }
     }
     match reason.close_frame() {
         Some((code, text)) => {
-            sink.send(Message::Close(Some(CloseFrame {
-                code,
-                reason: text.into(),
-            })))
-            .await
+            socket
+                .send(Message::Close(Some(CloseFrame {
+                    code,
+                    reason: text.into(),
+                })))
+                .await
         }
-        None => sink.flush().await,
+        None => socket.flush().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_ping_at_a_time_and_a_deadline_for_its_pong() {
+        let heartbeat = Heartbeat {
+            interval: Duration::from_secs(20),
+            timeout: Duration::from_secs(10),
+        };
+        let start = Instant::now();
+        let at = |s| start + Duration::from_secs(s);
+        let mut pulse = Pulse::new(heartbeat, start);
+        assert_eq!(pulse.wake_at(), at(20));
+        assert_eq!(pulse.on_wake(at(19)), Beat::Wait);
+        assert_eq!(pulse.on_wake(at(20)), Beat::Ping);
+        assert_eq!(pulse.wake_at(), at(30), "the pong's deadline comes first");
+        pulse.pong();
+        assert_eq!(pulse.wake_at(), at(40));
+        assert_eq!(pulse.on_wake(at(40)), Beat::Ping);
+        assert_eq!(pulse.on_wake(at(49)), Beat::Wait);
+        assert_eq!(pulse.on_wake(at(50)), Beat::Dead, "no pong in 10 s");
     }
 }
