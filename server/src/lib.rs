@@ -9,13 +9,12 @@
 //! - `chat_rooms` (its own crate): the room log, bus, hub and presence that
 //!   number, store and deliver messages.
 //! - `ratelimit`: the per-connection token bucket.
-//! - [`accounts`]: `chat.db`, the embedded SQLite database of accounts and sessions.
+//! - [`accounts`] (inside `auth`): `chat.db`, the embedded SQLite database of accounts and sessions.
 //! - [`clock`]: the wall clock that dates sessions and tickets, which tests move.
 //! - `state`: what the HTTP routes share.
 //! - [`config`]: flags and `CHAT_*` variables; [`tls`]: certificates.
 //! - `web`: the browser client (`web/`), embedded and served at `/`.
 
-pub mod accounts;
 mod api;
 mod auth;
 pub mod clock;
@@ -31,7 +30,8 @@ mod web;
 pub use chat_rooms::room_log::MESSAGES_FILE;
 pub use chat_rooms::{Durability, Retention, Storage};
 
-pub use accounts::Accounts;
+pub use auth::accounts;
+pub use auth::accounts::Accounts;
 pub use auth::{add_user, PasswordHashes};
 pub use config::Config;
 pub use server::Server;

@@ -6,6 +6,7 @@
 //! [`stores`]; [`Auth::open`] sets up a single server's: accounts and sessions
 //! in `chat.db`, tickets in memory.
 
+pub mod accounts;
 mod password;
 pub(crate) mod session;
 mod stored_sessions;
@@ -22,9 +23,9 @@ use chat_protocol::names::validate_username;
 use rand_core::{OsRng, RngCore};
 use tokio::sync::Semaphore;
 
-use crate::accounts::{Accounts, AccountsError};
 use crate::clock::{millis, Clock, UnixMillis};
 use crate::config::Config;
+use accounts::{Accounts, AccountsError};
 pub(crate) use session::SessionError;
 use stored_sessions::StoredSessions;
 use stores::{AccountError, AccountStore, BackendError, SessionStore, TicketStore};

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use super::accounts::{Accounts, StoredSession};
 use super::session::{SessionError, SessionTable, TokenHash};
 use super::stores::{BackendError, SessionStore};
-use crate::accounts::{Accounts, StoredSession};
 use crate::clock::UnixMillis;
 
 /// Sessions in `chat.db` and, for every live one, in memory.
@@ -172,7 +172,8 @@ mod tests {
     }
 
     fn rows(dir: &Path) -> usize {
-        let conn = rusqlite::Connection::open(dir.join(crate::accounts::DB_FILE)).expect("opens");
+        let conn =
+            rusqlite::Connection::open(dir.join(crate::auth::accounts::DB_FILE)).expect("opens");
         conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
             .expect("counts")
     }

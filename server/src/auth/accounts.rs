@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
-use crate::auth::session::TokenHash;
-use crate::auth::stores::{Account, AccountError, AccountStore, BackendError};
+use super::session::TokenHash;
+use super::stores::{Account, AccountError, AccountStore, BackendError};
 use crate::clock::UnixMillis;
 
 /// Errors of the account database.
