@@ -360,7 +360,7 @@ async fn websocket(
         }
     };
 
-    // Held from here so that shutdown waits for this session, even before
+    // Held from here so that shutdown waits for this connection, even before
     // the upgrade completes.
     let tracked = app.tracker.token();
     let max = app.config.max_message_size;
@@ -369,8 +369,7 @@ async fn websocket(
         .max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| async move {
-            connection::run(socket, user, context).await;
-            drop(tracked);
-        })
+        // The connection's future itself, not wrapped in another: a wrapping
+        // `async` block would hold a second copy of the socket's state.
+        .on_upgrade(move |socket| connection::run(socket, user, context, tracked))
 }

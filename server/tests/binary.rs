@@ -221,7 +221,7 @@ async fn acked_messages_survive_sigkill_and_no_one_saw_an_unstored_one() {
 #[tokio::test]
 async fn sigkill_in_the_middle_of_group_commits_loses_no_acked_message() {
     let users = ["kim", "lee", "max", "ned", "oli", "pat"];
-    survive_sigkill(&users, 32, &["--durability", "full"], 2_000).await;
+    survive_sigkill(&users, 32, &["--durability", "full"], 1_000).await;
 }
 
 /// Kills the server with SIGKILL while `users` send with `window` messages
@@ -265,8 +265,9 @@ async fn survive_sigkill(users: &[&str], window: usize, extra: &[&str], kill_aft
             ))
         })
         .collect();
-    // Kill while all of them are mid-stream.
-    tokio::time::timeout(WAIT, async {
+    // Kill while all of them are mid-stream. A flush per commit on a busy
+    // disk may take a while, hence the longer wait.
+    tokio::time::timeout(3 * WAIT, async {
         while acks.load(Ordering::Relaxed) < kill_after
             || started.load(Ordering::Relaxed) < users.len()
         {

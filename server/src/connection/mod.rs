@@ -18,6 +18,7 @@ use chat_rooms::node::{storage_failure, Ref};
 use chat_rooms::{CloseReason, Closer, Inbox, Node, Outbox, Peer};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::ratelimit::TokenBucket;
 
@@ -57,7 +58,14 @@ pub(crate) struct Context {
 /// idle connection costs one task's state rather than two. A handler that
 /// waits (a join reading the log) holds up this connection's writes for that
 /// long; fan-out meanwhile queues in its outbox.
-pub(crate) async fn run(mut socket: WebSocket, user: String, context: Arc<Context>) {
+///
+/// `tracked` is held until the connection has ended, so that shutdown waits for it.
+pub(crate) async fn run(
+    mut socket: WebSocket,
+    user: String,
+    context: Arc<Context>,
+    tracked: TaskTrackerToken,
+) {
     let settings = &context.settings;
     let closer = Closer::new(&context.shutdown);
     let (outbox, rx) = Outbox::new(settings.send_queue, closer.clone());
@@ -138,6 +146,7 @@ pub(crate) async fn run(mut socket: WebSocket, user: String, context: Arc<Contex
 
     // Boxed for the same reason as the handlers: it runs once, at the end.
     Box::pin(close_down(socket, rx, reader, &closer)).await;
+    drop(tracked);
 }
 
 /// Leaves the rooms, then sends what is queued and the Close frame and waits
