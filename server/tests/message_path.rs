@@ -297,6 +297,8 @@ async fn a_store_reset_gives_a_new_epoch_and_the_old_one_gets_a_plain_join() {
         if name.starts_with(chat_server::MESSAGES_FILE) {
             std::fs::remove_file(&path).expect("removes");
         }
+        // With the server stopped, its message log has closed its files: no
+        // -wal or -shm file of it is left to vanish under this loop.
     }
     let (remote, shutdown, handle) = serve(dir.path()).await;
     let mut alice = remote.client_for("alice").await;

@@ -98,9 +98,28 @@ pub struct SqliteLog {
     /// Bounds concurrent reads to [`READERS`].
     readers: Arc<Semaphore>,
     /// Stops the checkpointer when dropped.
-    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
+    stop_checkpointer: Option<std::sync::mpsc::Sender<()>>,
+    /// The writer and checkpointer threads, joined on drop.
+    threads: Vec<std::thread::JoinHandle<()>>,
     /// The throwaway directory of [`Storage::Memory`], removed on drop.
     _scratch: Option<tempfile::TempDir>,
+}
+
+impl Drop for SqliteLog {
+    /// Lets the writer commit what is queued, stops both threads and waits
+    /// for them: once the log is gone its files are closed, so a log opened
+    /// next on the same directory never meets a connection of this one.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.writer, closed));
+        self.stop_checkpointer.take();
+        for thread in self.threads.drain(..) {
+            // The last handle may go inside a completion, on the writer itself.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 impl SqliteLog {
@@ -144,12 +163,12 @@ impl SqliteLog {
         let checkpointer = Connection::open(&path)?;
         checkpointer.busy_timeout(Duration::from_secs(5))?;
         let (stop, stopped) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
+        let checkpointing = std::thread::Builder::new()
             .name("room-log-checkpoint".into())
             .spawn(move || checkpoint_until_stopped(&checkpointer, &stopped))?;
 
         let (writer, queue) = mpsc::channel(QUEUE);
-        std::thread::Builder::new()
+        let writing = std::thread::Builder::new()
             .name("room-log-writer".into())
             .spawn(move || Writer { conn, retention }.run(queue))?;
 
@@ -162,7 +181,8 @@ impl SqliteLog {
                 idle: Mutex::new(Vec::new()),
             }),
             readers: Arc::new(Semaphore::new(READERS)),
-            _checkpointer: Some(stop),
+            stop_checkpointer: Some(stop),
+            threads: vec![writing, checkpointing],
             _scratch: scratch,
         })
     }
