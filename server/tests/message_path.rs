@@ -6,13 +6,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use chat_protocol::{ClientEvent, ServerEvent};
-use chat_server::{Config, Durability, Server};
-use common::{Client, Remote, TestServer, WAIT};
+use chat_server::{Config, Durability};
+use common::{Client, TestServer};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
 const SENDERS: usize = 8;
 const EACH: usize = 40;
@@ -219,28 +217,6 @@ async fn a_rate_limited_frame_is_refused_with_its_ref() {
     alice.close().await;
 }
 
-/// A server on `data_dir`, which outlives it.
-async fn serve(data_dir: &Path) -> (Remote, CancellationToken, tokio::task::JoinHandle<()>) {
-    let mut config = Config::with_data_dir(data_dir);
-    config.listen = "127.0.0.1:0".parse().expect("addr");
-    let server = Server::bind(config).await.expect("binds");
-    let remote = Remote {
-        addr: server.local_addr().expect("addr"),
-        tls_cert: None,
-    };
-    let shutdown = server.shutdown_token();
-    let handle = tokio::spawn(async move { server.run().await.expect("runs") });
-    (remote, shutdown, handle)
-}
-
-async fn stop(shutdown: CancellationToken, handle: tokio::task::JoinHandle<()>) {
-    shutdown.cancel();
-    tokio::time::timeout(WAIT, handle)
-        .await
-        .expect("stops in time")
-        .expect("server task");
-}
-
 /// Joins with a raw payload; returns what came before `joined`, and `joined`.
 async fn join_with(client: &mut Client, payload: serde_json::Value) -> (Vec<u64>, ServerEvent) {
     let frame = serde_json::json!({"type": "join_room", "payload": payload});
@@ -264,10 +240,9 @@ fn epoch_of(joined: &ServerEvent) -> String {
 
 #[tokio::test]
 async fn a_store_reset_gives_a_new_epoch_and_the_old_one_gets_a_plain_join() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (remote, shutdown, handle) = serve(dir.path()).await;
-    remote.register("alice").await;
-    let mut alice = remote.client_for("alice").await;
+    let mut server = TestServer::start().await;
+    server.register("alice").await;
+    let mut alice = server.client_for("alice").await;
     let (_, joined) = join_with(&mut alice, serde_json::json!({"room": "r"})).await;
     let first = epoch_of(&joined);
     for text in ["one", "two", "three"] {
@@ -275,20 +250,19 @@ async fn a_store_reset_gives_a_new_epoch_and_the_old_one_gets_a_plain_join() {
     }
     collect(&mut alice, 3).await;
     alice.close().await;
-    stop(shutdown, handle).await;
 
     // Same data: same epoch, and a resume with it is a resume.
-    let (remote, shutdown, handle) = serve(dir.path()).await;
-    let mut alice = remote.client_for("alice").await;
+    server.restart().await;
+    let mut alice = server.client_for("alice").await;
     let resume = serde_json::json!({"room": "r", "since": 1, "epoch": first});
     let (backlog, joined) = join_with(&mut alice, resume).await;
     assert_eq!(epoch_of(&joined), first, "the same across a restart");
     assert_eq!(backlog, [2, 3]);
     alice.close().await;
-    stop(shutdown, handle).await;
 
     // A new message store: a new epoch, and the old one cannot resume into it.
-    for entry in std::fs::read_dir(dir.path()).expect("data dir") {
+    server.stop().await;
+    for entry in std::fs::read_dir(server.data_dir.path()).expect("data dir") {
         let path = entry.expect("entry").path();
         let name = path
             .file_name()
@@ -300,12 +274,12 @@ async fn a_store_reset_gives_a_new_epoch_and_the_old_one_gets_a_plain_join() {
         // With the server stopped, its message log has closed its files: no
         // -wal or -shm file of it is left to vanish under this loop.
     }
-    let (remote, shutdown, handle) = serve(dir.path()).await;
-    let mut alice = remote.client_for("alice").await;
+    server.restart().await;
+    let mut alice = server.client_for("alice").await;
     alice.join("r").await;
     alice.say("r", "after the reset").await;
     collect(&mut alice, 1).await;
-    let mut phone = remote.client_for("alice").await;
+    let mut phone = server.client_for("alice").await;
     let stale = serde_json::json!({"room": "r", "since": 0, "epoch": first});
     let (backlog, joined) = join_with(&mut phone, stale).await;
     assert!(backlog.is_empty(), "not a resume: {backlog:?}");
@@ -327,7 +301,6 @@ async fn a_store_reset_gives_a_new_epoch_and_the_old_one_gets_a_plain_join() {
     assert_eq!(history[0].text, "after the reset");
     phone.close().await;
     alice.close().await;
-    stop(shutdown, handle).await;
 }
 
 #[tokio::test]
