@@ -60,7 +60,7 @@ pub(crate) async fn run(
                 // Joining again repeats the confirmation, with recent history.
                 let recent = match recent {
                     Some(messages) => messages,
-                    None => log.recent(room, 0).await?.messages,
+                    None => log.recent(room, node.history_on_join()).await?.messages,
                 };
                 let members = node.presence().members(room).await;
                 let joined = joined_frame(room, members, known_last, recent, &epoch, &reference);

@@ -206,6 +206,11 @@ impl Node {
         Ok(rooms.into_values().collect())
     }
 
+    /// Messages of history in a plain `joined`.
+    pub(crate) fn history_on_join(&self) -> usize {
+        self.history_on_join
+    }
+
     pub(crate) fn presence(&self) -> &dyn Presence {
         &*self.presence
     }

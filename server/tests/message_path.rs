@@ -343,3 +343,26 @@ async fn a_second_connection_of_a_user_is_one_member_and_leaves_quietly() {
     assert_eq!(rooms.get("r"), Some(&1));
     bob.close().await;
 }
+
+#[tokio::test]
+async fn a_resume_of_a_room_one_is_in_is_answered_like_a_plain_join() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice").await;
+    alice.join("r").await;
+    for text in ["one", "two"] {
+        alice.say("r", text).await;
+    }
+    collect(&mut alice, 2).await;
+    let (backlog, joined) =
+        join_with(&mut alice, serde_json::json!({"room": "r", "since": 0})).await;
+    assert!(backlog.is_empty(), "no backlog for a member: {backlog:?}");
+    let ServerEvent::Joined {
+        history, last_seq, ..
+    } = joined
+    else {
+        unreachable!()
+    };
+    let texts: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!((texts, last_seq), (vec!["one", "two"], 2), "recent history");
+    alice.close().await;
+}
