@@ -29,6 +29,13 @@ pub(crate) enum Start {
     After(u64),
 }
 
+/// What the first read found to send: a plain join's history, or the seq a
+/// resume goes on from (never past the room's newest).
+enum Opening {
+    Plain(Vec<chat_protocol::ChatMessage>),
+    Resume(u64),
+}
+
 /// Catches `peer` up on `room` from `start` and makes it a live member.
 /// On a log failure the connection is taken out of the room again.
 pub(crate) async fn run(
@@ -42,12 +49,15 @@ pub(crate) async fn run(
     let hub = node.hub();
     let epoch: Arc<str> = log.epoch().into();
     // Read before `begin`: a room new to this node delivers after this seq.
-    let (known_last, recent) = match start {
+    let (known_last, opening) = match start {
         Start::Recent(n) => {
             let recent = log.recent(room, n).await?;
-            (recent.last_seq, Some(recent.messages))
+            (recent.last_seq, Opening::Plain(recent.messages))
         }
-        Start::After(_) => (log.bounds(room).await?.last_seq, None),
+        Start::After(since) => {
+            let last = log.bounds(room).await?.last_seq;
+            (last, Opening::Resume(since.min(last)))
+        }
     };
     // Counted present before `begin`, so that a leave, which needs `begin`
     // to have happened, always comes after it.
@@ -58,12 +68,15 @@ pub(crate) async fn run(
             node.presence().leave(room, &peer.user).await;
             if other == Begin::Member {
                 // Joining again repeats the confirmation, with recent history.
-                let recent = match recent {
-                    Some(messages) => messages,
-                    None => log.recent(room, node.history_on_join()).await?.messages,
+                let (history, last_seq) = match opening {
+                    Opening::Plain(history) => (history, known_last),
+                    Opening::Resume(_) => {
+                        let recent = log.recent(room, node.history_on_join()).await?;
+                        (recent.messages, recent.last_seq)
+                    }
                 };
                 let members = node.presence().members(room).await;
-                let joined = joined_frame(room, members, known_last, recent, &epoch, &reference);
+                let joined = joined_frame(room, members, last_seq, history, &epoch, &reference);
                 peer.outbox.deliver(&joined);
             }
             // Catching up already: that catch-up answers.
@@ -78,17 +91,13 @@ pub(crate) async fn run(
         hub.notify(room, &notice.to_json().into(), Some(peer.id));
     }
     let members = node.presence().members(room).await;
-    let result = match (start, recent) {
-        (Start::Recent(_), Some(history)) => {
+    let result = match opening {
+        Opening::Plain(history) => {
             let joined = joined_frame(room, members, known_last, history, &epoch, &reference);
             peer.outbox.deliver(&joined);
             read_on(node, peer, room, known_last, None).await
         }
-        _ => {
-            let since = match start {
-                Start::After(since) => since.min(known_last),
-                Start::Recent(_) => known_last,
-            };
+        Opening::Resume(since) => {
             let joined = move |last_seq| {
                 joined_frame(
                     room,
