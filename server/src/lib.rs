@@ -2,13 +2,14 @@
 //!
 //! A map of the modules, in the order a request travels through them:
 //! - [`server`]: accept loop, TLS, graceful shutdown.
-//! - `api`: HTTP routes (login, sessions, register, health) and the checked upgrade to `/ws`.
+//! - `api`: HTTP routes (login, sessions, register, health and readiness) and the checked upgrade to `/ws`.
 //! - `origin`, `auth`: the Origin check; passwords, login throttling, sessions and
 //!   tickets, each store behind an interface.
 //! - `connection`: one socket: reader, event handler, writer task and heartbeat.
 //! - `chat_rooms` (its own crate): the room log, bus, hub and presence that
 //!   number, store and deliver messages.
 //! - `ratelimit`: the per-connection token bucket.
+//! - `readiness`: the engine checks behind `/readyz`.
 //! - [`accounts`] (inside `auth`): `chat.db`, the embedded SQLite database of accounts and sessions.
 //! - [`clock`]: the wall clock that dates sessions and tickets, which tests move.
 //! - `state`: what the HTTP routes share.
@@ -22,6 +23,7 @@ pub mod config;
 mod connection;
 mod origin;
 mod ratelimit;
+mod readiness;
 pub mod server;
 mod state;
 pub mod tls;

@@ -25,6 +25,7 @@ use crate::auth::{Auth, PasswordHashes};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::connection;
+use crate::readiness::Readiness;
 use crate::state::AppState;
 use crate::tls::{self, CertSource};
 
@@ -73,6 +74,7 @@ impl Server {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let shutdown = CancellationToken::new();
+        let readiness = Readiness::default();
         let connections = Arc::new(connection::Context {
             node: node.clone(),
             settings: connection::Settings {
@@ -92,6 +94,7 @@ impl Server {
             connections,
             shutdown,
             tracker: TaskTracker::new(),
+            readiness,
             tls: tls.is_some(),
             config,
         });
