@@ -10,6 +10,8 @@
 //! without Redis, in memory).
 
 pub mod accounts;
+#[cfg(test)]
+mod cluster_tests;
 mod password;
 mod postgres;
 mod redis_stores;

@@ -235,3 +235,291 @@ impl LoginLimiter for RedisThrottle {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use chat_test_engines::PrivateRedis;
+    use tokio::time::{timeout, Instant};
+
+    use super::*;
+
+    const TTL: UnixMillis = 30_000;
+
+    /// One node's view of the Redis at `url`: a connection of its own.
+    async fn node(url: &str, prefix: &str) -> SharedRedis {
+        SharedRedis {
+            conn: connect_redis(url).await.expect("connects"),
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Waits until `condition` holds, polling; panics after `within`.
+    async fn eventually<F, Fut>(within: Duration, what: &str, mut condition: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = Instant::now() + within;
+        while !condition().await {
+            assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Fails the test instead of hanging when a store call does not return.
+    async fn soon<T>(call: impl Future<Output = T>) -> T {
+        timeout(Duration::from_secs(10), call)
+            .await
+            .expect("returned within 10 s")
+    }
+
+    async fn keys(redis: &SharedRedis) -> Vec<String> {
+        let mut conn = redis.conn.clone();
+        conn.keys(format!("{}:*", redis.prefix))
+            .await
+            .expect("lists keys")
+    }
+
+    #[tokio::test]
+    async fn a_ticket_minted_on_one_node_opens_once_on_any() {
+        let Some(engine) = chat_test_engines::redis().await else {
+            return;
+        };
+        let a = RedisTickets::new(node(&engine.url, &engine.prefix).await);
+        let b = RedisTickets::new(node(&engine.url, &engine.prefix).await);
+        let ticket = a.issue("alice", 0, TTL).await.expect("issues");
+        assert_eq!(ticket.len(), 64);
+
+        // Stored under its hash, never in the clear, expiring by itself.
+        let stored = keys(&a.redis).await;
+        assert_eq!(stored, [a.key(&ticket)]);
+        assert!(!stored[0].contains(&ticket));
+        let mut conn = a.redis.conn.clone();
+        let ttl: i64 = conn.pttl(&stored[0]).await.expect("pttl");
+        assert!(0 < ttl && ttl <= TTL, "{ttl}");
+
+        assert_eq!(b.redeem(&ticket, 1).await.expect("redeems on b"), "alice");
+        assert!(
+            matches!(a.redeem(&ticket, 1).await, Err(TicketError::Unknown)),
+            "used up everywhere"
+        );
+        assert!(matches!(
+            b.redeem("made-up", 1).await,
+            Err(TicketError::Unknown)
+        ));
+        assert!(keys(&a.redis).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn concurrent_redeems_on_two_nodes_have_one_winner() {
+        let Some(engine) = chat_test_engines::redis().await else {
+            return;
+        };
+        let nodes = [
+            Arc::new(RedisTickets::new(node(&engine.url, &engine.prefix).await)),
+            Arc::new(RedisTickets::new(node(&engine.url, &engine.prefix).await)),
+        ];
+        for _ in 0..10 {
+            let ticket = nodes[0].issue("alice", 0, TTL).await.expect("issues");
+            let redeems: Vec<_> = (0..16)
+                .map(|i| {
+                    let (node, ticket) = (nodes[i % 2].clone(), ticket.clone());
+                    tokio::spawn(async move { node.redeem(&ticket, 1).await })
+                })
+                .collect();
+            let (mut won, mut refused) = (0, 0);
+            for redeem in redeems {
+                match redeem.await.expect("task") {
+                    Ok(user) => {
+                        assert_eq!(user, "alice");
+                        won += 1;
+                    }
+                    Err(TicketError::Unknown) => refused += 1,
+                    Err(e) => panic!("unexpected error: {e}"),
+                }
+            }
+            assert_eq!((won, refused), (1, 15));
+        }
+    }
+
+    #[tokio::test]
+    async fn tickets_expire_by_the_callers_time_and_by_redis() {
+        let Some(engine) = chat_test_engines::redis().await else {
+            return;
+        };
+        let a = RedisTickets::new(node(&engine.url, &engine.prefix).await);
+        let b = RedisTickets::new(node(&engine.url, &engine.prefix).await);
+        let ticket = a.issue("alice", 0, TTL).await.expect("issues");
+        assert!(matches!(
+            b.redeem(&ticket, TTL).await,
+            Err(TicketError::Expired)
+        ));
+        assert!(
+            matches!(b.redeem(&ticket, 0).await, Err(TicketError::Unknown)),
+            "an expired ticket is used up too"
+        );
+
+        // Redis forgets a ticket at its expiry, unused or not.
+        let short = a.issue("alice", 0, 50).await.expect("issues");
+        eventually(
+            Duration::from_secs(5),
+            "redis expires the ticket",
+            || async { keys(&a.redis).await.is_empty() },
+        )
+        .await;
+        assert!(matches!(
+            b.redeem(&short, 1).await,
+            Err(TicketError::Unknown)
+        ));
+        assert_eq!(a.prune(TTL).await.expect("prunes"), 0, "nothing to do");
+    }
+
+    #[tokio::test]
+    async fn failures_count_together_across_nodes_until_the_window_ends() {
+        let Some(engine) = chat_test_engines::redis().await else {
+            return;
+        };
+        let window = Duration::from_millis(400);
+        let a = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
+        let b = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
+        let limits = [("user:alice", 3), ("ip:10.0.0.1", 30)];
+        let keys = ["user:alice", "ip:10.0.0.1"];
+
+        a.record_failure(&keys).await.expect("records");
+        b.record_failure(&keys).await.expect("records");
+        a.check(&limits).await.expect("two of three");
+        b.record_failure(&keys).await.expect("records");
+        for node in [&a, &b] {
+            match node.check(&limits).await {
+                Err(LimitError::Limited(wait)) => {
+                    assert!(Duration::ZERO < wait && wait <= window, "{wait:?}");
+                }
+                other => panic!("not limited: {other:?}"),
+            }
+        }
+        a.check(&[("user:bob", 3)]).await.expect("per key");
+
+        eventually(Duration::from_secs(5), "the window ends", || async {
+            b.check(&limits).await.is_ok()
+        })
+        .await;
+        // A new window: one failure does not reach a limit of two.
+        a.record_failure(&keys).await.expect("records");
+        b.check(&[("user:alice", 2)]).await.expect("counting anew");
+    }
+
+    #[tokio::test]
+    async fn a_success_on_one_node_clears_the_count_on_all() {
+        let Some(engine) = chat_test_engines::redis().await else {
+            return;
+        };
+        let window = Duration::from_secs(60);
+        let a = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
+        let b = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
+        a.record_failure(&["user:alice"]).await.expect("records");
+        a.record_failure(&["user:alice"]).await.expect("records");
+        assert!(matches!(
+            b.check(&[("user:alice", 2)]).await,
+            Err(LimitError::Limited(_))
+        ));
+        b.clear("user:alice").await.expect("clears");
+        a.check(&[("user:alice", 2)]).await.expect("cleared");
+        b.clear("user:alice")
+            .await
+            .expect("clearing nothing is fine");
+    }
+
+    #[tokio::test]
+    async fn concurrent_failures_on_two_nodes_are_all_counted_in_one_window() {
+        let Some(engine) = chat_test_engines::redis().await else {
+            return;
+        };
+        let window = Duration::from_secs(60);
+        let nodes = [
+            Arc::new(RedisThrottle::new(
+                node(&engine.url, &engine.prefix).await,
+                window,
+            )),
+            Arc::new(RedisThrottle::new(
+                node(&engine.url, &engine.prefix).await,
+                window,
+            )),
+        ];
+        let failures: Vec<_> = (0..20)
+            .map(|i| {
+                let node = nodes[i % 2].clone();
+                tokio::spawn(async move { node.record_failure(&["user:alice"]).await })
+            })
+            .collect();
+        for failure in failures {
+            failure.await.expect("task").expect("records");
+        }
+        nodes[0]
+            .check(&[("user:alice", 21)])
+            .await
+            .expect("20 < 21");
+        match nodes[1].check(&[("user:alice", 20)]).await {
+            Err(LimitError::Limited(wait)) => assert!(wait <= window, "{wait:?}"),
+            other => panic!("not limited: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_killed_redis_gives_errors_then_the_same_stores_recover() {
+        let Some(mut engine) = PrivateRedis::start().await else {
+            return;
+        };
+        let redis = node(&engine.url(), "chat").await;
+        let tickets = RedisTickets::new(redis.clone());
+        let throttle = RedisThrottle::new(redis, Duration::from_secs(60));
+        let before = tickets.issue("alice", 0, TTL).await.expect("issues");
+        throttle
+            .record_failure(&["user:alice"])
+            .await
+            .expect("records");
+
+        engine.kill();
+        assert!(soon(tickets.issue("alice", 0, TTL)).await.is_err());
+        assert!(
+            matches!(
+                soon(tickets.redeem(&before, 1)).await,
+                Err(TicketError::Backend(_))
+            ),
+            "a failure, not a refusal of the ticket"
+        );
+        assert!(matches!(
+            soon(throttle.check(&[("user:alice", 1)])).await,
+            Err(LimitError::Backend(_))
+        ));
+        assert!(soon(throttle.record_failure(&["user:alice"]))
+            .await
+            .is_err());
+        assert!(soon(throttle.clear("user:alice")).await.is_err());
+
+        engine.restart().await;
+        eventually(Duration::from_secs(15), "the store reconnects", || async {
+            tickets.issue("alice", 0, TTL).await.is_ok()
+        })
+        .await;
+        // The restarted Redis is empty (no persistence in this test).
+        assert!(matches!(
+            tickets.redeem(&before, 1).await,
+            Err(TicketError::Unknown)
+        ));
+        let after = tickets.issue("alice", 0, TTL).await.expect("issues");
+        assert_eq!(tickets.redeem(&after, 1).await.expect("redeems"), "alice");
+        // The scripts are loaded again into the new server.
+        throttle.check(&[("user:alice", 1)]).await.expect("empty");
+        throttle
+            .record_failure(&["user:alice"])
+            .await
+            .expect("records");
+        assert!(matches!(
+            throttle.check(&[("user:alice", 1)]).await,
+            Err(LimitError::Limited(_))
+        ));
+    }
+}

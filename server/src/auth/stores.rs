@@ -34,15 +34,25 @@ impl From<rusqlite::Error> for BackendError {
     }
 }
 
+/// A shared engine's failure, named, so that a log line says which engine
+/// ("Redis: broken pipe") rather than only what went wrong.
+#[derive(Debug, thiserror::Error)]
+enum EngineError {
+    #[error("PostgreSQL: {0}")]
+    Postgres(sqlx::Error),
+    #[error("Redis: {0}")]
+    Redis(redis::RedisError),
+}
+
 impl From<sqlx::Error> for BackendError {
     fn from(e: sqlx::Error) -> Self {
-        Self::new(e)
+        Self::new(EngineError::Postgres(e))
     }
 }
 
 impl From<redis::RedisError> for BackendError {
     fn from(e: redis::RedisError) -> Self {
-        Self::new(e)
+        Self::new(EngineError::Redis(e))
     }
 }
 
