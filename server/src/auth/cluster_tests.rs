@@ -149,6 +149,7 @@ async fn logins_fail_closed_while_redis_is_down() {
         .expect("logs in");
 
     redis.kill();
+    let hashed = auth.password_hashes().count();
     for password in [PASSWORD, "wrong password"] {
         match auth.login("alice", password.into(), peer()).await {
             Err(AuthError::Internal(e)) => eprintln!("while redis is down: {e}"),
@@ -156,6 +157,11 @@ async fn logins_fail_closed_while_redis_is_down() {
             Ok(_) => panic!("logged in without the throttle"),
         }
     }
+    assert_eq!(
+        auth.password_hashes().count(),
+        hashed,
+        "refused before the password check: no guess goes uncounted"
+    );
     assert!(matches!(
         auth.redeem(&login.ticket).await,
         Err(TicketError::Backend(_))
