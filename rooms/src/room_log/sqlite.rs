@@ -525,6 +525,15 @@ impl RoomLog for SqliteLog {
     fn retention(&self) -> Retention {
         self.retention
     }
+
+    async fn ready(&self) -> Result<(), LogError> {
+        if self.writer.is_closed() {
+            return Err(LogError::Closed);
+        }
+        // A read on the read pool: the file opens and answers.
+        self.read(|conn| conn.query_row("SELECT count(*) FROM meta", [], |_| Ok(())))
+            .await
+    }
 }
 
 #[cfg(test)]
