@@ -12,7 +12,10 @@
 //!   after the lock, in a statement of its own (READ COMMITTED: a fresh
 //!   snapshot), it sees whatever the other node committed meanwhile.
 //!   Rooms are locked in byte order of their names, the same on every node,
-//!   so two batches never wait for each other in a cycle.
+//!   so two batches do not wait for each other in a cycle. (One rare case
+//!   can: two nodes creating the same new room while locking others.
+//!   PostgreSQL then aborts one batch, which is certain to have stored
+//!   nothing and is retried.)
 //! - A batch costs a fixed number of statements whatever its size: lock, check,
 //!   insert (one `unnest` of arrays for the whole batch) and, with a count
 //!   limit, one retention delete.
@@ -35,7 +38,7 @@
 //! stored) and is retried on a fresh connection a few times before it fails
 //! the batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -68,15 +71,18 @@ const POOL_SIZE: u32 = 8;
 /// that is down fails requests after this rather than holding them.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Longest a batch's transaction may take, on either side: the client stops
-/// waiting, and the server ends a statement or an idle transaction (so the
-/// `rooms` rows of a node that died mid-batch are not locked for longer).
+/// Longest the writer waits for a batch's transaction: past it the batch
+/// fails and its connection is closed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens each batch's transaction, with [`WRITE_TIMEOUT`] on the server.
+/// Opens each batch's transaction. The server ends a statement, or an idle
+/// transaction, a little before [`WRITE_TIMEOUT`]: a batch waiting on a room
+/// locked for too long fails with a clear error and leaves a usable
+/// connection, and the `rooms` rows of a node that died mid-batch are not
+/// held for longer.
 const BEGIN: &str = "BEGIN; \
-    SET LOCAL statement_timeout = '10s'; \
-    SET LOCAL idle_in_transaction_session_timeout = '10s'";
+    SET LOCAL statement_timeout = '8s'; \
+    SET LOCAL idle_in_transaction_session_timeout = '8s'";
 
 /// Longest a read may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,25 +100,36 @@ const ATTEMPTS: usize = 3;
 /// This log's migrations table, apart from the server's own migrator.
 const MIGRATIONS_TABLE: &str = "_chat_log_migrations";
 
-/// Creates the rooms of a batch that are new and locks every one, in the
-/// order of the (sorted) array, returning each room's newest seq.
-/// `DO UPDATE` rather than `DO NOTHING`: only it locks and returns the rows
-/// that already exist.
+/// Locks the batch's rooms that exist, in name order (`rooms.name` is
+/// `COLLATE "C"`: byte order, as the writer sorts them), returning each
+/// one's newest seq as last committed. `FOR UPDATE` rather than an upsert
+/// for every room: no new row version each batch.
 const LOCK_ROOMS: &str = "
+    SELECT name, last_seq FROM rooms WHERE name = ANY($1) ORDER BY name FOR UPDATE";
+
+/// Creates the batch's new rooms (in the order of the sorted array),
+/// returning those it created; a room another node created meanwhile is
+/// left out, and locked next with [`LOCK_ROOMS`].
+const CREATE_ROOMS: &str = "
     INSERT INTO rooms (name, last_seq)
     SELECT name, 0 FROM unnest($1::text[]) AS u(name)
-    ON CONFLICT (name) DO UPDATE SET last_seq = rooms.last_seq
-    RETURNING name, last_seq";
+    ON CONFLICT (name) DO NOTHING
+    RETURNING name";
 
 /// The messages stored earlier under the batch's `client_id`s; `ord` is the
-/// 1-based place of the key in the arrays.
+/// 1-based place of the key in the arrays. A lateral lookup (`LIMIT 1`
+/// keeps the planner from flattening it into a join) probes the unique
+/// index once per key under any plan, even one cached while the table was
+/// small and not yet analysed, where a join would scan the whole table.
 const EARLIER: &str = "
     SELECT u.ord, m.id, m.seq, m.text, m.sent_ms
     FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
         AS u(room, sender, client_id, ord)
-    JOIN messages m
-        ON m.room = u.room AND m.sender = u.sender AND m.client_id = u.client_id
-    WHERE m.client_id IS NOT NULL";
+    CROSS JOIN LATERAL (
+        SELECT id, seq, text, sent_ms FROM messages
+        WHERE room = u.room AND sender = u.sender AND client_id = u.client_id
+        LIMIT 1
+    ) m";
 
 /// Stores the batch's new messages and moves each room's `last_seq`.
 const STORE: &str = "
@@ -467,10 +484,7 @@ async fn number_and_store(
     let mut rooms: Vec<&str> = batch.iter().map(|m| m.room.as_str()).collect();
     rooms.sort_unstable();
     rooms.dedup();
-    let locked: Vec<(String, i64)> = sqlx::query_as(LOCK_ROOMS)
-        .bind(&rooms)
-        .fetch_all(&mut *tx)
-        .await?;
+    let locked = lock_rooms(tx, &rooms).await?;
     // Per room: (last_seq when locked, last_seq given so far).
     let mut last: HashMap<String, (i64, i64)> = locked
         .into_iter()
@@ -548,6 +562,46 @@ async fn number_and_store(
             },
         })
         .collect())
+}
+
+/// Locks `rooms` (sorted, distinct), creating those that are new; each
+/// room's `last_seq` as last committed.
+async fn lock_rooms(
+    tx: &mut PgConnection,
+    rooms: &[&str],
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let mut locked: Vec<(String, i64)> = sqlx::query_as(LOCK_ROOMS)
+        .bind(rooms)
+        .fetch_all(&mut *tx)
+        .await?;
+    if locked.len() == rooms.len() {
+        return Ok(locked);
+    }
+    let known: HashSet<&str> = locked.iter().map(|(name, _)| name.as_str()).collect();
+    let missing: Vec<&str> = rooms
+        .iter()
+        .copied()
+        .filter(|r| !known.contains(r))
+        .collect();
+    let created: Vec<String> = sqlx::query_scalar(CREATE_ROOMS)
+        .bind(&missing)
+        .fetch_all(&mut *tx)
+        .await?;
+    let created: HashSet<String> = created.into_iter().collect();
+    let raced: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|r| !created.contains(*r))
+        .collect();
+    locked.extend(created.into_iter().map(|name| (name, 0)));
+    if !raced.is_empty() {
+        let more: Vec<(String, i64)> = sqlx::query_as(LOCK_ROOMS)
+            .bind(&raced)
+            .fetch_all(&mut *tx)
+            .await?;
+        locked.extend(more);
+    }
+    Ok(locked)
 }
 
 /// The stored message of each key, by the key's index.

@@ -157,34 +157,53 @@ async fn a_resend_racing_on_two_nodes_is_stored_once() {
     let Some(pg) = Pg::new().await else { return };
     let a = Arc::new(pg.node(Retention::default()).await);
     let b = Arc::new(pg.node(Retention::default()).await);
-    const N: usize = 100;
-    // Both nodes get the same messages at once, as when a client resends to
-    // another node after losing its connection.
-    let send_all = |log: Arc<PgLog>| async move {
-        let mut pending = Vec::new();
-        for i in 0..N {
-            let id = format!("c{i}");
-            pending.push(queue(&*log, message("r", &id, Some(&id))).await);
-        }
-        let mut acks = Vec::new();
-        for p in pending {
-            acks.push(outcome(p).await.expect("committed"));
-        }
-        acks
-    };
-    let (on_a, on_b) = tokio::join!(tokio::spawn(send_all(a.clone())), tokio::spawn(send_all(b)));
-    let (on_a, on_b) = (on_a.expect("ran"), on_b.expect("ran"));
-    for (x, y) in on_a.iter().zip(&on_b) {
-        assert_eq!(
-            x.message, y.message,
-            "both acks name the one stored message"
-        );
-        assert!(x.duplicate != y.duplicate, "exactly one of them stored it");
+    const TASKS: usize = 4;
+    const EACH: usize = 40;
+    // Each message goes to both nodes at once, as when a client resends to
+    // another node after losing its connection: many small races, some
+    // inside larger batches.
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let (a, b) = (a.clone(), b.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acks = Vec::new();
+            for i in 0..EACH {
+                let id = format!("t{t}-{i}");
+                let again = format!("{id} again");
+                let (x, y) = tokio::join!(
+                    add(&*a, "r", &id, Some(&id)),
+                    add(&*b, "r", &again, Some(&id))
+                );
+                acks.push((id, x, y));
+            }
+            acks
+        }));
     }
+    let mut stored_by = [0, 0];
+    for task in tasks {
+        for (id, x, y) in task.await.expect("ran") {
+            assert_eq!(
+                x.message, y.message,
+                "{id}: both acks name the one stored message"
+            );
+            assert!(
+                x.duplicate != y.duplicate,
+                "{id}: exactly one of them stored it"
+            );
+            stored_by[usize::from(x.duplicate)] += 1;
+        }
+    }
+    let n = (TASKS * EACH) as u64;
     let stored = a.after("r", 0, 1000).await.expect("reads");
-    assert_eq!(seqs(&stored), (1..=N as u64).collect::<Vec<_>>());
-    let texts: HashSet<&str> = stored.iter().map(|m| m.text.as_str()).collect();
-    assert_eq!(texts.len(), N, "each client_id once");
+    assert_eq!(
+        seqs(&stored),
+        (1..=n).collect::<Vec<_>>(),
+        "each client_id once"
+    );
+    println!(
+        "stored by node a: {}, by node b: {}",
+        stored_by[0], stored_by[1]
+    );
 }
 
 /// Waits until a backend of this database waits for a lock.
@@ -259,6 +278,33 @@ async fn duplicates_inside_one_batch_and_a_room_locked_by_another_node() {
         }
     }
     assert_eq!(log.bounds("r").await.expect("reads").last_seq, 101);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_locked_too_long_fails_its_batch_in_bounded_time_and_the_writer_goes_on() {
+    let Some(pg) = Pg::new().await else { return };
+    let log = pg.node(Retention::default()).await;
+    add(&log, "r", "first", None).await;
+    // As a node that stopped answering in the middle of its batch: the
+    // room's row stays locked until PostgreSQL gives up on that session.
+    let mut stuck = PgConnection::connect(&pg.db.url).await.expect("connects");
+    let mut held = stuck.begin().await.expect("begins");
+    sqlx::query("SELECT 1 FROM rooms WHERE name = 'r' FOR UPDATE")
+        .execute(&mut *held)
+        .await
+        .expect("locks the room");
+    let started = Instant::now();
+    let waiting = queue(&log, message("r", "waits", Some("w"))).await;
+    let failed = outcome(waiting).await;
+    let waited = started.elapsed();
+    assert!(matches!(failed, Err(LogError::Postgres(_))), "{failed:?}");
+    assert!(waited < Duration::from_secs(12), "failed after {waited:?}");
+    // The writer goes on: another room appends, and once the lock is gone
+    // so does this one.
+    assert_eq!(add(&log, "s", "free", None).await.message.seq, 1);
+    held.rollback().await.expect("releases the room");
+    let resent = add(&log, "r", "waits", Some("w")).await;
+    assert_eq!((resent.message.seq, resent.duplicate), (2, false));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,7 +488,7 @@ async fn a_cut_database_fails_appends_in_bounded_time_and_the_same_log_recovers(
     // Nothing acked is lost, numbering has no gap, and what failed is safe
     // to resend: a resend is stored once, whether or not the failed
     // attempt had been committed.
-    let seen = seen.lock().expect("not poisoned");
+    let seen = std::mem::take(&mut *seen.lock().expect("not poisoned"));
     let direct = pg.open(Retention::default()).await;
     let stored = direct.after("r", 0, 100_000).await.expect("reads");
     assert_eq!(seqs(&stored), (1..=stored.len() as u64).collect::<Vec<_>>());
