@@ -2,8 +2,8 @@
 //!
 //! Ordering comes from sequence numbers, not from a lock:
 //! - [`room_log`]: the [`RoomLog`] assigns each room's next seq and commits
-//!   (SQLite here: one writer that group-commits; reads on their own
-//!   connections).
+//!   (SQLite for one node, PostgreSQL for a cluster: one writer that
+//!   group-commits; reads on their own connections).
 //! - [`bus`]: carries each committed, numbered event to every node with
 //!   members in its room (in-process here).
 //! - [`hub`]: this node's members per room; delivers each room's events in
@@ -31,4 +31,4 @@ pub use close::{CloseReason, Closer};
 pub use hub::{ConnId, Hub, Peer};
 pub use node::Node;
 pub use outbox::{Frame, Inbox, Outbox};
-pub use room_log::{Durability, LogError, Retention, RoomLog, SqliteLog, Storage};
+pub use room_log::{Durability, LogError, PgLog, Retention, RoomLog, SqliteLog, Storage};
