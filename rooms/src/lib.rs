@@ -22,6 +22,7 @@ pub mod bus;
 mod catch_up;
 pub mod close;
 pub mod hub;
+pub mod interest;
 pub mod node;
 pub mod outbox;
 pub mod presence;
