@@ -21,6 +21,7 @@
 pub mod bus;
 mod catch_up;
 pub mod close;
+pub mod cluster;
 pub mod hub;
 pub mod interest;
 pub mod node;
