@@ -21,7 +21,7 @@
 //! empty). Redis errors are logged, never panicked on.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +45,8 @@ pub struct RedisPresence {
     ops: mpsc::Sender<Op>,
     identity: Arc<Identity>,
     ttl: Duration,
+    /// Upkeep skipped, as in a stall (tests).
+    suspended: AtomicBool,
 }
 
 /// What [`RedisPresence::start`] needs.
@@ -90,7 +92,15 @@ impl RedisPresence {
             ops,
             identity,
             ttl,
+            suspended: AtomicBool::new(false),
         }))
+    }
+
+    /// Skips upkeep (no heartbeat, no reaping) while `suspended`, as a
+    /// stalled process would: for tests of what the other nodes do then.
+    #[doc(hidden)]
+    pub fn suspend_upkeep(&self, suspended: bool) {
+        self.suspended.store(suspended, Ordering::Relaxed);
     }
 
     /// This node's current incarnation (`<node id>#<random>`), new each
@@ -223,6 +233,9 @@ impl Presence for RedisPresence {
     /// Refreshes the heartbeat (re-registering when needed), then reaps the
     /// nodes that stopped heartbeating.
     async fn maintain(&self) -> Vec<Change> {
+        if self.suspended.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
         let (done, answer) = oneshot::channel();
         if self.ops.send(Op::Heartbeat { done }).await.is_err() {
             return Vec::new();

@@ -122,6 +122,16 @@ impl Member {
         }
     }
 
+    /// The next `n` notices, sorted (their order across nodes is not fixed).
+    pub async fn notices(&mut self, n: usize) -> Vec<(&'static str, String)> {
+        let mut notices = Vec::new();
+        for _ in 0..n {
+            notices.push(self.notice().await);
+        }
+        notices.sort();
+        notices
+    }
+
     /// Everything queued right now, without waiting.
     pub fn queued(&mut self) -> Vec<ServerEvent> {
         let mut events = Vec::new();
