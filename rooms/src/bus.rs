@@ -42,6 +42,11 @@ impl RoomEvent {
 pub trait Bus: Send + Sync + 'static {
     /// Sends `event` to every node with members in its room.
     fn publish(&self, event: RoomEvent);
+
+    /// Sends an unnumbered notice (`member_joined`, `member_left`) to the
+    /// members of `room` on every *other* node: the caller tells this
+    /// node's members itself, through its hub. Must not block either.
+    fn notify(&self, room: &str, frame: Frame);
 }
 
 /// The bus of a single node: straight into this node's hub.
@@ -60,4 +65,7 @@ impl Bus for LocalBus {
     fn publish(&self, event: RoomEvent) {
         self.hub.publish(event);
     }
+
+    /// There is no other node.
+    fn notify(&self, _room: &str, _frame: Frame) {}
 }

@@ -21,7 +21,9 @@
 pub mod bus;
 mod catch_up;
 pub mod close;
+pub mod cluster;
 pub mod hub;
+pub mod interest;
 pub mod node;
 pub mod outbox;
 pub mod presence;
