@@ -45,7 +45,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chat_protocol::ChatMessage;
 use rand_core::{OsRng, RngCore};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions, PgRow, PgSeverity};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 use tokio::sync::mpsc;
 
@@ -233,9 +233,10 @@ impl PgLog {
 /// migrator of this database takes (the lock is named after the database):
 /// nodes starting at once apply each migration once, one after the other.
 ///
-/// On a connection of its own, closed afterwards whatever happened: sqlx
-/// does not unlock when a migration fails, and a session left holding the
-/// lock in the pool would stop every other node's migrations.
+/// On a connection of its own (made with the pool's connect options, not
+/// its hooks), closed afterwards whatever happened: sqlx does not unlock
+/// when a migration fails, and a session left holding the lock in the pool
+/// would stop every other node's migrations.
 async fn migrate(pool: &PgPool) -> Result<(), LogError> {
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
@@ -299,12 +300,20 @@ fn timed_out(what: &str) -> sqlx::Error {
 }
 
 /// Whether a batch that failed this way before `COMMIT` certainly stored
-/// nothing and may go again: a lost connection (perhaps one that went
-/// stale while idle), or PostgreSQL choosing it as a deadlock victim.
+/// nothing and may go again: its connection was lost (perhaps it went
+/// stale while idle: PostgreSQL restarted, or ended the session), or
+/// PostgreSQL chose it as a deadlock victim.
 fn worth_retrying(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40P01" | "40001")),
+        sqlx::Error::Database(db) => {
+            let session_ended = db
+                .try_downcast_ref::<PgDatabaseError>()
+                .is_some_and(|e| matches!(e.severity(), PgSeverity::Fatal | PgSeverity::Panic));
+            let code = db.code();
+            let code = code.as_deref().unwrap_or_default();
+            session_ended || code.starts_with("08") || matches!(code, "40P01" | "40001")
+        }
         _ => false,
     }
 }

@@ -308,6 +308,31 @@ async fn a_room_locked_too_long_fails_its_batch_in_bounded_time_and_the_writer_g
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_lost_while_idle_cost_no_append_and_no_read() {
+    let Some(pg) = Pg::new().await else { return };
+    let log = pg.node(Retention::default()).await;
+    add(&log, "r", "before", None).await;
+    log.after("r", 0, 10).await.expect("reads");
+    // As when PostgreSQL restarts or a proxy drops idle connections.
+    let mut admin = PgConnection::connect(&pg.db.url).await.expect("connects");
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("terminates");
+    assert!(ended.len() >= 2 && ended.iter().all(|&e| e), "{ended:?}");
+    let after = add(&log, "r", "after", None).await;
+    assert_eq!(
+        after.message.seq, 2,
+        "the batch went again on a new connection"
+    );
+    assert_eq!(seqs(&log.after("r", 0, 10).await.expect("reads")), [1, 2]);
+    log.ready().await.expect("ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_epoch_lasts_as_long_as_the_database() {
     let Some(pg) = Pg::new().await else { return };
     let first = pg.node(Retention::default()).await.epoch().to_owned();
