@@ -148,7 +148,8 @@ impl Node {
 
     /// Appends a message; once it is committed, acks it to the sender and
     /// publishes it to the room (a resend with a known `client_id` is acked
-    /// again and not published). The caller checks membership first.
+    /// again and published again, which the hubs drop as a duplicate). The
+    /// caller checks membership first.
     pub async fn send(
         &self,
         peer: &Peer,
@@ -180,9 +181,11 @@ impl Node {
                             id: appended.message.id.clone(),
                             client_id: acked_id,
                         });
-                        if !appended.duplicate {
-                            bus.publish(RoomEvent::message(appended.message));
-                        }
+                        // A duplicate is published again on purpose: its first
+                        // append may have committed while its sender heard only
+                        // an error (a connection lost during COMMIT), and then
+                        // nobody published it. Every hub drops what it has.
+                        bus.publish(RoomEvent::message(appended.message));
                     }
                     Err(e) => reply(ServerEvent::error(ErrorCode::Internal, storage_failure(&e))),
                 }),

@@ -120,7 +120,7 @@ pub struct Config {
     /// instead of the data directory's SQLite files. The schema is created
     /// and migrated on start. Alone, it runs one node on PostgreSQL; with
     /// --redis-url, one node of a cluster.
-    #[arg(long, env = "CHAT_DATABASE_URL", value_parser = postgres_url)]
+    #[arg(long, env = "CHAT_DATABASE_URL", value_parser = postgres_url, global = true)]
     pub database_url: Option<String>,
 
     /// Redis for what the nodes of a cluster share live: the bus between

@@ -2,6 +2,8 @@
 //!
 //! A map of the modules, in the order a request travels through them:
 //! - [`server`]: accept loop, TLS, graceful shutdown.
+//! - `backend`: where state is kept (embedded SQLite, PostgreSQL, or a cluster on
+//!   PostgreSQL and Redis), chosen by the flags.
 //! - `api`: HTTP routes (login, sessions, register, health and readiness) and the checked upgrade to `/ws`.
 //! - `origin`, `auth`: the Origin check; passwords, login throttling, sessions and
 //!   tickets, each store behind an interface.
@@ -18,6 +20,7 @@
 
 mod api;
 mod auth;
+mod backend;
 pub mod clock;
 pub mod config;
 mod connection;
@@ -34,6 +37,6 @@ pub use chat_rooms::{Durability, Retention, Storage};
 
 pub use auth::accounts;
 pub use auth::accounts::Accounts;
-pub use auth::{add_user, PasswordHashes};
+pub use auth::{add_user, add_user_to_database, PasswordHashes};
 pub use config::Config;
 pub use server::Server;

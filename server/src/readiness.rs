@@ -67,7 +67,11 @@ impl Readiness {
         .await;
         let failing: Vec<Failing> = results.into_iter().flatten().collect();
         Report {
-            status: if failing.is_empty() { "ready" } else { "not_ready" },
+            status: if failing.is_empty() {
+                "ready"
+            } else {
+                "not_ready"
+            },
             failing,
         }
     }
@@ -82,7 +86,10 @@ mod tests {
         let mut readiness = Readiness::default();
         readiness.add("fine", Arc::new(|| Box::pin(async { Ok(()) })));
         assert_eq!(readiness.report().await.status, "ready");
-        readiness.add("broken", Arc::new(|| Box::pin(async { Err("down".into()) })));
+        readiness.add(
+            "broken",
+            Arc::new(|| Box::pin(async { Err("down".into()) })),
+        );
         tokio::time::pause();
         readiness.add(
             "stuck",

@@ -17,15 +17,16 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use chat_rooms::cluster::Cluster;
 use chat_rooms::room_log::unix_millis;
-use chat_rooms::{Node, RoomLog, SqliteLog};
+use chat_rooms::Node;
 
 use crate::api;
-use crate::auth::{Auth, PasswordHashes};
+use crate::auth::PasswordHashes;
+use crate::backend;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::connection;
-use crate::readiness::Readiness;
 use crate::state::AppState;
 use crate::tls::{self, CertSource};
 
@@ -44,6 +45,8 @@ pub struct Server {
     cert_source: Option<CertSource>,
     app: Arc<AppState>,
     node: Arc<Node>,
+    /// A cluster node's bus and presence, kept until the connections are closed.
+    cluster: Option<Cluster>,
 }
 
 impl Server {
@@ -56,14 +59,12 @@ impl Server {
     /// Like [`Server::bind`], dating sessions and tickets by `clock` (tests
     /// pass a [`crate::clock::ManualClock`] to move time).
     pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let auth = Auth::open(&config, clock).await?;
-        let log: Arc<dyn RoomLog> = Arc::new(SqliteLog::open(
-            &config.data_dir,
-            config.storage,
-            config.durability,
-            config.retention(),
-        )?);
-        let node = Arc::new(Node::single(log, config.history_on_join, config.send_queue));
+        let backend::Backend {
+            auth,
+            node,
+            readiness,
+            cluster,
+        } = backend::open(&config, clock).await?;
         let (tls, cert_source) = if config.tls {
             let (acceptor, source) = tls::acceptor(&config)?;
             (Some(acceptor), Some(source))
@@ -74,7 +75,6 @@ impl Server {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let shutdown = CancellationToken::new();
-        let readiness = Readiness::default();
         let connections = Arc::new(connection::Context {
             node: node.clone(),
             settings: connection::Settings {
@@ -104,6 +104,7 @@ impl Server {
             cert_source,
             app,
             node,
+            cluster,
         })
     }
 
@@ -141,6 +142,7 @@ impl Server {
             tls,
             app,
             node,
+            cluster,
             ..
         } = self;
         let router = api::router(app.clone());
@@ -193,6 +195,8 @@ impl Server {
         {
             tracing::warn!("some connections did not close within the grace period");
         }
+        // Only now: the connections' leaves went out over the bus.
+        drop(cluster);
         Ok(())
     }
 }

@@ -36,13 +36,6 @@ use crate::config::Config;
 use accounts::{Accounts, AccountsError};
 pub(crate) use postgres::migrate;
 use postgres::{PgAccounts, PgSessions};
-#[cfg_attr(
-    not(test),
-    expect(
-        unused_imports,
-        reason = "cluster mode is not wired into server.rs yet; remove once Auth::open_cluster is called"
-    )
-)]
 pub(crate) use redis_stores::connect_redis;
 pub(crate) use redis_stores::SharedRedis;
 use redis_stores::{RedisThrottle, RedisTickets};
@@ -224,13 +217,6 @@ impl Auth {
     /// tickets and counts stay in this process's memory; nodes sharing the
     /// database must then not share clients, since a ticket opens a socket
     /// only on the node that minted it.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "cluster mode is not wired into server.rs yet; remove once Auth::open_cluster is called"
-        )
-    )]
     pub(crate) async fn open_cluster(
         pool: PgPool,
         redis: Option<SharedRedis>,
@@ -465,6 +451,32 @@ pub(crate) fn check_password(password: &str) -> Result<(), String> {
         return Err(format!("password must be at most {MAX_PASSWORD_LEN} bytes"));
     }
     Ok(())
+}
+
+/// Creates an account in a PostgreSQL database (`chat-server user add` with
+/// `--database-url`), migrating its schema first if it is new.
+pub async fn add_user_to_database(
+    database_url: &str,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    validate_username(username).map_err(|e| anyhow::anyhow!("invalid user name: {e}"))?;
+    check_password(password).map_err(anyhow::Error::msg)?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(database_url)
+        .await?;
+    migrate(&pool).await?;
+    let owned = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&owned))
+        .await?
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    let created = postgres::PgAccounts::new(pool.clone())
+        .create(username, &hash)
+        .await;
+    pool.close().await;
+    created.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Creates an account from the command line (`chat-server user add`).

@@ -24,13 +24,6 @@ use crate::clock::{millis, UnixMillis};
 /// upgrade waits while Redis is away (about a second and a half when the
 /// connection is refused, a few seconds when packets are dropped) before it
 /// fails with a 500.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "cluster mode is not wired into server.rs yet; remove once Auth::open_cluster is called"
-    )
-)]
 pub(crate) async fn connect_redis(url: &str) -> RedisResult<ConnectionManager> {
     let client = redis::Client::open(url)?;
     let config = ConnectionManagerConfig::new()
