@@ -103,6 +103,17 @@ impl RedisPresence {
         self.suspended.store(suspended, Ordering::Relaxed);
     }
 
+    /// For a graceful shutdown, once the connections have left: writes
+    /// what is queued, then deletes this node's heartbeat and stops
+    /// heartbeating, so that the other nodes reap (and announce) whatever
+    /// entries are left at once rather than after the TTL.
+    pub async fn retire(&self) {
+        let (done, retired) = oneshot::channel();
+        if self.ops.send(Op::Retire { done }).await.is_ok() {
+            let _ = retired.await;
+        }
+    }
+
     /// This node's current incarnation (`<node id>#<random>`), new each
     /// time it re-registers.
     pub fn incarnation(&self) -> Arc<str> {
@@ -208,6 +219,9 @@ impl Presence for RedisPresence {
     }
 
     async fn members(&self, room: &str) -> Vec<String> {
+        if self.identity.suspect() {
+            return self.local.members(room).await;
+        }
         match self.users(room).await {
             Ok(mut users) => {
                 users.sort();
@@ -221,6 +235,9 @@ impl Presence for RedisPresence {
     }
 
     async fn counts(&self) -> HashMap<String, usize> {
+        if self.identity.suspect() {
+            return self.local.counts().await;
+        }
         match self.all_counts().await {
             Ok(counts) => counts,
             Err(e) => {
