@@ -82,6 +82,7 @@ impl RedisPresence {
                 identity: identity.clone(),
                 local: local.clone(),
                 ttl,
+                registered: identity.current(),
             }
             .run(queue, stop),
         );

@@ -103,11 +103,8 @@ impl Identity {
             .clone()
     }
 
-    fn renew(&self) -> (Arc<str>, Arc<str>) {
-        let fresh = Self::fresh(&self.node_id);
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        let old = std::mem::replace(&mut *current, fresh.clone());
-        (old, fresh)
+    fn set(&self, incarnation: Arc<str>) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = incarnation;
     }
 }
 
@@ -147,6 +144,9 @@ pub(crate) struct Writer {
     pub(crate) identity: Arc<Identity>,
     pub(crate) local: Arc<LocalPresence>,
     pub(crate) ttl: Duration,
+    /// The last incarnation whose registration succeeded: what a
+    /// re-registration replaces (the current one may have failed to).
+    pub(crate) registered: Arc<str>,
 }
 
 /// A queued join or leave with its answer.
@@ -322,9 +322,12 @@ impl Writer {
     }
 
     /// Registers a new incarnation and enters every local entry under it;
-    /// the old one's heartbeat goes, so the reaper takes its entries.
+    /// the old one's heartbeat goes, so the reaper takes its entries. An
+    /// attempt that fails part way leaves a new incarnation that nobody
+    /// heartbeats: it is reaped like any dead one.
     async fn reregister(&mut self) -> RedisResult<Vec<Change>> {
-        let (old, fresh) = self.identity.renew();
+        let old = self.registered.clone();
+        let fresh = Identity::fresh(&self.identity.node_id);
         let (registered, reaped): (bool, bool) = redis::pipe()
             .cmd("HEXISTS")
             .arg(self.keys.registry())
@@ -334,6 +337,8 @@ impl Writer {
             .query_async(&mut self.conn)
             .await?;
         register(&mut self.conn, &self.keys, &self.identity, &fresh, self.ttl).await?;
+        // From here on, changes are written under the new incarnation.
+        self.identity.set(fresh.clone());
         let snapshot = self.local.snapshot();
         let rooms = self.keys.rooms_of(&fresh);
         let mut pipe = redis::pipe();
@@ -363,6 +368,7 @@ impl Writer {
             .arg(self.keys.heartbeat(&old))
             .query_async::<()>(&mut self.conn)
             .await?;
+        self.registered = fresh.clone();
         // Redis forgot everything: nobody was told these users left.
         let announce = registered || reaped;
         tracing::info!(
