@@ -5,7 +5,12 @@
 //! do all three); every event carries its room and sequence number so that
 //! each node's [`Hub`] can drop what it already delivered and fill what it
 //! missed from the room log. The in-process bus of a single node does none
-//! of those things, but the hub does not rely on that.
+//! of those things, but the hub does not rely on that. The bus of a cluster
+//! is [`crate::cluster::RedisBus`].
+//!
+//! Notices (`member_joined`, `member_left`) are unnumbered: the node that
+//! decides one tells its own members through its hub and the other nodes'
+//! through [`Bus::notify`], so that each member hears it once.
 
 use std::sync::Arc;
 

@@ -5,10 +5,15 @@
 //!   (SQLite for one node, PostgreSQL for a cluster: one writer that
 //!   group-commits; reads on their own connections).
 //! - [`bus`]: carries each committed, numbered event to every node with
-//!   members in its room (in-process here).
+//!   members in its room (in-process for a single node; over Redis in
+//!   [`cluster`]).
 //! - [`hub`]: this node's members per room; delivers each room's events in
-//!   seq order, drops duplicates and fills gaps from the log.
-//! - [`presence`]: who is in which room.
+//!   seq order, drops duplicates, fills gaps from the log and resyncs a
+//!   room when the bus may have lost events; tells the bus which rooms it
+//!   wants through an [`interest`] set.
+//! - [`presence`]: who is in which room (in memory; shared through Redis in
+//!   [`cluster`]).
+//! - [`cluster`]: several nodes over one shared log and one Redis.
 //! - `catch_up`: one algorithm for a plain join and a resume.
 //! - [`node`]: the above put together, as a connection uses it.
 //! - [`outbox`] and [`close`]: a connection's queue and its one-shot close

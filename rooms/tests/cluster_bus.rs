@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chat_rooms::bus::{Bus, RoomEvent};
 use chat_test_engines::{CutProxy, PrivateRedis};
-use support::{contiguous, node, send, shared_log, store, until, Member};
+use support::{contiguous, forget, node, send, shared_log, store, until, Member};
 
 const TTL: Duration = Duration::from_secs(5);
 
@@ -44,6 +44,7 @@ async fn messages_cross_nodes_in_order_exactly_once() {
         assert_eq!(got[0].text, "a0");
         assert_eq!(got[50].text, "end");
     }
+    forget(&redis.url, &redis.prefix, vec![a, b, c]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,6 +103,7 @@ async fn sends_racing_on_every_node_reach_everyone_in_one_order() {
         let want: Vec<String> = (0..EACH).map(|i| format!("{n}:{i}")).collect();
         assert_eq!(own, want);
     }
+    forget(&redis.url, &redis.prefix, Vec::from(nodes)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,6 +149,7 @@ async fn a_member_joining_on_one_node_while_another_sends_misses_nothing() {
         "joined mid-stream ({})",
         joined.last_seq
     );
+    forget(&redis.url, &redis.prefix, vec![a, b]).await;
 }
 
 /// Whether `member` has been sent nothing yet (peeking, not consuming).
@@ -185,6 +188,7 @@ async fn doubled_and_reordered_events_on_the_bus_reach_members_once_in_order() {
     bus.publish(RoomEvent::message(end));
     contiguous("bob", &bob.messages(1).await, 5, 5);
     until("the garbage counted", || b.bus().stats().malformed == 2).await;
+    forget(&redis.url, &redis.prefix, vec![a, b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,4 +310,43 @@ async fn cut_off(cut: Cut) {
     send(a.node(), &sending, "r", "end").await;
     contiguous("the sender", &sending.messages(21).await, 2, 22);
     contiguous("the other", &other.messages(1).await, 22, 22);
+    forget(&redis.url, &redis.prefix, vec![a, b]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_waits_for_the_backlog_to_be_published() {
+    let Some(redis) = chat_test_engines::redis().await else {
+        return;
+    };
+    let target = redis
+        .url
+        .trim_start_matches("redis://")
+        .parse()
+        .expect("redis at host:port");
+    let proxy = CutProxy::start(target).await;
+    let log = shared_log();
+    let a = node(
+        &log,
+        &format!("redis://{}", proxy.addr()),
+        &redis.prefix,
+        "a",
+        TTL,
+    )
+    .await;
+    assert!(
+        a.bus().flush(Duration::from_secs(5)).await,
+        "nothing to publish"
+    );
+    proxy.cut();
+    a.bus().notify("r", "{}".into());
+    assert!(
+        !a.bus().flush(Duration::from_millis(300)).await,
+        "Redis unreachable: still held"
+    );
+    proxy.restore();
+    assert!(
+        a.bus().flush(Duration::from_secs(10)).await,
+        "published once back"
+    );
+    forget(&redis.url, &redis.prefix, vec![a]).await;
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chat_rooms::presence::Presence;
 use chat_test_engines::{CutProxy, PrivateRedis};
-use support::{node, send, shared_log, until, Member, WAIT};
+use support::{forget, node, send, shared_log, until, Member, WAIT};
 
 /// Waits until `members` of `room` (as `presence` sees them) are `want`.
 async fn members_are(presence: &dyn Presence, room: &str, want: &[&str]) {
@@ -104,6 +104,7 @@ async fn notices_cross_nodes_once_and_count_users_not_connections() {
     until_subscribers(&redis.url, &redis.prefix, "r", 2).await;
     assert!(b.node().leave(&dave.peer, "r").await);
     assert_eq!(alice.notice().await, ("left", "dave".into()));
+    forget(&redis.url, &redis.prefix, vec![a, b, c]).await;
 }
 
 async fn until_subscribers(url: &str, prefix: &str, room: &str, want: i64) {
@@ -173,6 +174,7 @@ async fn a_node_that_dies_has_its_members_announced_gone_within_the_ttl() {
     for member in [&mut alice, &mut carol, &mut dave_a] {
         assert_eq!(member.notice().await, ("joined", "frank".into()));
     }
+    forget(&redis.url, &redis.prefix, vec![a, c]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,6 +205,7 @@ async fn a_stalled_node_that_was_reaped_comes_back_and_is_announced_again() {
     assert_eq!(bob.messages(1).await[0].text, "still there?");
     assert!(b.node().leave(&bob.peer, "r").await);
     assert_eq!(alice.notice().await, ("left", "bob".into()));
+    forget(&redis.url, &redis.prefix, vec![a, b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,4 +273,40 @@ async fn a_leave_while_redis_is_unreachable_is_announced_once_it_is_back() {
     dave.join(a.node(), "r").await;
     assert_eq!(alice.notice().await, ("joined", "dave".into()));
     assert_eq!(carol.notice().await, ("joined", "dave".into()));
+    forget(&redis.url, &redis.prefix, vec![a, b]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_shut_down_gracefully_sends_its_last_notices_and_is_reaped_at_once() {
+    let Some(redis) = chat_test_engines::redis().await else {
+        return;
+    };
+    // Upkeep every 2 s: B's heartbeat, left alone, would last 4 to 6 s more.
+    let ttl = Duration::from_secs(6);
+    let log = shared_log();
+    let a = node(&log, &redis.url, &redis.prefix, "a", ttl).await;
+    let b = node(&log, &redis.url, &redis.prefix, "b", ttl).await;
+    let mut alice = Member::new(a.node(), "alice");
+    alice.join(a.node(), "r").await;
+    let mut bob = Member::new(b.node(), "bob");
+    bob.join(b.node(), "r").await;
+    let mut erin = Member::new(b.node(), "erin");
+    erin.join(b.node(), "r").await;
+    assert_eq!(
+        alice.notices(2).await,
+        [("joined", "bob".to_owned()), ("joined", "erin".to_owned())]
+    );
+    // Bob's connection closes; erin's is still open when B shuts down.
+    assert!(b.node().leave(&bob.peer, "r").await);
+    let stopped = Instant::now();
+    b.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(alice.notice().await, ("left", "bob".into()));
+    assert_eq!(alice.notice().await, ("left", "erin".into()));
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_millis(3500),
+        "reaped after {took:?}: retired, not expired"
+    );
+    members_are(a.presence().as_ref(), "r", &["alice"]).await;
+    forget(&redis.url, &redis.prefix, vec![a]).await;
 }

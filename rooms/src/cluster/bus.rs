@@ -145,6 +145,21 @@ impl RedisBus {
             && self.health.publishing.load(Ordering::Relaxed)
     }
 
+    /// Waits until everything queued so far is published, for at most
+    /// `within`: for a graceful shutdown, so that the last notices go out.
+    /// `false` if something was still waiting.
+    pub async fn flush(&self, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        // Polled: this runs once, at shutdown.
+        while !self.backlog.is_drained() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        true
+    }
+
     /// How the bus is doing.
     pub fn stats(&self) -> BusStats {
         BusStats {

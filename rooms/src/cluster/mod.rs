@@ -147,10 +147,11 @@ pub enum ClusterError {
 
 /// A running cluster node. Its background tasks (publisher, subscriber,
 /// presence writer) stop when this is dropped or [`Cluster::stop`] is
-/// called, without cleaning up: to the other nodes that is a node that
-/// died, whose members they remove after the presence TTL. A graceful
-/// shutdown closes the connections first (each leave is announced), then
-/// drops this.
+/// called (or the [`Cluster::stopping`] token is cancelled), without
+/// cleaning up: to the other nodes that is a node that died, whose members
+/// they remove after the presence TTL. A graceful shutdown closes the
+/// connections first (each leave is announced), then calls
+/// [`Cluster::shutdown`].
 pub struct Cluster {
     node: Arc<Node>,
     bus: Arc<RedisBus>,
@@ -183,6 +184,28 @@ impl Cluster {
     /// Stops the background tasks now (as dropping does).
     pub fn stop(&self) {
         self.stop.cancel();
+    }
+
+    /// A graceful end, once the connections have left their rooms: retires
+    /// this node's presence (the other nodes reap whatever is left at once,
+    /// announcing it), publishes what the bus still holds (the last
+    /// notices) for at most `grace`, then stops the background tasks.
+    pub async fn shutdown(self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        if tokio::time::timeout(grace, self.presence.retire())
+            .await
+            .is_err()
+        {
+            tracing::warn!("presence did not retire in time");
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !self.bus.flush(left).await {
+            tracing::warn!(
+                backlog = self.bus.stats().backlog,
+                "bus not flushed in time"
+            );
+        }
+        self.stop();
     }
 
     /// Cancelled when the background tasks are told to stop.

@@ -82,6 +82,7 @@ impl RedisPresence {
                 identity: identity.clone(),
                 local: local.clone(),
                 ttl,
+                registered: identity.current(),
             }
             .run(queue, stop),
         );
@@ -101,6 +102,17 @@ impl RedisPresence {
     #[doc(hidden)]
     pub fn suspend_upkeep(&self, suspended: bool) {
         self.suspended.store(suspended, Ordering::Relaxed);
+    }
+
+    /// For a graceful shutdown, once the connections have left: writes
+    /// what is queued, then deletes this node's heartbeat and stops
+    /// heartbeating, so that the other nodes reap (and announce) whatever
+    /// entries are left at once rather than after the TTL.
+    pub async fn retire(&self) {
+        let (done, retired) = oneshot::channel();
+        if self.ops.send(Op::Retire { done }).await.is_ok() {
+            let _ = retired.await;
+        }
     }
 
     /// This node's current incarnation (`<node id>#<random>`), new each
@@ -208,6 +220,9 @@ impl Presence for RedisPresence {
     }
 
     async fn members(&self, room: &str) -> Vec<String> {
+        if self.identity.suspect() {
+            return self.local.members(room).await;
+        }
         match self.users(room).await {
             Ok(mut users) => {
                 users.sort();
@@ -221,6 +236,9 @@ impl Presence for RedisPresence {
     }
 
     async fn counts(&self) -> HashMap<String, usize> {
+        if self.identity.suspect() {
+            return self.local.counts().await;
+        }
         match self.all_counts().await {
             Ok(counts) => counts,
             Err(e) => {

@@ -32,7 +32,7 @@ use super::link;
 use super::scripts;
 use crate::presence::{Change, LocalPresence};
 
-/// Changes queued at most; beyond, a change is lost and the node
+/// Requests queued at most; beyond, a change is lost and the node
 /// re-registers at its next heartbeat.
 pub(crate) const QUEUE: usize = 8192;
 
@@ -58,6 +58,9 @@ pub(crate) enum Op {
     },
     /// Refresh the heartbeat; answers what re-registering found.
     Heartbeat { done: oneshot::Sender<Vec<Change>> },
+    /// A graceful shutdown: stop heartbeating and delete the heartbeat, so
+    /// that the other nodes reap whatever entries are left at once.
+    Retire { done: oneshot::Sender<()> },
 }
 
 /// Who this node is in Redis, shared by the writer and the reaper.
@@ -66,8 +69,12 @@ pub(crate) struct Identity {
     /// The current incarnation: `<node id>#<random>`, new at each
     /// (re-)registration.
     current: Mutex<Arc<str>>,
-    /// A change may not have reached Redis: re-register at the next heartbeat.
+    /// A change may not have reached Redis: re-register at the next
+    /// heartbeat, and until then take Redis for away (answer from the local
+    /// view at once rather than wait for another timeout).
     pub(crate) dirty: AtomicBool,
+    /// Shut down gracefully: nothing more is written.
+    retired: AtomicBool,
 }
 
 impl Identity {
@@ -76,11 +83,17 @@ impl Identity {
             node_id: node_id.to_owned(),
             current: Mutex::new(Self::fresh(node_id)),
             dirty: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
         }
     }
 
     fn fresh(node_id: &str) -> Arc<str> {
         format!("{node_id}#{}", link::token()).into()
+    }
+
+    /// Whether Redis is taken for away until the next heartbeat.
+    pub(crate) fn suspect(&self) -> bool {
+        self.dirty.load(Ordering::Relaxed)
     }
 
     pub(crate) fn current(&self) -> Arc<str> {
@@ -90,11 +103,8 @@ impl Identity {
             .clone()
     }
 
-    fn renew(&self) -> (Arc<str>, Arc<str>) {
-        let fresh = Self::fresh(&self.node_id);
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        let old = std::mem::replace(&mut *current, fresh.clone());
-        (old, fresh)
+    fn set(&self, incarnation: Arc<str>) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = incarnation;
     }
 }
 
@@ -134,10 +144,22 @@ pub(crate) struct Writer {
     pub(crate) identity: Arc<Identity>,
     pub(crate) local: Arc<LocalPresence>,
     pub(crate) ttl: Duration,
+    /// The last incarnation whose registration succeeded: what a
+    /// re-registration replaces (the current one may have failed to).
+    pub(crate) registered: Arc<str>,
 }
 
 /// A queued join or leave with its answer.
 type Pending = Vec<Op>;
+
+/// Answers every join and leave "no".
+fn answer_no(ops: Pending) {
+    for op in ops {
+        if let Op::Join { done, .. } | Op::Leave { done, .. } = op {
+            let _ = done.send(false);
+        }
+    }
+}
 
 impl Writer {
     /// Takes queued requests in order until `stop` or every sender is gone.
@@ -159,6 +181,11 @@ impl Writer {
                         self.apply(std::mem::take(&mut pending)).await;
                         let _ = done.send(self.heartbeat().await);
                     }
+                    Op::Retire { done } => {
+                        self.apply(std::mem::take(&mut pending)).await;
+                        self.retire().await;
+                        let _ = done.send(());
+                    }
                     op => pending.push(op),
                 }
                 if pending.len() < BATCH {
@@ -174,6 +201,14 @@ impl Writer {
     /// re-registers at its next heartbeat.
     async fn apply(&mut self, ops: Pending) {
         if ops.is_empty() {
+            return;
+        }
+        if self.identity.dirty.load(Ordering::Relaxed)
+            || self.identity.retired.load(Ordering::Relaxed)
+        {
+            // Redis is away (or this node is done): the re-registration
+            // will reconcile, and announce, what these change.
+            answer_no(ops);
             return;
         }
         let incarnation = self.identity.current();
@@ -214,15 +249,14 @@ impl Writer {
                         pipe.cmd("SREM").arg(&rooms).arg(room).ignore();
                     }
                 }
-                Op::Heartbeat { .. } => {}
+                Op::Heartbeat { .. } | Op::Retire { .. } => {}
             }
         }
         let answers: Vec<i64> = match pipe.query_async(&mut self.conn).await {
             Ok(answers) => answers,
             Err(e) => {
-                if !self.identity.dirty.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "presence cannot reach Redis; notices wait for it");
-                }
+                self.identity.dirty.store(true, Ordering::Relaxed);
+                tracing::warn!(error = %e, "presence cannot reach Redis; notices wait for it");
                 Vec::new()
             }
         };
@@ -233,13 +267,28 @@ impl Writer {
                 Op::Join { done, .. } | Op::Leave { done, .. } => {
                     let _ = done.send(yes);
                 }
-                Op::Heartbeat { .. } => {}
+                Op::Heartbeat { .. } | Op::Retire { .. } => {}
             }
+        }
+    }
+
+    async fn retire(&mut self) {
+        self.identity.retired.store(true, Ordering::Relaxed);
+        let incarnation = self.identity.current();
+        let deleted = redis::cmd("DEL")
+            .arg(self.keys.heartbeat(&incarnation))
+            .query_async::<()>(&mut self.conn)
+            .await;
+        if let Err(e) = deleted {
+            tracing::warn!(error = %e, "presence cannot retire; the other nodes reap it after the TTL");
         }
     }
 
     /// Refreshes the heartbeat, re-registering when needed.
     async fn heartbeat(&mut self) -> Vec<Change> {
+        if self.identity.retired.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
         if !self.identity.dirty.swap(false, Ordering::Relaxed) {
             let incarnation = self.identity.current();
             let refreshed: RedisResult<Option<String>> = redis::cmd("SET")
@@ -273,9 +322,12 @@ impl Writer {
     }
 
     /// Registers a new incarnation and enters every local entry under it;
-    /// the old one's heartbeat goes, so the reaper takes its entries.
+    /// the old one's heartbeat goes, so the reaper takes its entries. An
+    /// attempt that fails part way leaves a new incarnation that nobody
+    /// heartbeats: it is reaped like any dead one.
     async fn reregister(&mut self) -> RedisResult<Vec<Change>> {
-        let (old, fresh) = self.identity.renew();
+        let old = self.registered.clone();
+        let fresh = Identity::fresh(&self.identity.node_id);
         let (registered, reaped): (bool, bool) = redis::pipe()
             .cmd("HEXISTS")
             .arg(self.keys.registry())
@@ -285,6 +337,8 @@ impl Writer {
             .query_async(&mut self.conn)
             .await?;
         register(&mut self.conn, &self.keys, &self.identity, &fresh, self.ttl).await?;
+        // From here on, changes are written under the new incarnation.
+        self.identity.set(fresh.clone());
         let snapshot = self.local.snapshot();
         let rooms = self.keys.rooms_of(&fresh);
         let mut pipe = redis::pipe();
@@ -314,6 +368,7 @@ impl Writer {
             .arg(self.keys.heartbeat(&old))
             .query_async::<()>(&mut self.conn)
             .await?;
+        self.registered = fresh.clone();
         // Redis forgot everything: nobody was told these users left.
         let announce = registered || reaped;
         tracing::info!(

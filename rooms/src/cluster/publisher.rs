@@ -14,7 +14,7 @@
 //! notice may then arrive twice.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redis::aio::ConnectionManager;
@@ -37,6 +37,8 @@ pub(crate) struct Outgoing {
 pub(crate) struct Backlog {
     /// std Mutex: pushes and pops only; pushed to from the log's writer.
     queue: Mutex<VecDeque<Outgoing>>,
+    /// Payloads taken by the publisher and not yet published (or put back).
+    in_flight: AtomicUsize,
     capacity: usize,
     ready: Notify,
     health: Arc<Health>,
@@ -46,6 +48,7 @@ impl Backlog {
     pub(crate) fn new(capacity: usize, health: Arc<Health>) -> Self {
         Self {
             queue: Mutex::new(VecDeque::new()),
+            in_flight: AtomicUsize::new(0),
             capacity: capacity.max(1),
             ready: Notify::new(),
             health,
@@ -70,6 +73,7 @@ impl Backlog {
     /// since, dropping the oldest if that overflows.
     fn put_back(&self, batch: Vec<Outgoing>) {
         let mut queue = self.lock();
+        self.in_flight.store(0, Ordering::Relaxed);
         for outgoing in batch.into_iter().rev() {
             queue.push_front(outgoing);
         }
@@ -92,12 +96,19 @@ impl Backlog {
     fn take(&self, at_most: usize) -> Vec<Outgoing> {
         let mut queue = self.lock();
         let n = queue.len().min(at_most);
+        self.in_flight.store(n, Ordering::Relaxed);
         queue.drain(..n).collect()
     }
 
     /// Payloads waiting.
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Whether everything queued so far has been published.
+    pub(crate) fn is_drained(&self) -> bool {
+        let queue = self.lock();
+        queue.is_empty() && self.in_flight.load(Ordering::Relaxed) == 0
     }
 }
 
@@ -131,6 +142,7 @@ pub(crate) async fn run(
         };
         match sent {
             Ok(()) => {
+                backlog.in_flight.store(0, Ordering::Relaxed);
                 if !health.publishing.swap(true, Ordering::Relaxed) {
                     tracing::info!("bus publishing again");
                 }

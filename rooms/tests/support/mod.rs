@@ -195,3 +195,42 @@ pub fn contiguous(who: &str, messages: &[ChatMessage], from: u64, to: u64) {
     let want: Vec<u64> = (from..=to).collect();
     assert_eq!(seqs, want, "{who}: every seq once, in order");
 }
+
+/// Ends a test on the shared Redis: stops `nodes`, then deletes every key
+/// under `prefix` (a node that just stops leaves its presence behind, as a
+/// dead node would). Not reached when the test fails, which keeps the keys
+/// to look at.
+pub async fn forget(url: &str, prefix: &str, nodes: Vec<Cluster>) {
+    for node in &nodes {
+        node.stop();
+    }
+    drop(nodes);
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .expect("SCAN");
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(&keys)
+                .query_async::<()>(&mut conn)
+                .await
+                .expect("DEL");
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}
