@@ -6,7 +6,8 @@
 # Settings (environment): CHAT_CLUSTER_PORT (8080), CHAT_CLUSTER_NODES (3),
 # CHAT_DATABASE_URL (postgres://postgres@127.0.0.1:5432/chat_cluster, created
 # if missing), CHAT_REDIS_URL (redis://127.0.0.1:6379), CHAT_REDIS_PREFIX
-# (chat-cluster), CHAT_SERVER_BIN (target/debug/chat-server).
+# (chat-cluster), CHAT_SERVER_BIN (target/debug/chat-server), CHAT_CLUSTER_STATE
+# (data/cluster: the nodes' data directories, logs and the HAProxy config).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -16,7 +17,7 @@ database_url="${CHAT_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/chat_clust
 redis_url="${CHAT_REDIS_URL:-redis://127.0.0.1:6379}"
 prefix="${CHAT_REDIS_PREFIX:-chat-cluster}"
 bin="${CHAT_SERVER_BIN:-target/debug/chat-server}"
-state="data/cluster"
+state="${CHAT_CLUSTER_STATE:-data/cluster}"
 
 need() {
   if ! command -v "$1" >/dev/null 2>&1; then
@@ -64,7 +65,8 @@ done
 # health check is readiness, so a node whose engines fail gets no new clients.
 cat >"$state/haproxy.cfg" <<CFG
 global
-    maxconn 20000
+    # Two descriptors per proxied connection; this machine allows 20,000 per process.
+    maxconn 9000
 
 defaults
     mode http
@@ -98,6 +100,15 @@ for i in $(seq 1 "$count"); do
     fi
     sleep 0.1
   done
+done
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+    echo "HAProxy failed to start:" >&2
+    cat "$state/haproxy.log" >&2
+    exit 1
+  fi
+  sleep 0.1
 done
 echo "chat cluster: $count nodes behind http://127.0.0.1:$port (HAProxy)"
 echo "  browser:  http://127.0.0.1:$port/"

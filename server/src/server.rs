@@ -195,8 +195,11 @@ impl Server {
         {
             tracing::warn!("some connections did not close within the grace period");
         }
-        // Only now: the connections' leaves went out over the bus.
-        drop(cluster);
+        // Only now, with every connection's leave queued for the bus: tell
+        // the other nodes this one is going and send what is still queued.
+        if let Some(cluster) = cluster {
+            cluster.shutdown(app.config.shutdown_grace).await;
+        }
         Ok(())
     }
 }

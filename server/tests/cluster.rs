@@ -524,3 +524,103 @@ async fn redis_without_a_database_is_a_clear_startup_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--database-url"), "{stderr}");
 }
+
+/// Four consecutive free ports: the proxy's, then one per node.
+fn free_ports() -> u16 {
+    for _ in 0..50 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if first > 65000 {
+            continue;
+        }
+        let all_free = (first..first + 4)
+            .map(|p| std::net::TcpListener::bind(("127.0.0.1", p)))
+            .collect::<Result<Vec<_>, _>>()
+            .is_ok();
+        if all_free {
+            return first;
+        }
+    }
+    panic!("no four consecutive free ports");
+}
+
+#[tokio::test]
+async fn make_cluster_serves_three_nodes_behind_one_haproxy_address() {
+    let have_haproxy = std::process::Command::new("haproxy")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_haproxy {
+        chat_test_engines::missing("haproxy", "apt-get install -y haproxy");
+        return;
+    }
+    let Some((db, redis, _)) = engines().await else {
+        return;
+    };
+    let state = tempfile::tempdir().expect("tempdir");
+    let port = free_ports();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/cluster/run.sh");
+    let mut child = tokio::process::Command::new("bash")
+        .arg(script)
+        .env("CHAT_CLUSTER_PORT", port.to_string())
+        .env("CHAT_DATABASE_URL", &db.url)
+        .env("CHAT_REDIS_URL", &redis.url)
+        .env("CHAT_REDIS_PREFIX", &redis.prefix)
+        .env("CHAT_SERVER_BIN", env!("CARGO_BIN_EXE_chat-server"))
+        .env("CHAT_CLUSTER_STATE", state.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run deploy/cluster/run.sh");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let banner = tokio::time::timeout(WAIT * 3, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("chat cluster:") {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    assert!(banner.is_some(), "the cluster did not start");
+    let front = Remote {
+        addr: ([127, 0, 0, 1], port).into(),
+        tls_cert: None,
+    };
+    front.register("kim").await;
+    front.register("lou").await;
+    let mut kim = front.client_for("kim").await;
+    let mut lou = front.client_for("lou").await;
+    kim.join("hall").await;
+    lou.join("hall").await;
+    kim.say("hall", "through the proxy").await;
+    let got = messages_until(&mut lou, "hall", 1).await;
+    assert_eq!(got[0].text, "through the proxy");
+    kim.close().await;
+    lou.close().await;
+
+    // SIGTERM stops the proxy and every node.
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    tokio::time::timeout(WAIT * 2, child.wait())
+        .await
+        .expect("the script ends")
+        .expect("wait");
+    let nodes_gone = tokio::time::timeout(WAIT, async {
+        while (port..port + 4).any(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(nodes_gone.is_ok(), "the proxy and the nodes stopped");
+}
