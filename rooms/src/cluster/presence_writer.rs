@@ -122,7 +122,7 @@ pub(crate) async fn register(
         .arg(keys.heartbeat(incarnation))
         .arg(&identity.node_id)
         .arg("PX")
-        .arg(millis(ttl))
+        .arg(millis(heartbeat_life(ttl)))
         .ignore()
         .cmd("HSET")
         .arg(keys.registry())
@@ -131,6 +131,14 @@ pub(crate) async fn register(
         .ignore()
         .query_async(conn)
         .await
+}
+
+/// How long one heartbeat keeps a node alive: two thirds of the presence
+/// TTL. Nodes refresh every third of it and reap every third of it, so a
+/// dead node is found at most 2/3 + 1/3 of the TTL after its last refresh,
+/// which is the promise of `--presence-ttl`; one late refresh is tolerated.
+pub(crate) fn heartbeat_life(ttl: Duration) -> Duration {
+    ttl * 2 / 3
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {
@@ -295,7 +303,7 @@ impl Writer {
                 .arg(self.keys.heartbeat(&incarnation))
                 .arg(&self.identity.node_id)
                 .arg("PX")
-                .arg(millis(self.ttl))
+                .arg(millis(heartbeat_life(self.ttl)))
                 .arg("GET")
                 .query_async(&mut self.conn)
                 .await;
