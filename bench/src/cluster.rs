@@ -63,7 +63,7 @@ impl Cluster {
     /// Starts the engines, then the nodes one after the other (the first
     /// one alone applies chat-server's migrations to the fresh database).
     async fn start(kind: ServerKind, paths: &Paths, engines: &Engines) -> anyhow::Result<Self> {
-        let redis = engines.redis(SERVER_CPU).await?;
+        let redis = engines.redis(Some(SERVER_CPU)).await?;
         let database = if needs_postgres(kind) {
             Some(engines.database().await?)
         } else {

@@ -119,8 +119,9 @@ impl Engines {
         TempDatabase::create(server).await
     }
 
-    /// A Redis for one cluster, pinned to `cpu` if the suite starts it.
-    pub async fn redis(&self, cpu: &str) -> anyhow::Result<RedisEngine> {
+    /// A Redis for one cluster, pinned to the `cpu` list (`taskset -c`) if
+    /// given and if the suite starts it.
+    pub async fn redis(&self, cpu: Option<&str>) -> anyhow::Result<RedisEngine> {
         let prefix = unique("chat_bench");
         match self.redis.clone().map_err(anyhow::Error::msg)? {
             RedisPlan::Shared(url) => Ok(RedisEngine {
@@ -237,16 +238,24 @@ pub struct RedisEngine {
 }
 
 impl RedisEngine {
-    /// Starts `redis-server` pinned to `cpu` on a free port, persisting
-    /// nothing, and waits until it answers.
-    async fn start_private(cpu: &str, prefix: String) -> anyhow::Result<Self> {
+    /// Starts `redis-server` (pinned to `cpu`, if given) on a free port,
+    /// persisting nothing, and waits until it answers.
+    async fn start_private(cpu: Option<&str>, prefix: String) -> anyhow::Result<Self> {
         // A port the OS just handed out and took back: another process
         // could take it in between, which the wait below would show.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = Command::new("taskset")
-            .args(["-c", cpu, "redis-server", "--port"])
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut taskset = Command::new("taskset");
+                taskset.args(["-c", cpu, "redis-server"]);
+                taskset
+            }
+            None => Command::new("redis-server"),
+        };
+        let child = command
+            .arg("--port")
             .arg(port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdin(Stdio::null())
@@ -399,7 +408,7 @@ mod tests {
         let Some(engines) = machine(false).await else {
             return;
         };
-        let redis = engines.redis("0").await.expect("private redis");
+        let redis = engines.redis(Some("0")).await.expect("private redis");
         assert!(redis.prefix.starts_with("chat_bench_"));
         ping(&redis.url).await.expect("answers");
         if redis.private.is_some() {
