@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-.PHONY: run test lint fmt check build clean bench bench-quick bench-build bench-durability
+.PHONY: run cluster test lint fmt check build clean bench bench-quick bench-build bench-durability
 
 CARGO ?= cargo
 # Extra flags for the server, e.g. `make run ARGS="--tls"`.
@@ -8,6 +8,12 @@ ARGS ?=
 ## run: start chat-server on its embedded defaults (http://127.0.0.1:8080, data in ./data)
 run:
 	$(CARGO) run --bin chat-server -- $(ARGS)
+
+## cluster: three chat-server nodes on the local PostgreSQL and Redis behind HAProxy
+## on http://127.0.0.1:8080 (Ctrl-C stops them all); see docs/cluster.md
+cluster:
+	$(CARGO) build --bin chat-server
+	bash deploy/cluster/run.sh
 
 ## test: every test of the workspace (unit, protocol, integration over loopback), then
 ## the browser client in headless Chromium (web/tests/run.sh; skipped, with a note, without Chromium)

@@ -5,7 +5,12 @@
 //! do all three); every event carries its room and sequence number so that
 //! each node's [`Hub`] can drop what it already delivered and fill what it
 //! missed from the room log. The in-process bus of a single node does none
-//! of those things, but the hub does not rely on that.
+//! of those things, but the hub does not rely on that. The bus of a cluster
+//! is [`crate::cluster::RedisBus`].
+//!
+//! Notices (`member_joined`, `member_left`) are unnumbered: the node that
+//! decides one tells its own members through its hub and the other nodes'
+//! through [`Bus::notify`], so that each member hears it once.
 
 use std::sync::Arc;
 
@@ -42,6 +47,11 @@ impl RoomEvent {
 pub trait Bus: Send + Sync + 'static {
     /// Sends `event` to every node with members in its room.
     fn publish(&self, event: RoomEvent);
+
+    /// Sends an unnumbered notice (`member_joined`, `member_left`) to the
+    /// members of `room` on every *other* node: the caller tells this
+    /// node's members itself, through its hub. Must not block either.
+    fn notify(&self, room: &str, frame: Frame);
 }
 
 /// The bus of a single node: straight into this node's hub.
@@ -60,4 +70,7 @@ impl Bus for LocalBus {
     fn publish(&self, event: RoomEvent) {
         self.hub.publish(event);
     }
+
+    /// There is no other node.
+    fn notify(&self, _room: &str, _frame: Frame) {}
 }

@@ -88,7 +88,7 @@ pub(crate) async fn run(
             room: room.to_owned(),
             user: peer.user.to_string(),
         };
-        hub.notify(room, &notice.to_json().into(), Some(peer.id));
+        node.announce(room, notice.to_json().into(), Some(peer.id));
     }
     let members = node.presence().members(room).await;
     let result = match opening {

@@ -7,6 +7,13 @@
 //! delivered already and is dropped; anything above it waits while the gap
 //! is read from the room log. Every lock here is a std `Mutex` held only for
 //! map updates and `try_send`s, never across an `.await`.
+//!
+//! Each room has at most one reader of the log at a time. It does two jobs:
+//! a gap fill (the events between `next` and the lowest pending one, after an
+//! optional grace during which a reordered event may still arrive) and a
+//! resync (everything after `next - 1`, open-ended, for when the bus may
+//! have lost events, such as after a (re)subscription). A job asked for while
+//! the reader is busy is done by the same reader afterwards.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
@@ -15,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::bus::RoomEvent;
+use crate::interest::Interest;
 use crate::outbox::{Frame, Outbox};
 use crate::room_log::RoomLog;
 
@@ -22,8 +30,11 @@ use crate::room_log::RoomLog;
 /// one on a machine of a few cores.
 pub const SHARDS: usize = 64;
 
-/// How long a failed gap read waits before it is tried again.
+/// How long a failed log read waits before it is tried again.
 const FILL_RETRY: Duration = Duration::from_millis(200);
+
+/// Messages a resync reads from the log at a time.
+const RESYNC_PAGE: usize = 500;
 
 /// Identifies one connection for its lifetime on this node.
 pub type ConnId = u64;
@@ -46,6 +57,24 @@ pub struct HubStats {
     pub duplicates_dropped: AtomicU64,
     /// Events read from the log because the bus had not brought them.
     pub gap_events_filled: AtomicU64,
+    /// Events delivered by a resync (the bus may have lost them).
+    pub resync_events_delivered: AtomicU64,
+}
+
+/// How a hub behaves.
+#[derive(Clone, Default)]
+pub struct HubOptions {
+    /// Live events held per catching-up member: the send queue's size, since
+    /// more could not be handed over without waiting anyway.
+    pub hold_at_most: usize,
+    /// How long a gap waits before it is read from the log. Over a network
+    /// bus the events of one room published by two nodes may arrive a few
+    /// milliseconds out of order; within the grace the missing one usually
+    /// arrives and no read is needed. Zero for the in-process bus.
+    pub gap_grace: Duration,
+    /// Marked whenever a room's state appears (its first local member) or
+    /// goes (its last), so that a networked bus (un)subscribes.
+    pub interest: Option<Arc<Interest>>,
 }
 
 struct Member {
@@ -66,12 +95,17 @@ struct CatchUp {
 }
 
 struct Room {
+    /// Tells this state from a later one of the same name, so that a reader
+    /// started for a room that went and came back stops.
+    id: u64,
     /// The next sequence number to deliver.
     next: u64,
     /// Events above `next`, waiting for the gap below them to be filled.
     pending: BTreeMap<u64, RoomEvent>,
-    /// Whether a gap read is under way.
-    filling: bool,
+    /// Whether a reader (gap fill or resync) is under way.
+    reading: bool,
+    /// Whether a resync is wanted; the reader does it next.
+    resync: bool,
     members: HashMap<ConnId, Member>,
 }
 
@@ -136,6 +170,16 @@ pub enum Finish {
 /// One shard's rooms, by name.
 type Shard = HashMap<Arc<str>, Room>;
 
+/// What a room's reader does next.
+enum Job {
+    /// Read everything after this seq.
+    Resync(u64),
+    /// Wait the gap grace, then look again.
+    Wait,
+    /// Read the events after the first seq and below the second.
+    Fill(u64, u64),
+}
+
 /// This node's rooms and their local members.
 pub struct Hub {
     shards: Box<[Mutex<Shard>]>,
@@ -144,24 +188,43 @@ pub struct Hub {
     log: Arc<dyn RoomLog>,
     /// Gap reads run here; `publish` may be called from the log's writer thread.
     runtime: tokio::runtime::Handle,
-    /// Live events held per catching-up member: the send queue's size, since
-    /// more could not be handed over without waiting anyway.
+    /// Live events held per catching-up member.
     hold_at_most: usize,
+    gap_grace: Duration,
+    interest: Option<Arc<Interest>>,
     next_conn: AtomicU64,
+    next_room: AtomicU64,
     stats: HubStats,
 }
 
 impl Hub {
     /// An empty hub that fills gaps from `log`, holding at most
     /// `hold_at_most` live events per catching-up member.
+    /// `hold_at_most` live events per catching-up member. Needs a tokio
+    /// runtime.
     pub fn new(log: Arc<dyn RoomLog>, hold_at_most: usize) -> Arc<Self> {
+        Self::with_options(
+            log,
+            HubOptions {
+                hold_at_most,
+                ..HubOptions::default()
+            },
+        )
+    }
+
+    /// An empty hub that fills gaps from `log`, as `options` say. Needs a
+    /// tokio runtime.
+    pub fn with_options(log: Arc<dyn RoomLog>, options: HubOptions) -> Arc<Self> {
         Arc::new(Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             log,
             runtime: tokio::runtime::Handle::current(),
-            hold_at_most,
+            hold_at_most: options.hold_at_most,
+            gap_grace: options.gap_grace,
+            interest: options.interest,
             next_conn: AtomicU64::new(1),
+            next_room: AtomicU64::new(1),
             stats: HubStats::default(),
         })
     }
@@ -188,11 +251,18 @@ impl Hub {
     /// before this call; a room new to this node starts delivering after it.
     pub fn begin(&self, room: &str, peer: &Peer, known_last: u64) -> Begin {
         let mut shard = self.shard(room);
-        let state = shard.entry(room.into()).or_insert_with(|| Room {
-            next: known_last + 1,
-            pending: BTreeMap::new(),
-            filling: false,
-            members: HashMap::new(),
+        let state = shard.entry(room.into()).or_insert_with_key(|room| {
+            if let Some(interest) = &self.interest {
+                interest.mark(room);
+            }
+            Room {
+                id: self.next_room.fetch_add(1, Ordering::Relaxed),
+                next: known_last + 1,
+                pending: BTreeMap::new(),
+                reading: false,
+                resync: false,
+                members: HashMap::new(),
+            }
         });
         match state.members.get(&peer.id) {
             Some(member) if member.catching_up.is_some() => Begin::CatchingUp,
@@ -276,9 +346,28 @@ impl Hub {
         };
         let removed = state.members.remove(&id).is_some();
         if state.members.is_empty() {
-            shard.remove(room);
+            if let Some((room, _)) = shard.remove_entry(room) {
+                if let Some(interest) = &self.interest {
+                    interest.mark(&room);
+                }
+            }
         }
         removed
+    }
+
+    /// Whether this node has members in `room` (catching up or live).
+    pub fn has_room(&self, room: &str) -> bool {
+        self.shard(room).contains_key(room)
+    }
+
+    /// Every room with members on this node.
+    pub fn rooms(&self) -> Vec<Arc<str>> {
+        let mut rooms = Vec::new();
+        for shard in &*self.shards {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            rooms.extend(shard.keys().cloned());
+        }
+        rooms
     }
 
     /// Whether `id` is a live member of `room` (not still catching up).
@@ -319,68 +408,155 @@ impl Hub {
                 return;
             }
             if event.seq > state.next {
-                let start = state.next - 1;
                 state.pending.insert(event.seq, event.clone());
-                if state.filling {
+                if state.reading {
                     return;
                 }
-                state.filling = true;
-                Some((start, event.seq))
+                state.reading = true;
+                Some(state.id)
             } else {
                 state.deliver(&event, self.hold_at_most);
                 state.drain(self.hold_at_most);
                 None
             }
         };
-        if let Some((after, upto)) = gap {
-            let hub = self.clone();
-            self.runtime
-                .spawn(async move { hub.fill(event.room, after, upto).await });
+        if let Some(id) = gap {
+            self.spawn_reader(event.room, id);
+        }
+    }
+
+    /// Reads everything the log has after what `room` delivered last and
+    /// delivers it in order, then whatever was pending: for when the bus may
+    /// have lost events, as after a (re)subscription, since nothing published
+    /// before a subscription took effect arrives. Done after a gap read under
+    /// way, if any; nothing happens when the room has no local member.
+    pub fn resync(self: &Arc<Self>, room: &str) {
+        let start = {
+            let mut shard = self.shard(room);
+            let Some(name) = shard.get_key_value(room).map(|(name, _)| name.clone()) else {
+                return;
+            };
+            let Some(state) = shard.get_mut(room) else {
+                return;
+            };
+            state.resync = true;
+            if state.reading {
+                return;
+            }
+            state.reading = true;
+            (name, state.id)
+        };
+        self.spawn_reader(start.0, start.1);
+    }
+
+    fn spawn_reader(self: &Arc<Self>, room: Arc<str>, id: u64) {
+        let hub = self.clone();
+        self.runtime.spawn(async move { hub.read(room, id).await });
+    }
+
+    /// The room's one reader: resyncs and fills gaps until neither is
+    /// wanted. Stops when the room's state `id` is gone.
+    async fn read(self: Arc<Self>, room: Arc<str>, id: u64) {
+        let mut waited = false;
+        loop {
+            let job = {
+                let mut shard = self.shard(&room);
+                let Some(state) = shard.get_mut(&room).filter(|s| s.id == id) else {
+                    return;
+                };
+                if state.resync {
+                    state.resync = false;
+                    Job::Resync(state.next - 1)
+                } else if let Some(&above) = state.pending.keys().next() {
+                    if waited || self.gap_grace.is_zero() {
+                        Job::Fill(state.next - 1, above)
+                    } else {
+                        Job::Wait
+                    }
+                } else {
+                    state.reading = false;
+                    return;
+                }
+            };
+            match job {
+                Job::Resync(after) => self.resync_after(&room, id, after).await,
+                Job::Wait => {
+                    tokio::time::sleep(self.gap_grace).await;
+                    waited = true;
+                }
+                Job::Fill(after, upto) => {
+                    waited = false;
+                    self.fill(&room, id, after, upto).await;
+                }
+            }
+        }
+    }
+
+    /// Delivers everything the log has after `after`, page by page. On a
+    /// failed read the resync is asked for again, after a pause.
+    async fn resync_after(&self, room: &Arc<str>, id: u64, mut after: u64) {
+        loop {
+            let page = match self.log.after(room, after, RESYNC_PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(%room, error = %e, "cannot resync from the log; retrying");
+                    if let Some(state) = self.shard(room).get_mut(room).filter(|s| s.id == id) {
+                        state.resync = true;
+                    }
+                    tokio::time::sleep(FILL_RETRY).await;
+                    return;
+                }
+            };
+            let complete = page.len() < RESYNC_PAGE;
+            let mut shard = self.shard(room);
+            let Some(state) = shard.get_mut(room).filter(|s| s.id == id) else {
+                return;
+            };
+            for message in page {
+                if message.seq < state.next {
+                    continue;
+                }
+                // Above `next`: retention removed those in between.
+                state.next = message.seq;
+                self.stats
+                    .resync_events_delivered
+                    .fetch_add(1, Ordering::Relaxed);
+                state.deliver(&RoomEvent::message(message), self.hold_at_most);
+            }
+            state.drain(self.hold_at_most);
+            if complete {
+                return;
+            }
+            after = state.next - 1;
         }
     }
 
     /// Reads the events after `after` and below `upto` from the log and
-    /// delivers them; what the log no longer has (retention) is skipped.
-    /// Goes on while further gaps opened meanwhile.
-    async fn fill(self: Arc<Self>, room: Arc<str>, mut after: u64, mut upto: u64) {
-        loop {
-            let wanted = usize::try_from(upto - after - 1).unwrap_or(usize::MAX);
-            let messages = match self.log.after(&room, after, wanted).await {
-                Ok(messages) => messages,
-                Err(e) => {
-                    tracing::warn!(%room, error = %e, "cannot read a gap from the log; retrying");
-                    tokio::time::sleep(FILL_RETRY).await;
-                    if !self.shard(&room).contains_key(&room) {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let mut shard = self.shard(&room);
-            let Some(state) = shard.get_mut(&room) else {
+    /// delivers them; what the log no longer has (retention) is skipped. A
+    /// failed read pauses; the reader tries again.
+    async fn fill(&self, room: &Arc<str>, id: u64, after: u64, upto: u64) {
+        let wanted = usize::try_from(upto - after - 1).unwrap_or(usize::MAX);
+        let messages = match self.log.after(room, after, wanted).await {
+            Ok(messages) => messages,
+            Err(e) => {
+                tracing::warn!(%room, error = %e, "cannot read a gap from the log; retrying");
+                tokio::time::sleep(FILL_RETRY).await;
                 return;
-            };
-            for message in messages.into_iter().filter(|m| m.seq < upto) {
-                let event = RoomEvent::message(message);
-                if event.seq == state.next {
-                    self.stats.gap_events_filled.fetch_add(1, Ordering::Relaxed);
-                    state.deliver(&event, self.hold_at_most);
-                }
             }
-            // Committed below `upto` yet not in the log: removed by retention.
-            state.next = state.next.max(upto);
-            state.drain(self.hold_at_most);
-            match state.pending.keys().next() {
-                // Another gap opened while this one was read.
-                Some(&above) => {
-                    after = state.next - 1;
-                    upto = above;
-                }
-                None => {
-                    state.filling = false;
-                    return;
-                }
+        };
+        let mut shard = self.shard(room);
+        let Some(state) = shard.get_mut(room).filter(|s| s.id == id) else {
+            return;
+        };
+        for message in messages.into_iter().filter(|m| m.seq < upto) {
+            let event = RoomEvent::message(message);
+            if event.seq == state.next {
+                self.stats.gap_events_filled.fetch_add(1, Ordering::Relaxed);
+                state.deliver(&event, self.hold_at_most);
             }
         }
+        // Committed below `upto` yet not in the log: removed by retention.
+        state.next = state.next.max(upto);
+        state.drain(self.hold_at_most);
     }
 }

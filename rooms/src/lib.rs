@@ -2,13 +2,18 @@
 //!
 //! Ordering comes from sequence numbers, not from a lock:
 //! - [`room_log`]: the [`RoomLog`] assigns each room's next seq and commits
-//!   (SQLite here: one writer that group-commits; reads on their own
-//!   connections).
+//!   (SQLite for one node, PostgreSQL for a cluster: one writer that
+//!   group-commits; reads on their own connections).
 //! - [`bus`]: carries each committed, numbered event to every node with
-//!   members in its room (in-process here).
+//!   members in its room (in-process for a single node; over Redis in
+//!   [`cluster`]).
 //! - [`hub`]: this node's members per room; delivers each room's events in
-//!   seq order, drops duplicates and fills gaps from the log.
-//! - [`presence`]: who is in which room.
+//!   seq order, drops duplicates, fills gaps from the log and resyncs a
+//!   room when the bus may have lost events; tells the bus which rooms it
+//!   wants through an [`interest`] set.
+//! - [`presence`]: who is in which room (in memory; shared through Redis in
+//!   [`cluster`]).
+//! - [`cluster`]: several nodes over one shared log and one Redis.
 //! - `catch_up`: one algorithm for a plain join and a resume.
 //! - [`node`]: the above put together, as a connection uses it.
 //! - [`outbox`] and [`close`]: a connection's queue and its one-shot close
@@ -21,7 +26,9 @@
 pub mod bus;
 mod catch_up;
 pub mod close;
+pub mod cluster;
 pub mod hub;
+pub mod interest;
 pub mod node;
 pub mod outbox;
 pub mod presence;
@@ -31,4 +38,4 @@ pub use close::{CloseReason, Closer};
 pub use hub::{ConnId, Hub, Peer};
 pub use node::Node;
 pub use outbox::{Frame, Inbox, Outbox};
-pub use room_log::{Durability, LogError, Retention, RoomLog, SqliteLog, Storage};
+pub use room_log::{Durability, LogError, PgLog, Retention, RoomLog, SqliteLog, Storage};

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chat_protocol::{ChatMessage, ErrorCode, RoomInfo, ServerEvent};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::bus::{Bus, LocalBus, RoomEvent};
 use crate::catch_up::{self, Start};
-use crate::hub::{Hub, Peer};
-use crate::presence::{LocalPresence, Presence};
+use crate::hub::{ConnId, Hub, Peer};
+use crate::outbox::Frame;
+use crate::presence::{Change, LocalPresence, Presence};
 use crate::room_log::{Bounds, LogError, NewMessage, RoomLog};
 
 /// The parts a node is made of.
@@ -33,6 +35,8 @@ pub struct Node {
     presence: Arc<dyn Presence>,
     /// Messages of history in a plain `joined`.
     history_on_join: usize,
+    /// Stops the presence upkeep task, if there is one, with the node.
+    _maintenance: Option<DropGuard>,
 }
 
 /// A request's `ref`, copied onto its answer.
@@ -56,14 +60,31 @@ impl Node {
         )
     }
 
-    /// A node from its parts, for shared (cluster) implementations.
+    /// A node from its parts, for shared (cluster) implementations. When
+    /// the presence needs upkeep ([`Presence::maintain_every`]) a task runs
+    /// it, and announces what it finds, until the node is dropped; that
+    /// needs a tokio runtime.
     pub fn from_parts(parts: Parts, history_on_join: usize) -> Self {
+        let maintenance = parts.presence.maintain_every().map(|every| {
+            let stop = CancellationToken::new();
+            tokio::spawn(maintain(
+                Announcer {
+                    hub: parts.hub.clone(),
+                    bus: parts.bus.clone(),
+                },
+                parts.presence.clone(),
+                every,
+                stop.clone(),
+            ));
+            stop.drop_guard()
+        });
         Self {
             log: parts.log,
             bus: parts.bus,
             hub: parts.hub,
             presence: parts.presence,
             history_on_join,
+            _maintenance: maintenance,
         }
     }
 
@@ -108,9 +129,16 @@ impl Node {
                 room: room.to_owned(),
                 user: peer.user.to_string(),
             };
-            self.hub.notify(room, &notice.to_json().into(), None);
+            self.announce(room, notice.to_json().into(), None);
         }
         true
+    }
+
+    /// Sends a notice to the members of `room` on this node (except
+    /// `except`) and on every other node.
+    pub(crate) fn announce(&self, room: &str, frame: Frame, except: Option<ConnId>) {
+        self.hub.notify(room, &frame, except);
+        self.bus.notify(room, frame);
     }
 
     /// Whether the connection is a member of `room` (joined, not catching up).
@@ -120,7 +148,8 @@ impl Node {
 
     /// Appends a message; once it is committed, acks it to the sender and
     /// publishes it to the room (a resend with a known `client_id` is acked
-    /// again and not published). The caller checks membership first.
+    /// again and published again, which the hubs drop as a duplicate). The
+    /// caller checks membership first.
     pub async fn send(
         &self,
         peer: &Peer,
@@ -152,9 +181,11 @@ impl Node {
                             id: appended.message.id.clone(),
                             client_id: acked_id,
                         });
-                        if !appended.duplicate {
-                            bus.publish(RoomEvent::message(appended.message));
-                        }
+                        // A duplicate is published again on purpose: its first
+                        // append may have committed while its sender heard only
+                        // an error (a connection lost during COMMIT), and then
+                        // nobody published it. Every hub drops what it has.
+                        bus.publish(RoomEvent::message(appended.message));
                     }
                     Err(e) => reply(ServerEvent::error(ErrorCode::Internal, storage_failure(&e))),
                 }),
@@ -213,6 +244,62 @@ impl Node {
 
     pub(crate) fn presence(&self) -> &dyn Presence {
         &*self.presence
+    }
+}
+
+/// Announces notices to every node: this one through its hub, the others
+/// through the bus.
+struct Announcer {
+    hub: Arc<Hub>,
+    bus: Arc<dyn Bus>,
+}
+
+impl Announcer {
+    fn change(&self, change: Change) {
+        let (room, notice) = match change {
+            Change::Joined { room, user } => {
+                let notice = ServerEvent::MemberJoined {
+                    room: room.clone(),
+                    user,
+                };
+                (room, notice)
+            }
+            Change::Left { room, user } => {
+                let notice = ServerEvent::MemberLeft {
+                    room: room.clone(),
+                    user,
+                };
+                (room, notice)
+            }
+        };
+        let frame: Frame = notice.to_json().into();
+        self.hub.notify(&room, &frame, None);
+        self.bus.notify(&room, frame);
+    }
+}
+
+/// Runs the presence's upkeep every `every` and announces what it finds,
+/// until `stop`. Each change is announced by the one node whose upkeep
+/// found it, to every node's members.
+async fn maintain(
+    announcer: Announcer,
+    presence: Arc<dyn Presence>,
+    every: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let changes = tokio::select! {
+            () = stop.cancelled() => return,
+            changes = async {
+                ticks.tick().await;
+                presence.maintain().await
+            } => changes,
+        };
+        for change in changes {
+            announcer.change(change);
+        }
     }
 }
 

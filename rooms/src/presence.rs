@@ -4,6 +4,28 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// A change of membership that no connection's join or leave announced,
+/// found by [`Presence::maintain`]: the node announces it to the room's
+/// members on every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `user` is in `room` again (announce `member_joined`).
+    Joined {
+        /// The room.
+        room: String,
+        /// The user.
+        user: String,
+    },
+    /// `user` has left `room` everywhere (announce `member_left`).
+    Left {
+        /// The room.
+        room: String,
+        /// The user.
+        user: String,
+    },
+}
 
 /// Who is in which room. Asynchronous because a shared implementation (for
 /// several nodes) answers over the network.
@@ -22,6 +44,18 @@ pub trait Presence: Send + Sync + 'static {
 
     /// Every room with members, with its number of distinct users.
     async fn counts(&self) -> HashMap<String, usize>;
+
+    /// Upkeep that a shared implementation needs (a heartbeat, removing the
+    /// members of nodes that died), returning what is to be announced. The
+    /// node calls it every [`Presence::maintain_every`].
+    async fn maintain(&self) -> Vec<Change> {
+        Vec::new()
+    }
+
+    /// How often [`Presence::maintain`] must run; `None`: never.
+    fn maintain_every(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Rooms are spread over this many locks.
@@ -51,11 +85,11 @@ impl LocalPresence {
         // std Mutex: map updates only, never held across an `.await`.
         self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-#[async_trait::async_trait]
-impl Presence for LocalPresence {
-    async fn join(&self, room: &str, user: &str) -> bool {
+    /// Counts one more connection of `user` in `room`, then calls `then`
+    /// with whether it is the user's first, under the room's lock: so that
+    /// whatever `then` queues is queued in the order of the counts.
+    pub(crate) fn join_then<R>(&self, room: &str, user: &str, then: impl FnOnce(bool) -> R) -> R {
         let mut shard = self.shard(room);
         let count = shard
             .entry(room.to_owned())
@@ -63,26 +97,57 @@ impl Presence for LocalPresence {
             .entry(user.to_owned())
             .or_default();
         *count += 1;
-        *count == 1
+        then(*count == 1)
     }
 
-    async fn leave(&self, room: &str, user: &str) -> bool {
+    /// Counts one connection fewer, then calls `then` with whether it was
+    /// the user's last and whether the room is now empty here, under the
+    /// room's lock (see [`LocalPresence::join_then`]). `None` (and no call)
+    /// when the user was not counted there.
+    pub(crate) fn leave_then<R>(
+        &self,
+        room: &str,
+        user: &str,
+        then: impl FnOnce(bool, bool) -> R,
+    ) -> Option<R> {
         let mut shard = self.shard(room);
-        let Some(users) = shard.get_mut(room) else {
-            return false;
-        };
-        let Some(count) = users.get_mut(user) else {
-            return false;
-        };
+        let users = shard.get_mut(room)?;
+        let count = users.get_mut(user)?;
         *count -= 1;
         let last = *count == 0;
         if last {
             users.remove(user);
-            if users.is_empty() {
-                shard.remove(room);
-            }
         }
-        last
+        let emptied = users.is_empty();
+        if emptied {
+            shard.remove(room);
+        }
+        Some(then(last, emptied))
+    }
+
+    /// Every room with members here and its users.
+    pub(crate) fn snapshot(&self) -> Vec<(String, Vec<String>)> {
+        let mut rooms = Vec::new();
+        for shard in &*self.shards {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            rooms.extend(
+                shard
+                    .iter()
+                    .map(|(room, users)| (room.clone(), users.keys().cloned().collect())),
+            );
+        }
+        rooms
+    }
+}
+
+#[async_trait::async_trait]
+impl Presence for LocalPresence {
+    async fn join(&self, room: &str, user: &str) -> bool {
+        self.join_then(room, user, |first| first)
+    }
+
+    async fn leave(&self, room: &str, user: &str) -> bool {
+        self.leave_then(room, user, |last, _| last).unwrap_or(false)
     }
 
     async fn members(&self, room: &str) -> Vec<String> {

@@ -3,12 +3,14 @@
 #![allow(missing_docs)]
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chat_protocol::{ChatMessage, ServerEvent};
 use chat_rooms::bus::RoomEvent;
-use chat_rooms::hub::{Begin, Finish};
+use chat_rooms::hub::{Begin, Finish, HubOptions};
+use chat_rooms::interest::Interest;
 use chat_rooms::room_log::{Appended, NewMessage};
 use chat_rooms::{Closer, Hub, Inbox, Outbox, Peer, Retention, RoomLog, SqliteLog};
 use chat_rooms::{Durability, Storage};
@@ -197,4 +199,125 @@ async fn a_catch_up_that_the_held_events_do_not_reach_reads_on() {
     assert!(carol.nothing_queued());
     hub.remove("r", carol.peer.id);
     assert_eq!(hub.finish("r", carol.peer.id, 4, false, None), Finish::Gone);
+}
+
+/// The room's events held by the hub for nobody: what a resync must bring.
+#[tokio::test]
+async fn a_resync_delivers_what_the_bus_never_brought() {
+    let log = log();
+    let hub = Hub::new(log.clone(), 64);
+    let mut bob = member(&hub, 64);
+    admit(&hub, &bob, "r", 0);
+    // Published while this node was not subscribed: lost on the bus.
+    let stored = store(&log, "r", 3).await;
+    hub.resync("r");
+    assert_eq!(bob.seqs(3).await, [1, 2, 3]);
+    // Late bus copies are duplicates now; the next live one goes through.
+    for message in &stored {
+        hub.publish(RoomEvent::message(message.clone()));
+    }
+    let next = store(&log, "r", 1).await;
+    hub.publish(RoomEvent::message(next[0].clone()));
+    assert_eq!(bob.seqs(1).await, [4]);
+    assert!(bob.nothing_queued());
+    hub.resync("no such room");
+}
+
+#[tokio::test]
+async fn a_resync_asked_for_during_a_gap_fill_still_happens() {
+    let log = log();
+    let stored = store(&log, "r", 3).await;
+    // A grace long enough that the reader is surely still busy with the gap
+    // when the resync is asked for.
+    let hub = Hub::with_options(
+        log.clone(),
+        HubOptions {
+            hold_at_most: 64,
+            gap_grace: Duration::from_millis(300),
+            interest: None,
+        },
+    );
+    let mut bob = member(&hub, 64);
+    admit(&hub, &bob, "r", 0);
+    // 3 opens a gap (1, 2): a reader starts and waits the grace.
+    hub.publish(RoomEvent::message(stored[2].clone()));
+    store(&log, "r", 2).await;
+    hub.resync("r");
+    assert_eq!(bob.seqs(5).await, [1, 2, 3, 4, 5]);
+    assert!(bob.nothing_queued());
+}
+
+#[tokio::test]
+async fn within_the_gap_grace_a_late_event_needs_no_read() {
+    let log = log();
+    let stored = store(&log, "r", 3).await;
+    let hub = Hub::with_options(
+        log.clone(),
+        HubOptions {
+            hold_at_most: 64,
+            gap_grace: Duration::from_secs(2),
+            interest: None,
+        },
+    );
+    let mut bob = member(&hub, 64);
+    admit(&hub, &bob, "r", 0);
+    hub.publish(RoomEvent::message(stored[0].clone()));
+    hub.publish(RoomEvent::message(stored[2].clone()));
+    // The reordering itself: 2 arrives well after 3, yet within the grace.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    hub.publish(RoomEvent::message(stored[1].clone()));
+    assert_eq!(bob.seqs(3).await, [1, 2, 3]);
+    let filled = hub.stats().gap_events_filled.load(Ordering::Relaxed);
+    assert_eq!(filled, 0, "2 came in time");
+}
+
+#[tokio::test]
+async fn after_the_gap_grace_the_gap_is_read() {
+    let log = log();
+    let stored = store(&log, "r", 3).await;
+    let hub = Hub::with_options(
+        log.clone(),
+        HubOptions {
+            hold_at_most: 64,
+            gap_grace: Duration::from_millis(50),
+            interest: None,
+        },
+    );
+    let mut bob = member(&hub, 64);
+    admit(&hub, &bob, "r", 0);
+    hub.publish(RoomEvent::message(stored[2].clone()));
+    assert_eq!(bob.seqs(3).await, [1, 2, 3]);
+    let filled = hub.stats().gap_events_filled.load(Ordering::Relaxed);
+    assert_eq!(filled, 2);
+}
+
+#[tokio::test]
+async fn the_hub_marks_a_room_when_its_first_member_comes_and_its_last_goes() {
+    let log = log();
+    let interest = Interest::new();
+    let hub = Hub::with_options(
+        log.clone(),
+        HubOptions {
+            hold_at_most: 64,
+            gap_grace: Duration::ZERO,
+            interest: Some(interest.clone()),
+        },
+    );
+    let bob = member(&hub, 64);
+    let carol = member(&hub, 64);
+    admit(&hub, &bob, "r", 0);
+    let marked = tokio::time::timeout(WAIT, interest.changed())
+        .await
+        .expect("marked");
+    assert!(marked.contains("r") && hub.has_room("r"));
+    admit(&hub, &carol, "r", 0);
+    assert!(
+        interest.take().is_empty(),
+        "a second member changes nothing"
+    );
+    hub.remove("r", bob.peer.id);
+    assert!(interest.take().is_empty());
+    hub.remove("r", carol.peer.id);
+    assert!(interest.take().contains("r"));
+    assert!(!hub.has_room("r") && hub.rooms().is_empty());
 }

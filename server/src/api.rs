@@ -40,6 +40,7 @@ pub(crate) fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .merge(web::routes())
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/api/login", post(login))
         .route("/api/register", post(register))
         .route("/api/ticket", post(ticket))
@@ -172,8 +173,20 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// Liveness: the process serves HTTP. Says nothing of the engines.
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Readiness: 200 when every engine answers, else 503 naming the failing ones.
+async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    let report = app.readiness.report().await;
+    let status = if report.failing.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report)).into_response()
 }
 
 async fn login(

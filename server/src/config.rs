@@ -116,6 +116,34 @@ pub struct Config {
     #[arg(long, value_enum, env = "CHAT_STORAGE", default_value = "file")]
     pub storage: Storage,
 
+    /// PostgreSQL for accounts, sessions and the room log (`postgres://...`),
+    /// instead of the data directory's SQLite files. The schema is created
+    /// and migrated on start. Alone, it runs one node on PostgreSQL; with
+    /// --redis-url, one node of a cluster.
+    #[arg(long, env = "CHAT_DATABASE_URL", value_parser = postgres_url, global = true)]
+    pub database_url: Option<String>,
+
+    /// Redis for what the nodes of a cluster share live: the bus between
+    /// nodes, presence, tickets and the login throttle (`redis://...`).
+    /// Needs --database-url, which stays the authority for every message.
+    #[arg(long, env = "CHAT_REDIS_URL", requires = "database_url", value_parser = redis_url)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel, so that several clusters (or
+    /// tests) can share one Redis.
+    #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = "chat", value_parser = redis_prefix)]
+    pub redis_prefix: String,
+
+    /// This node's name in the cluster (default: host name and listening port).
+    #[arg(long, env = "CHAT_NODE_ID", value_parser = node_id)]
+    pub node_id: Option<String>,
+
+    /// How long a node that stops heartbeating keeps its members in the
+    /// cluster's presence: a killed node's members leave, with member_left
+    /// to the others, within this time.
+    #[arg(long, env = "CHAT_PRESENCE_TTL", default_value = "30s", value_parser = presence_ttl)]
+    pub presence_ttl: Duration,
+
     /// On shutdown, how long to wait for clients to take their Close frame.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -130,6 +158,18 @@ impl Config {
         }
     }
 
+    /// This node's name: --node-id, or the host name and listening port.
+    pub fn node_name(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned());
+            format!("{host}:{}", self.listen.port())
+        })
+    }
+
     /// The defaults with another data directory, as tests and embedders want.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         let mut config = Self::parse_from(["chat-server"]);
@@ -141,6 +181,52 @@ impl Config {
 fn nonzero_duration(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s) {
         Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn postgres_url(s: &str) -> Result<String, String> {
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        Ok(s.to_owned())
+    } else {
+        Err("must be a postgres:// or postgresql:// URL".into())
+    }
+}
+
+fn redis_url(s: &str) -> Result<String, String> {
+    if s.starts_with("redis://") || s.starts_with("rediss://") {
+        Ok(s.to_owned())
+    } else {
+        Err("must be a redis:// or rediss:// URL".into())
+    }
+}
+
+/// Prefixes and node ids end up in key names and in a hash tag's
+/// neighbourhood: keep them to characters that cannot confuse either.
+fn plain_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("must be 1-64 of A-Z a-z 0-9 - _ . :".into())
+    }
+}
+
+fn redis_prefix(s: &str) -> Result<String, String> {
+    plain_name(s)
+}
+
+fn node_id(s: &str) -> Result<String, String> {
+    plain_name(s)
+}
+
+fn presence_ttl(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d < Duration::from_millis(300) => Err("must be at least 300ms".into()),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
@@ -204,9 +290,28 @@ mod tests {
             ["--session-ttl", "0s"],
             ["--rate", "-1"],
             ["--max-message-size", "0"],
+            ["--database-url", "mysql://localhost/chat"],
+            ["--node-id", "a b"],
+            ["--redis-prefix", "{x}"],
+            ["--presence-ttl", "10ms"],
         ] {
             let parsed = Config::try_parse_from(["chat-server", args[0], args[1]]);
             assert!(parsed.is_err(), "{args:?} was accepted");
         }
+    }
+
+    #[test]
+    fn redis_needs_a_database() {
+        let refused = Config::try_parse_from(["chat-server", "--redis-url", "redis://127.0.0.1"]);
+        let message = refused.expect_err("--redis-url alone").to_string();
+        assert!(message.contains("--database-url"), "{message}");
+        let both = Config::try_parse_from([
+            "chat-server",
+            "--redis-url",
+            "redis://127.0.0.1",
+            "--database-url",
+            "postgres://postgres@127.0.0.1/chat",
+        ]);
+        assert!(both.is_ok());
     }
 }

@@ -2,13 +2,16 @@
 //!
 //! A map of the modules, in the order a request travels through them:
 //! - [`server`]: accept loop, TLS, graceful shutdown.
-//! - `api`: HTTP routes (login, sessions, register, health) and the checked upgrade to `/ws`.
+//! - `backend`: where state is kept (embedded SQLite, PostgreSQL, or a cluster on
+//!   PostgreSQL and Redis), chosen by the flags.
+//! - `api`: HTTP routes (login, sessions, register, health and readiness) and the checked upgrade to `/ws`.
 //! - `origin`, `auth`: the Origin check; passwords, login throttling, sessions and
 //!   tickets, each store behind an interface.
 //! - `connection`: one socket: reader, event handler, writer task and heartbeat.
 //! - `chat_rooms` (its own crate): the room log, bus, hub and presence that
 //!   number, store and deliver messages.
 //! - `ratelimit`: the per-connection token bucket.
+//! - `readiness`: the engine checks behind `/readyz`.
 //! - [`accounts`] (inside `auth`): `chat.db`, the embedded SQLite database of accounts and sessions.
 //! - [`clock`]: the wall clock that dates sessions and tickets, which tests move.
 //! - `state`: what the HTTP routes share.
@@ -17,11 +20,13 @@
 
 mod api;
 mod auth;
+mod backend;
 pub mod clock;
 pub mod config;
 mod connection;
 mod origin;
 mod ratelimit;
+mod readiness;
 pub mod server;
 mod state;
 pub mod tls;
@@ -32,6 +37,6 @@ pub use chat_rooms::{Durability, Retention, Storage};
 
 pub use auth::accounts;
 pub use auth::accounts::Accounts;
-pub use auth::{add_user, PasswordHashes};
+pub use auth::{add_user, add_user_to_database, PasswordHashes};
 pub use config::Config;
 pub use server::Server;

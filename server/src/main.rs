@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Manage user accounts in the data directory.
+    /// Manage user accounts: in the data directory, or with --database-url in PostgreSQL.
     User {
         #[command(subcommand)]
         action: UserAction,
@@ -50,6 +50,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn add_user(config: &Config, name: &str) -> anyhow::Result<()> {
+    if let Some(url) = &config.database_url {
+        let password = read_password()?;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(chat_server::add_user_to_database(url, name, &password))?;
+        println!("created user {name} in the PostgreSQL database of --database-url");
+        return Ok(());
+    }
     let accounts = Accounts::open_in(&config.data_dir)?;
     let password = read_password()?;
     chat_server::add_user(&accounts, name, &password)?;

@@ -17,11 +17,13 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use chat_rooms::cluster::Cluster;
 use chat_rooms::room_log::unix_millis;
-use chat_rooms::{Node, RoomLog, SqliteLog};
+use chat_rooms::Node;
 
 use crate::api;
-use crate::auth::{Auth, PasswordHashes};
+use crate::auth::PasswordHashes;
+use crate::backend;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::connection;
@@ -43,6 +45,8 @@ pub struct Server {
     cert_source: Option<CertSource>,
     app: Arc<AppState>,
     node: Arc<Node>,
+    /// A cluster node's bus and presence, kept until the connections are closed.
+    cluster: Option<Cluster>,
 }
 
 impl Server {
@@ -55,14 +59,12 @@ impl Server {
     /// Like [`Server::bind`], dating sessions and tickets by `clock` (tests
     /// pass a [`crate::clock::ManualClock`] to move time).
     pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let auth = Auth::open(&config, clock).await?;
-        let log: Arc<dyn RoomLog> = Arc::new(SqliteLog::open(
-            &config.data_dir,
-            config.storage,
-            config.durability,
-            config.retention(),
-        )?);
-        let node = Arc::new(Node::single(log, config.history_on_join, config.send_queue));
+        let backend::Backend {
+            auth,
+            node,
+            readiness,
+            cluster,
+        } = backend::open(&config, clock).await?;
         let (tls, cert_source) = if config.tls {
             let (acceptor, source) = tls::acceptor(&config)?;
             (Some(acceptor), Some(source))
@@ -92,6 +94,7 @@ impl Server {
             connections,
             shutdown,
             tracker: TaskTracker::new(),
+            readiness,
             tls: tls.is_some(),
             config,
         });
@@ -101,6 +104,7 @@ impl Server {
             cert_source,
             app,
             node,
+            cluster,
         })
     }
 
@@ -138,6 +142,7 @@ impl Server {
             tls,
             app,
             node,
+            cluster,
             ..
         } = self;
         let router = api::router(app.clone());
@@ -189,6 +194,11 @@ impl Server {
             .is_err()
         {
             tracing::warn!("some connections did not close within the grace period");
+        }
+        // Only now, with every connection's leave queued for the bus: tell
+        // the other nodes this one is going and send what is still queued.
+        if let Some(cluster) = cluster {
+            cluster.shutdown(app.config.shutdown_grace).await;
         }
         Ok(())
     }

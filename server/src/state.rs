@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::connection;
+use crate::readiness::Readiness;
 
 /// State shared by every request.
 pub(crate) struct AppState {
@@ -20,6 +21,8 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// Tracks connection tasks and sockets, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,
+    /// What `/readyz` checks.
+    pub(crate) readiness: Readiness,
     /// Whether this server speaks TLS (for the Origin check's own origin).
     pub(crate) tls: bool,
 }

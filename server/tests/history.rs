@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_protocol::{ChatMessage, ClientEvent, ServerEvent};
-use common::{Client, TestServer};
+use common::TestServer;
 
 fn send(room: &str, text: &str, client_id: Option<&str>) -> ClientEvent {
     ClientEvent::SendMessage {
@@ -28,22 +28,6 @@ fn join_since(room: &str, since: u64) -> ClientEvent {
 }
 
 /// Sends and waits for the ack; returns the sequence number.
-async fn send_acked(client: &mut Client, room: &str, text: &str, client_id: &str) -> u64 {
-    client.send(send(room, text, Some(client_id))).await;
-    loop {
-        if let ServerEvent::Ack {
-            seq,
-            client_id: Some(id),
-            ..
-        } = client.next_with_acks().await
-        {
-            if id == client_id {
-                return seq;
-            }
-        }
-    }
-}
-
 fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
     messages.iter().map(|m| m.seq).collect()
 }
@@ -92,7 +76,9 @@ async fn joining_brings_recent_history_and_history_pages_back() {
     let mut alice = server.client("alice").await;
     alice.join("r").await;
     for i in 1..=12 {
-        send_acked(&mut alice, "r", &format!("m{i}"), &format!("c{i}")).await;
+        alice
+            .send_acked("r", &format!("m{i}"), &format!("c{i}"))
+            .await;
     }
 
     let mut carol = server.client("carol").await;
@@ -160,7 +146,9 @@ async fn a_resume_beyond_retention_says_what_is_gone() {
     let mut alice = server.client("alice").await;
     alice.join("r").await;
     for i in 1..=10 {
-        send_acked(&mut alice, "r", &format!("m{i}"), &format!("c{i}")).await;
+        alice
+            .send_acked("r", &format!("m{i}"), &format!("c{i}"))
+            .await;
     }
     let mut bob = server.client("bob").await;
     bob.send(join_since("r", 2)).await;
@@ -203,7 +191,9 @@ async fn a_resume_under_load_continues_with_no_gap_and_no_duplicate() {
     alice.join("r").await;
     bob.join("r").await;
     for i in 1..=5 {
-        send_acked(&mut alice, "r", &format!("m{i}"), &format!("a{i}")).await;
+        alice
+            .send_acked("r", &format!("m{i}"), &format!("a{i}"))
+            .await;
     }
     let mut bob_seen = Vec::new();
     while bob_seen.len() < 5 {
@@ -216,11 +206,15 @@ async fn a_resume_under_load_continues_with_no_gap_and_no_duplicate() {
     // 300 messages while bob is away (more than one page of backlog), then
     // 300 more while he resumes.
     for i in 6..=305 {
-        send_acked(&mut alice, "r", &format!("m{i}"), &format!("a{i}")).await;
+        alice
+            .send_acked("r", &format!("m{i}"), &format!("a{i}"))
+            .await;
     }
     let sender = tokio::spawn(async move {
         for i in 306..=605 {
-            send_acked(&mut alice, "r", &format!("m{i}"), &format!("a{i}")).await;
+            alice
+                .send_acked("r", &format!("m{i}"), &format!("a{i}"))
+                .await;
         }
         alice
     });
@@ -294,13 +288,9 @@ async fn members_who_drop_and_resume_at_random_receive_every_message_in_order() 
         senders.push(tokio::spawn(async move {
             for i in 0..150 {
                 let room = ["red", "blue"][i % 2];
-                send_acked(
-                    &mut client,
-                    room,
-                    &format!("s{s}-{i}"),
-                    &format!("s{s}-{i}"),
-                )
-                .await;
+                client
+                    .send_acked(room, &format!("s{s}-{i}"), &format!("s{s}-{i}"))
+                    .await;
             }
             client
         }));
@@ -416,7 +406,9 @@ async fn a_repeated_resume_request_still_delivers_each_message_once() {
     let mut alice = server.client("alice").await;
     alice.join("r").await;
     for i in 1..=250 {
-        send_acked(&mut alice, "r", &format!("m{i}"), &format!("c{i}")).await;
+        alice
+            .send_acked("r", &format!("m{i}"), &format!("c{i}"))
+            .await;
     }
     let mut bob = server.client("bob").await;
     // Sent twice before the first can finish: the second is absorbed.

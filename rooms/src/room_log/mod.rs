@@ -3,9 +3,10 @@
 //!
 //! [`RoomLog`] is the boundary; [`SqliteLog`] is the embedded implementation
 //! (one writer thread that group-commits, reads on connections of their own,
-//! WAL checkpoints in the background). A cluster implements the same trait
-//! on a shared database.
+//! WAL checkpoints in the background); [`PgLog`] implements the same trait
+//! on a PostgreSQL database that every node of a cluster shares.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chat_protocol::ChatMessage;
 
+pub use postgres::PgLog;
 pub use sqlite::SqliteLog;
 
 /// File name of the message database inside the data directory.
@@ -70,6 +72,9 @@ pub enum LogError {
     /// The database failed.
     #[error("message log: {0}")]
     Db(Arc<rusqlite::Error>),
+    /// PostgreSQL failed, could not be reached, or did not answer in time.
+    #[error("message log (PostgreSQL): {0}")]
+    Postgres(Arc<sqlx::Error>),
     /// The log's files could not be set up.
     #[error("message log: {0}")]
     Io(Arc<std::io::Error>),
@@ -81,6 +86,12 @@ pub enum LogError {
 impl From<rusqlite::Error> for LogError {
     fn from(e: rusqlite::Error) -> Self {
         Self::Db(Arc::new(e))
+    }
+}
+
+impl From<sqlx::Error> for LogError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Postgres(Arc::new(e))
     }
 }
 
@@ -196,6 +207,10 @@ pub trait RoomLog: Send + Sync + 'static {
 
     /// The retention limits in force.
     fn retention(&self) -> Retention;
+
+    /// Whether the log can serve requests now: its store answers a cheap
+    /// read within a short time and its writer is running.
+    async fn ready(&self) -> Result<(), LogError>;
 }
 
 /// The `history_gap` to send when the first message available after `cursor`

@@ -525,8 +525,19 @@ impl RoomLog for SqliteLog {
     fn retention(&self) -> Retention {
         self.retention
     }
+
+    async fn ready(&self) -> Result<(), LogError> {
+        if self.writer.is_closed() {
+            return Err(LogError::Closed);
+        }
+        // A read on the read pool: the file opens and answers.
+        self.read(|conn| conn.query_row("SELECT count(*) FROM meta", [], |_| Ok(())))
+            .await
+    }
 }
 
+// The behaviour every RoomLog shares is tested once for both logs, in
+// tests/room_log/behaviour.rs; here is what only a file store has.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,146 +550,6 @@ mod tests {
             retention,
         )
         .expect("opens")
-    }
-
-    fn message(room: &str, text: &str, client_id: Option<&str>) -> NewMessage {
-        NewMessage {
-            room: room.into(),
-            sender: "alice".into(),
-            client_id: client_id.map(Into::into),
-            text: text.into(),
-        }
-    }
-
-    /// Appends and waits for the commit.
-    async fn add(log: &SqliteLog, room: &str, text: &str, client_id: Option<&str>) -> Appended {
-        let (done, committed) = oneshot::channel();
-        log.append(
-            message(room, text, client_id),
-            Box::new(move |r| {
-                let _ = done.send(r);
-            }),
-        )
-        .await;
-        committed.await.expect("completed").expect("committed")
-    }
-
-    #[tokio::test]
-    async fn sequence_numbers_are_per_room_and_gapless() {
-        let log = open(Retention::default());
-        let mut seqs = Vec::new();
-        for room in ["a", "b", "a", "a", "b"] {
-            seqs.push(add(&log, room, "x", None).await.message.seq);
-        }
-        assert_eq!(seqs, [1, 1, 2, 3, 2]);
-        assert_eq!(log.bounds("a").await.expect("q").last_seq, 3);
-        assert_eq!(log.bounds("never").await.expect("q"), Bounds::default());
-    }
-
-    #[tokio::test]
-    async fn a_batch_queued_at_once_commits_in_queue_order() {
-        let log = open(Retention::default());
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        // Queued without waiting for each commit, so the writer batches them.
-        for i in 0..500 {
-            let tx = tx.clone();
-            log.append(
-                message("r", &format!("m{i}"), Some(&format!("c{}", i % 400))),
-                Box::new(move |r| {
-                    let _ = tx.send(r.expect("committed"));
-                }),
-            )
-            .await;
-        }
-        drop(tx);
-        let mut completed = Vec::new();
-        while let Some(appended) = rx.recv().await {
-            completed.push(appended);
-        }
-        let fresh: Vec<u64> = completed
-            .iter()
-            .filter(|a| !a.duplicate)
-            .map(|a| a.message.seq)
-            .collect();
-        assert_eq!(
-            fresh,
-            (1..=400).collect::<Vec<_>>(),
-            "completed in seq order"
-        );
-        assert!(
-            completed[400..].iter().all(|a| a.duplicate),
-            "a client_id reused within a batch is caught in the same transaction"
-        );
-        assert_eq!(completed[450].message.seq, 51);
-    }
-
-    #[tokio::test]
-    async fn a_reused_client_id_returns_the_first_message() {
-        let log = open(Retention::default());
-        let first = add(&log, "r", "hello", Some("c1")).await;
-        let again = add(&log, "r", "hello", Some("c1")).await;
-        assert!(!first.duplicate && again.duplicate);
-        assert_eq!(first.message, again.message);
-        assert_eq!(log.bounds("r").await.expect("q").last_seq, 1);
-        assert!(
-            !add(&log, "other", "hello", Some("c1")).await.duplicate,
-            "per room"
-        );
-    }
-
-    #[tokio::test]
-    async fn pages_in_both_directions_and_reads_recent_with_its_bound() {
-        let log = open(Retention::default());
-        for i in 1..=10 {
-            add(&log, "r", &format!("m{i}"), None).await;
-        }
-        let seqs = |m: Vec<ChatMessage>| m.iter().map(|m| m.seq).collect::<Vec<_>>();
-        assert_eq!(seqs(log.before("r", None, 3).await.expect("q")), [8, 9, 10]);
-        assert_eq!(
-            seqs(log.before("r", Some(8), 3).await.expect("q")),
-            [5, 6, 7]
-        );
-        assert_eq!(seqs(log.after("r", 7, 100).await.expect("q")), [8, 9, 10]);
-        assert!(log.after("r", u64::MAX, 100).await.expect("q").is_empty());
-        let recent = log.recent("r", 2).await.expect("q");
-        assert_eq!((seqs(recent.messages), recent.last_seq), (vec![9, 10], 10));
-    }
-
-    #[tokio::test]
-    async fn retention_by_count_keeps_the_newest_and_never_reuses_numbers() {
-        let log = open(Retention {
-            max_messages: Some(3),
-            max_age: None,
-        });
-        for i in 1..=7 {
-            add(&log, "r", &format!("m{i}"), None).await;
-        }
-        assert_eq!(log.bounds("r").await.expect("q").first_seq, Some(5));
-        assert_eq!(add(&log, "r", "m8", None).await.message.seq, 8);
-    }
-
-    #[tokio::test]
-    async fn retention_by_age_forgets_old_messages() {
-        let log = open(Retention {
-            max_messages: None,
-            max_age: Some(Duration::from_secs(60)),
-        });
-        let sent = add(&log, "r", "old", None).await;
-        add(&log, "r", "new", None).await;
-        let sent_ms = unix_millis(humantime::parse_rfc3339(&sent.message.sent_at).expect("time"));
-        // Both were stamped in the same second: a second later both stay,
-        // two minutes later both go.
-        assert_eq!(log.prune_by_age(sent_ms + 1_000).await.expect("prunes"), 0);
-        assert_eq!(
-            log.prune_by_age(sent_ms + 120_000).await.expect("prunes"),
-            2
-        );
-        assert_eq!(log.bounds("r").await.expect("q").first_seq, None);
-        assert_eq!(
-            log.rooms().await.expect("q")[0].last_seq,
-            2,
-            "the room remains"
-        );
     }
 
     #[tokio::test]

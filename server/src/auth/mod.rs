@@ -2,12 +2,19 @@
 //! login leaves behind, and the one-time tickets that carry a login or a
 //! session over to the WebSocket upgrade.
 //!
-//! [`Auth`] keeps its state in three stores behind the interfaces of
-//! [`stores`]; [`Auth::open`] sets up a single server's: accounts and sessions
-//! in `chat.db`, tickets in memory.
+//! [`Auth`] keeps its state in four stores behind the interfaces of
+//! [`stores`]. [`Auth::open`] sets up a single server's: accounts and sessions
+//! in `chat.db`, tickets and failed-login counts in memory.
+//! [`Auth::open_cluster`] sets up a cluster node's: accounts and sessions in
+//! PostgreSQL, tickets and failed-login counts in Redis (or, on a single node
+//! without Redis, in memory).
 
 pub mod accounts;
+#[cfg(test)]
+mod cluster_tests;
 mod password;
+mod postgres;
+mod redis_stores;
 pub(crate) mod session;
 mod stored_sessions;
 pub(crate) mod stores;
@@ -21,15 +28,23 @@ use std::time::Duration;
 
 use chat_protocol::names::validate_username;
 use rand_core::{OsRng, RngCore};
+use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
 use crate::clock::{millis, Clock, UnixMillis};
 use crate::config::Config;
 use accounts::{Accounts, AccountsError};
+pub(crate) use postgres::migrate;
+use postgres::{PgAccounts, PgSessions};
+pub(crate) use redis_stores::connect_redis;
+pub(crate) use redis_stores::SharedRedis;
+use redis_stores::{RedisThrottle, RedisTickets};
 pub(crate) use session::SessionError;
 use stored_sessions::StoredSessions;
-use stores::{AccountError, AccountStore, BackendError, SessionStore, TicketStore};
-use throttle::LoginThrottle;
+use stores::{
+    AccountError, AccountStore, BackendError, LimitError, LoginLimiter, SessionStore, TicketStore,
+};
+use throttle::MemoryThrottle;
 use ticket::MemoryTickets;
 pub(crate) use ticket::TicketError;
 
@@ -59,6 +74,15 @@ impl From<BackendError> for AuthError {
     }
 }
 
+impl From<LimitError> for AuthError {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::Limited(wait) => Self::TooManyAttempts(wait),
+            LimitError::Backend(e) => e.into(),
+        }
+    }
+}
+
 impl From<AccountError> for AuthError {
     fn from(e: AccountError) -> Self {
         match e {
@@ -68,7 +92,7 @@ impl From<AccountError> for AuthError {
     }
 }
 
-/// Why the single-server stores could not be opened.
+/// Why the stores could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum OpenError {
     /// `chat.db` could not be opened or migrated.
@@ -77,6 +101,9 @@ pub(crate) enum OpenError {
     /// The stored sessions could not be loaded.
     #[error("loading sessions: {0}")]
     Sessions(#[from] BackendError),
+    /// The PostgreSQL schema could not be brought up to date.
+    #[error("migrating the accounts database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 /// Whole seconds to wait, rounded up: never tells a client to come back early.
@@ -142,6 +169,8 @@ pub(crate) struct Stores {
     pub(crate) sessions: Arc<dyn SessionStore>,
     /// Socket tickets.
     pub(crate) tickets: Arc<dyn TicketStore>,
+    /// Failed-login counts.
+    pub(crate) limiter: Arc<dyn LoginLimiter>,
 }
 
 /// The authentication service shared by the HTTP handlers.
@@ -153,7 +182,7 @@ pub(crate) struct Auth {
     clock: Arc<dyn Clock>,
     ticket_ttl: Duration,
     session_ttl: Duration,
-    throttle: LoginThrottle,
+    limiter: Arc<dyn LoginLimiter>,
     attempts_per_user: u32,
     /// argon2 costs tens of milliseconds of CPU and 19 MiB per check; bounding
     /// concurrent checks keeps a login flood from starving the chat relay.
@@ -176,6 +205,40 @@ impl Auth {
             accounts: Arc::new(accounts),
             sessions: Arc::new(sessions),
             tickets: Arc::new(MemoryTickets::new()),
+            limiter: Arc::new(MemoryThrottle::new(config.login_window)),
+        };
+        Ok(Self::new(stores, config, clock))
+    }
+
+    /// A cluster node's authentication: accounts and sessions in `pool`'s
+    /// PostgreSQL database (its schema migrated first), and with `redis`,
+    /// tickets and failed-login counts in Redis under `redis.prefix`, so that
+    /// every node shares them. Without `redis` (a single node on PostgreSQL)
+    /// tickets and counts stay in this process's memory; nodes sharing the
+    /// database must then not share clients, since a ticket opens a socket
+    /// only on the node that minted it.
+    pub(crate) async fn open_cluster(
+        pool: PgPool,
+        redis: Option<SharedRedis>,
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OpenError> {
+        migrate(&pool).await?;
+        let (tickets, limiter): (Arc<dyn TicketStore>, Arc<dyn LoginLimiter>) = match redis {
+            Some(redis) => (
+                Arc::new(RedisTickets::new(redis.clone())),
+                Arc::new(RedisThrottle::new(redis, config.login_window)),
+            ),
+            None => (
+                Arc::new(MemoryTickets::new()),
+                Arc::new(MemoryThrottle::new(config.login_window)),
+            ),
+        };
+        let stores = Stores {
+            accounts: Arc::new(PgAccounts::new(pool.clone())),
+            sessions: Arc::new(PgSessions::new(pool)),
+            tickets,
+            limiter,
         };
         Ok(Self::new(stores, config, clock))
     }
@@ -190,7 +253,7 @@ impl Auth {
             clock,
             ticket_ttl: config.ticket_ttl,
             session_ttl: config.session_ttl,
-            throttle: LoginThrottle::new(config.login_window),
+            limiter: stores.limiter,
             attempts_per_user: config.login_attempts,
             hashing: Arc::new(Semaphore::new(cpus)),
             password_hashes: PasswordHashes::default(),
@@ -207,7 +270,10 @@ impl Auth {
     }
 
     /// Checks credentials and issues a ticket and a session. Failures count
-    /// against both the user name and the client address.
+    /// against both the user name and the client address. If the counts
+    /// cannot be read or written, the login fails (an internal error) rather
+    /// than go uncounted: a store that is down must not open the door to
+    /// unlimited password guessing.
     pub(crate) async fn login(
         &self,
         username: &str,
@@ -220,9 +286,7 @@ impl Auth {
             (user_key.as_str(), self.attempts_per_user),
             (ip_key.as_str(), self.attempts_per_user.saturating_mul(10)),
         ];
-        self.throttle
-            .check(&limits)
-            .map_err(AuthError::TooManyAttempts)?;
+        self.limiter.check(&limits).await?;
 
         let found = {
             // Held over the lookup too, so that a flood of logins queues here
@@ -253,7 +317,11 @@ impl Auth {
 
         match found {
             Some(user) => {
-                self.throttle.clear(&user_key);
+                // The password was right, so this login goes on: a count
+                // left behind only brings a later lockout closer.
+                if let Err(e) = self.limiter.clear(&user_key).await {
+                    tracing::warn!(error = %e, "clearing the failed logins of a user failed");
+                }
                 let now = self.now();
                 // The session first: it is the write that may fail, and a
                 // ticket issued before it would be wasted.
@@ -274,7 +342,7 @@ impl Auth {
                 })
             }
             None => {
-                self.throttle.record_failure(&[&user_key, &ip_key]);
+                self.limiter.record_failure(&[&user_key, &ip_key]).await?;
                 Err(AuthError::InvalidCredentials)
             }
         }
@@ -383,6 +451,32 @@ pub(crate) fn check_password(password: &str) -> Result<(), String> {
         return Err(format!("password must be at most {MAX_PASSWORD_LEN} bytes"));
     }
     Ok(())
+}
+
+/// Creates an account in a PostgreSQL database (`chat-server user add` with
+/// `--database-url`), migrating its schema first if it is new.
+pub async fn add_user_to_database(
+    database_url: &str,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    validate_username(username).map_err(|e| anyhow::anyhow!("invalid user name: {e}"))?;
+    check_password(password).map_err(anyhow::Error::msg)?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(database_url)
+        .await?;
+    migrate(&pool).await?;
+    let owned = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&owned))
+        .await?
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    let created = postgres::PgAccounts::new(pool.clone())
+        .create(username, &hash)
+        .await;
+    pool.close().await;
+    created.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Creates an account from the command line (`chat-server user add`).

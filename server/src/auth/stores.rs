@@ -1,10 +1,13 @@
-//! The interfaces of the three stores authentication keeps its state in:
-//! accounts, sessions and tickets. [`super::Auth`] holds each as an
-//! `Arc<dyn ...>`, so a store shared by a cluster (PostgreSQL, Redis) replaces
-//! the single-server one without changing a caller.
+//! The interfaces of the four stores authentication keeps its state in:
+//! accounts, sessions, tickets and the counts of failed logins.
+//! [`super::Auth`] holds each as an `Arc<dyn ...>`, so a store shared by a
+//! cluster (PostgreSQL, Redis) replaces the single-server one without
+//! changing a caller.
 //!
 //! Every method takes the current date (`now`, unix milliseconds) from the
 //! caller rather than reading a clock: one clock per server, which tests move.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -28,6 +31,28 @@ impl BackendError {
 impl From<rusqlite::Error> for BackendError {
     fn from(e: rusqlite::Error) -> Self {
         Self::new(e)
+    }
+}
+
+/// A shared engine's failure, named, so that a log line says which engine
+/// ("Redis: broken pipe") rather than only what went wrong.
+#[derive(Debug, thiserror::Error)]
+enum EngineError {
+    #[error("PostgreSQL: {0}")]
+    Postgres(sqlx::Error),
+    #[error("Redis: {0}")]
+    Redis(redis::RedisError),
+}
+
+impl From<sqlx::Error> for BackendError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::new(EngineError::Postgres(e))
+    }
+}
+
+impl From<redis::RedisError> for BackendError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::new(EngineError::Redis(e))
     }
 }
 
@@ -112,4 +137,36 @@ pub(crate) trait TicketStore: Send + Sync {
 
     /// Forgets expired tickets; returns how many.
     async fn prune(&self, now: UnixMillis) -> Result<usize, BackendError>;
+}
+
+/// Why a login attempt was not let through to the password check.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LimitError {
+    /// A key is at its limit; the window it counts in ends after this long.
+    #[error("too many failed logins; retry in {0:?}")]
+    Limited(Duration),
+    /// The store failed, so the failures are unknown: the attempt is refused
+    /// too (fail closed), since letting it through would allow unlimited
+    /// password guessing for as long as the store is down.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Counts of failed logins per key (a user name, a client address) in fixed
+/// windows of a length the limiter was made with: the first failure of a key
+/// opens its window, and the key's count is forgotten when the window ends.
+/// Shared stores count the failures of every server together, so that a
+/// cluster allows as many guesses per user name as one server does.
+#[async_trait]
+pub(crate) trait LoginLimiter: Send + Sync {
+    /// `Err(Limited(retry_after))` when any of the `(key, limit)` pairs has
+    /// reached its limit in its current window; `retry_after` is the longest
+    /// wait among them.
+    async fn check(&self, limits: &[(&str, u32)]) -> Result<(), LimitError>;
+
+    /// Counts one failure against each key, opening a window for a key without one.
+    async fn record_failure(&self, keys: &[&str]) -> Result<(), BackendError>;
+
+    /// Forgets the failures of a key, after a successful login.
+    async fn clear(&self, key: &str) -> Result<(), BackendError>;
 }

@@ -1,10 +1,14 @@
-//! Throttling of failed logins, against password guessing.
+//! Throttling of failed logins, against password guessing: the in-process
+//! [`LoginLimiter`], which counts one server's failures.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::time::Instant;
+
+use super::stores::{BackendError, LimitError, LoginLimiter};
 
 struct Window {
     started: Instant,
@@ -14,13 +18,13 @@ struct Window {
 /// Counts failed logins per key (a user name, a client address) in fixed
 /// windows. Once a key reaches its limit, every further attempt is refused
 /// until the window ends, without checking the password at all.
-pub(crate) struct LoginThrottle {
+pub(crate) struct MemoryThrottle {
     window: Duration,
     // std Mutex: only map operations inside, never an `.await`.
     windows: Mutex<HashMap<String, Window>>,
 }
 
-impl LoginThrottle {
+impl MemoryThrottle {
     pub(crate) fn new(window: Duration) -> Self {
         Self {
             window,
@@ -74,13 +78,30 @@ impl LoginThrottle {
     }
 }
 
+#[async_trait]
+impl LoginLimiter for MemoryThrottle {
+    async fn check(&self, limits: &[(&str, u32)]) -> Result<(), LimitError> {
+        MemoryThrottle::check(self, limits).map_err(LimitError::Limited)
+    }
+
+    async fn record_failure(&self, keys: &[&str]) -> Result<(), BackendError> {
+        MemoryThrottle::record_failure(self, keys);
+        Ok(())
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), BackendError> {
+        MemoryThrottle::clear(self, key);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
     async fn locks_after_the_limit_until_the_window_ends() {
-        let throttle = LoginThrottle::new(Duration::from_secs(60));
+        let throttle = MemoryThrottle::new(Duration::from_secs(60));
         let keys = [("user:alice", 3), ("ip:127.0.0.1", 30)];
         for _ in 0..3 {
             assert_eq!(throttle.check(&keys), Ok(()));
@@ -97,7 +118,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn success_clears_the_user_key() {
-        let throttle = LoginThrottle::new(Duration::from_secs(60));
+        let throttle = MemoryThrottle::new(Duration::from_secs(60));
         throttle.record_failure(&["user:alice"]);
         throttle.record_failure(&["user:alice"]);
         throttle.clear("user:alice");

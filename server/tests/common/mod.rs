@@ -27,6 +27,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
+pub mod cluster;
+
 /// How long a test waits for any one expected thing before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 pub const PASSWORD: &str = "correct horse battery";
@@ -57,6 +59,7 @@ impl std::ops::Deref for TestServer {
 }
 
 /// How to reach a server: its address, and the certificate to trust for TLS.
+#[derive(Clone)]
 pub struct Remote {
     pub addr: SocketAddr,
     pub tls_cert: Option<PathBuf>,
@@ -399,6 +402,29 @@ impl Client {
             client_id: None,
         })
         .await;
+    }
+
+    /// Sends a message with `client_id` and waits for its ack; returns its seq.
+    pub async fn send_acked(&mut self, room: &str, text: &str, client_id: &str) -> u64 {
+        self.send(ClientEvent::SendMessage {
+            room: room.into(),
+            text: text.into(),
+            client_id: Some(client_id.into()),
+        })
+        .await;
+        loop {
+            match self.next_with_acks().await {
+                ServerEvent::Ack {
+                    seq,
+                    client_id: Some(id),
+                    ..
+                } if id == client_id => return seq,
+                ServerEvent::Error { code, message, .. } => {
+                    panic!("{}: sending {client_id}: {code:?} {message}", self.user)
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Reads until the server's Close frame and returns it.

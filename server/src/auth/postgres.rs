@@ -1,0 +1,504 @@
+//! Accounts and sessions in PostgreSQL, shared by the servers of a cluster:
+//! [`PgAccounts`] and [`PgSessions`], with the rules of `chat.db`'s (user
+//! names unique ignoring case, sessions stored as token hashes, a per-user
+//! cap) kept by the database itself, so that they hold across servers.
+//!
+//! Unlike the single-server store, sessions have no cache in the process: a
+//! logout on one server must refuse the session on every other at once, and a
+//! lookup is one primary-key read.
+
+use async_trait::async_trait;
+use sqlx::migrate::MigrateError;
+use sqlx::{PgPool, Row};
+
+use super::session::{SessionError, TokenHash, MAX_SESSIONS_PER_USER};
+use super::stores::{Account, AccountError, AccountStore, BackendError, SessionStore};
+use crate::clock::UnixMillis;
+
+/// The table that records which of `migrations/` ran. Not sqlx's default
+/// `_sqlx_migrations`: the room log keeps its own migrations in the same
+/// database, and each migrator must see only its own versions.
+pub(crate) const MIGRATIONS_TABLE: &str = "_chat_auth_migrations";
+
+/// Brings the accounts and sessions schema up to date. Safe to run from
+/// several servers at once: sqlx holds an advisory lock on the database while
+/// it migrates.
+pub(crate) async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator.run(pool).await
+}
+
+/// A session was issued to a user the database does not know; sessions are
+/// only issued after finding the account, so this is a broken invariant.
+#[derive(Debug, thiserror::Error)]
+#[error("no account {0:?} to issue a session to")]
+struct NoSuchUser(String);
+
+/// User accounts in PostgreSQL. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub(crate) struct PgAccounts {
+    pool: PgPool,
+}
+
+impl PgAccounts {
+    /// Accounts in `pool`'s database, whose schema [`migrate`] made.
+    pub(crate) fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl AccountStore for PgAccounts {
+    async fn find(&self, username: &str) -> Result<Option<Account>, BackendError> {
+        let row = sqlx::query(
+            "SELECT username, password_hash FROM users WHERE lower(username) = lower($1)",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Account {
+                username: row.try_get(0)?,
+                password_hash: row.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn create(&self, username: &str, password_hash: &str) -> Result<(), AccountError> {
+        // The unique index decides, in one statement: of two servers inserting
+        // one name at once, the second waits for the first and then inserts
+        // nothing.
+        let inserted = sqlx::query(
+            "INSERT INTO users (username, password_hash) VALUES ($1, $2)
+             ON CONFLICT ((lower(username))) DO NOTHING",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .execute(&self.pool)
+        .await
+        .map_err(BackendError::from)?;
+        if inserted.rows_affected() == 0 {
+            return Err(AccountError::UsernameTaken);
+        }
+        Ok(())
+    }
+}
+
+/// Login sessions in PostgreSQL, stored as the SHA-256 of their token.
+/// Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub(crate) struct PgSessions {
+    pool: PgPool,
+}
+
+impl PgSessions {
+    /// Sessions in `pool`'s database, whose schema [`migrate`] made.
+    pub(crate) fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+/// How a stored session answers at `now`.
+fn answer(user: String, expires: UnixMillis, now: UnixMillis) -> Result<String, SessionError> {
+    if expires > now {
+        Ok(user)
+    } else {
+        Err(SessionError::Expired)
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgSessions {
+    /// Tokens are 256 bits from the OS CSPRNG, hex-encoded.
+    async fn issue(
+        &self,
+        user: &str,
+        now: UnixMillis,
+        expires: UnixMillis,
+    ) -> Result<String, BackendError> {
+        let token = super::random_token();
+        let hash = TokenHash::of(&token);
+        // A dropped transaction rolls back, so a request that goes away
+        // half-way leaves nothing behind.
+        let mut tx = self.pool.begin().await?;
+        // Locking the user's row makes the issues of one user take turns
+        // across servers; without it, two issues could each count 31 live
+        // sessions and together leave 33. Statements after the lock see what
+        // the previous holder committed (each statement of a read-committed
+        // transaction takes a new snapshot), which is why the lock is a
+        // statement of its own.
+        let user_id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM users WHERE lower(username) = lower($1) FOR NO KEY UPDATE",
+        )
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(user_id) = user_id else {
+            return Err(BackendError::new(NoSuchUser(user.to_owned())));
+        };
+        // The user's expired sessions go (they never count against the cap),
+        // and so do the live ones beyond the newest MAX - 1, to make room.
+        let keep = i64::try_from(MAX_SESSIONS_PER_USER - 1).unwrap_or(i64::MAX);
+        sqlx::query(
+            "DELETE FROM sessions
+             WHERE user_id = $1
+               AND (expires_at <= $2
+                    OR token_hash IN (SELECT token_hash FROM sessions
+                                      WHERE user_id = $1 AND expires_at > $2
+                                      ORDER BY seq DESC OFFSET $3))",
+        )
+        .bind(user_id)
+        .bind(now)
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, issued_at, expires_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&hash.0[..])
+        .bind(user_id)
+        .bind(now)
+        .bind(expires)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    async fn lookup(&self, token: &str, now: UnixMillis) -> Result<String, SessionError> {
+        let hash = TokenHash::of(token);
+        let row = sqlx::query(
+            "SELECT u.username, s.expires_at
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1",
+        )
+        .bind(&hash.0[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(BackendError::from)?;
+        // An expired row stays until pruned, answering "expired" meanwhile:
+        // deleting it here would make every refused lookup a write.
+        let Some(row) = row else {
+            return Err(SessionError::Unknown);
+        };
+        let user: String = row.try_get(0).map_err(BackendError::from)?;
+        let expires: i64 = row.try_get(1).map_err(BackendError::from)?;
+        answer(user, expires, now)
+    }
+
+    async fn revoke(&self, token: &str, now: UnixMillis) -> Result<String, SessionError> {
+        let hash = TokenHash::of(token);
+        // One statement: of two logouts of one session, on any servers, one
+        // deletes the row and the other finds none.
+        let row = sqlx::query(
+            "DELETE FROM sessions s USING users u
+             WHERE s.token_hash = $1 AND u.id = s.user_id
+             RETURNING u.username, s.expires_at",
+        )
+        .bind(&hash.0[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(BackendError::from)?;
+        let Some(row) = row else {
+            return Err(SessionError::Unknown);
+        };
+        let user: String = row.try_get(0).map_err(BackendError::from)?;
+        let expires: i64 = row.try_get(1).map_err(BackendError::from)?;
+        answer(user, expires, now)
+    }
+
+    async fn prune(&self, now: UnixMillis) -> Result<usize, BackendError> {
+        let deleted = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chat_test_engines::TempDatabase;
+    use sqlx::postgres::PgPoolOptions;
+
+    use super::*;
+
+    const TTL: UnixMillis = 3_600_000;
+
+    async fn pool(db: &TempDatabase) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&db.url)
+            .await
+            .expect("connects")
+    }
+
+    /// Two servers' pools on one database, migrated by both at once, as
+    /// nodes starting together do.
+    async fn two_nodes(db: &TempDatabase) -> (PgPool, PgPool) {
+        let (a, b) = (pool(db).await, pool(db).await);
+        let (ra, rb) = tokio::join!(migrate(&a), migrate(&b));
+        ra.expect("migrates on a");
+        rb.expect("migrates on b");
+        (a, b)
+    }
+
+    /// Both nodes' session stores, with alice and bob registered.
+    async fn two_session_stores(db: &TempDatabase) -> (PgSessions, PgSessions, PgPool) {
+        let (a, b) = two_nodes(db).await;
+        let accounts = PgAccounts::new(a.clone());
+        for user in ["alice", "bob"] {
+            accounts.create(user, "hash").await.expect("creates");
+        }
+        (PgSessions::new(a.clone()), PgSessions::new(b), a)
+    }
+
+    async fn rows(pool: &PgPool, user: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE u.username = $1",
+        )
+        .bind(user)
+        .fetch_one(pool)
+        .await
+        .expect("counts")
+    }
+
+    #[tokio::test]
+    async fn migrations_run_once_in_their_own_table() {
+        let Some(db) = chat_test_engines::postgres().await else {
+            return;
+        };
+        let (a, b) = two_nodes(&db).await;
+        migrate(&b).await.expect("runs again as a no-op");
+        let applied: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {MIGRATIONS_TABLE}"
+        )))
+        .fetch_one(&a)
+        .await
+        .expect("own table");
+        assert_eq!(applied, 1);
+        let default_table: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+                .fetch_one(&a)
+                .await
+                .expect("query");
+        assert_eq!(
+            default_table, None,
+            "sqlx's default table is the room log's"
+        );
+    }
+
+    #[tokio::test]
+    async fn user_names_are_unique_ignoring_case_across_nodes() {
+        let Some(db) = chat_test_engines::postgres().await else {
+            return;
+        };
+        let (a, b) = two_nodes(&db).await;
+        let (a, b) = (PgAccounts::new(a), PgAccounts::new(b));
+        a.create("Alice", "hash1").await.expect("creates");
+        assert!(matches!(
+            b.create("aLICE", "hash2").await,
+            Err(AccountError::UsernameTaken)
+        ));
+        let found = b.find("ALICE").await.expect("query").expect("exists");
+        assert_eq!(
+            (found.username.as_str(), found.password_hash.as_str()),
+            ("Alice", "hash1")
+        );
+        assert!(a.find("bob").await.expect("query").is_none());
+    }
+
+    #[tokio::test]
+    async fn concurrent_registrations_of_one_name_have_one_winner() {
+        let Some(db) = chat_test_engines::postgres().await else {
+            return;
+        };
+        let (a, b) = two_nodes(&db).await;
+        let nodes = [
+            Arc::new(PgAccounts::new(a.clone())),
+            Arc::new(PgAccounts::new(b)),
+        ];
+        let names = ["Carol", "carol", "CAROL", "cArOl"];
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let node = nodes[i % 2].clone();
+                let name = names[i % names.len()];
+                tokio::spawn(async move { node.create(name, "hash").await })
+            })
+            .collect();
+        let (mut won, mut taken) = (0, 0);
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(()) => won += 1,
+                Err(AccountError::UsernameTaken) => taken += 1,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert_eq!((won, taken), (1, 15));
+        let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&a)
+            .await
+            .expect("counts");
+        assert_eq!(users, 1);
+    }
+
+    #[tokio::test]
+    async fn sessions_are_shared_and_a_logout_ends_them_everywhere() {
+        let Some(db) = chat_test_engines::postgres().await else {
+            return;
+        };
+        let (a, b, pool) = two_session_stores(&db).await;
+        let token = a.issue("alice", 0, TTL).await.expect("issues");
+        let other = a.issue("alice", 0, TTL).await.expect("issues");
+        assert_eq!(token.len(), 64);
+        assert_eq!(b.lookup(&token, 1).await.expect("live on b"), "alice");
+        assert!(matches!(
+            b.lookup("made-up", 1).await,
+            Err(SessionError::Unknown)
+        ));
+
+        // Only the hash is stored.
+        let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM sessions")
+            .fetch_all(&pool)
+            .await
+            .expect("reads");
+        assert!(stored.contains(&TokenHash::of(&token).0.to_vec()));
+        assert!(stored.iter().all(|h| h.len() == 32));
+
+        assert_eq!(b.revoke(&token, 1).await.expect("revokes on b"), "alice");
+        assert!(
+            matches!(a.lookup(&token, 1).await, Err(SessionError::Unknown)),
+            "refused on a at once"
+        );
+        assert!(matches!(
+            a.revoke(&token, 1).await,
+            Err(SessionError::Unknown)
+        ));
+        assert_eq!(a.lookup(&other, 1).await.expect("others stay"), "alice");
+    }
+
+    #[tokio::test]
+    async fn sessions_expire_by_the_callers_time() {
+        let Some(db) = chat_test_engines::postgres().await else {
+            return;
+        };
+        let (a, b, pool) = two_session_stores(&db).await;
+        let early = a.issue("alice", 0, TTL).await.expect("issues");
+        let late = a.issue("alice", 1_000, 1_000 + TTL).await.expect("issues");
+        let bob = a.issue("bob", 0, 3 * TTL).await.expect("issues");
+        assert_eq!(b.lookup(&early, TTL - 1).await.expect("live"), "alice");
+        assert!(matches!(
+            b.lookup(&early, TTL).await,
+            Err(SessionError::Expired)
+        ));
+        assert!(
+            matches!(
+                b.revoke(&late, TTL + 1_000).await,
+                Err(SessionError::Expired)
+            ),
+            "revoking an expired session says so"
+        );
+        assert!(
+            matches!(a.lookup(&late, 0).await, Err(SessionError::Unknown)),
+            "and ends it"
+        );
+
+        assert_eq!(a.prune(2 * TTL).await.expect("prunes"), 1, "early");
+        assert!(matches!(
+            b.lookup(&early, 0).await,
+            Err(SessionError::Unknown)
+        ));
+        assert_eq!(b.lookup(&bob, 2 * TTL).await.expect("live"), "bob");
+        assert_eq!(rows(&pool, "alice").await, 0);
+    }
+
+    #[tokio::test]
+    async fn the_per_user_cap_ends_the_oldest_across_nodes() {
+        let Some(db) = chat_test_engines::postgres().await else {
+            return;
+        };
+        let (a, b, pool) = two_session_stores(&db).await;
+        let bob = a.issue("bob", 0, TTL).await.expect("issues");
+        let mut tokens = Vec::new();
+        for i in 0..=MAX_SESSIONS_PER_USER {
+            let node = if i % 2 == 0 { &a } else { &b };
+            tokens.push(node.issue("alice", 0, TTL).await.expect("issues"));
+        }
+        assert!(matches!(
+            a.lookup(&tokens[0], 1).await,
+            Err(SessionError::Unknown)
+        ));
+        for token in &tokens[1..] {
+            assert_eq!(b.lookup(token, 1).await.expect("live"), "alice");
+        }
+        assert_eq!(a.lookup(&bob, 1).await.expect("per user"), "bob");
+        assert_eq!(
+            rows(&pool, "alice").await,
+            i64::try_from(MAX_SESSIONS_PER_USER).expect("small")
+        );
+
+        // Expired sessions make room rather than push out live ones.
+        let live: Vec<String> = {
+            let mut live = Vec::new();
+            for _ in 0..MAX_SESSIONS_PER_USER {
+                live.push(b.issue("alice", TTL, 2 * TTL).await.expect("issues"));
+            }
+            live
+        };
+        for token in &live {
+            assert_eq!(a.lookup(token, TTL).await.expect("live"), "alice");
+        }
+        assert_eq!(
+            rows(&pool, "alice").await,
+            i64::try_from(MAX_SESSIONS_PER_USER).expect("small")
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_issues_never_exceed_the_cap() {
+        let Some(db) = chat_test_engines::postgres().await else {
+            return;
+        };
+        let (a, b, pool) = two_session_stores(&db).await;
+        let nodes = [Arc::new(a), Arc::new(b)];
+        let tasks: Vec<_> = (0..3 * MAX_SESSIONS_PER_USER)
+            .map(|i| {
+                let node = nodes[i % 2].clone();
+                tokio::spawn(async move { node.issue("alice", 0, TTL).await })
+            })
+            .collect();
+        let mut tokens = Vec::new();
+        for task in tasks {
+            tokens.push(task.await.expect("task").expect("issues"));
+        }
+        assert_eq!(
+            rows(&pool, "alice").await,
+            i64::try_from(MAX_SESSIONS_PER_USER).expect("small")
+        );
+        let mut live = 0;
+        for token in &tokens {
+            live += usize::from(nodes[0].lookup(token, 1).await.is_ok());
+        }
+        assert_eq!(live, MAX_SESSIONS_PER_USER);
+    }
+
+    #[tokio::test]
+    async fn a_session_of_an_unknown_user_is_refused() {
+        let Some(db) = chat_test_engines::postgres().await else {
+            return;
+        };
+        let (a, _b, pool) = two_session_stores(&db).await;
+        assert!(a.issue("nobody", 0, TTL).await.is_err());
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+            .fetch_one(&pool)
+            .await
+            .expect("counts");
+        assert_eq!(total, 0);
+    }
+}
