@@ -49,7 +49,8 @@ bench-quick: bench-build
 	taskset -c 1 target/release/suite --quick
 
 ## bench-durability: the cost of storing every message (memory vs file vs fsync), with
-## its two targets checked; writes bench/results/durability.md
+## its two targets checked, and acked msg/s into PostgreSQL on one node and two (skipped
+## without PostgreSQL/redis-server); writes bench/results/durability.md
 bench-durability:
 	$(CARGO) run --release -p chat-bench --bin durability -- bench/results/durability.md
 

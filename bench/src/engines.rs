@@ -113,6 +113,22 @@ impl Engines {
         }
     }
 
+    /// A setting of the PostgreSQL server (`SHOW name`), for a report.
+    pub async fn postgres_setting(&self, name: &str) -> Option<String> {
+        let server = self.postgres.as_ref().ok()?;
+        let out = run_tool(
+            "psql",
+            &[
+                &format!("{server}/postgres"),
+                "-Atqc",
+                &format!("show {name}"),
+            ],
+        )
+        .await
+        .ok()?;
+        Some(out.trim().to_owned())
+    }
+
     /// A fresh database on the PostgreSQL server.
     pub async fn database(&self) -> anyhow::Result<TempDatabase> {
         let server = self.postgres.clone().map_err(anyhow::Error::msg)?;
@@ -158,7 +174,11 @@ async fn run_tool(program: &str, args: &[&str]) -> anyhow::Result<String> {
         bail!(
             "{program} failed ({}): {}",
             output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
+            // One line, for a note in a Markdown list.
+            String::from_utf8_lossy(&output.stderr)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
