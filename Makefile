@@ -35,20 +35,22 @@ fmt:
 check: lint test
 
 ## bench: chat-server against uWebSockets.js, Node ws, Socket.IO, Python websockets and an
-## axum relay, same machine, same run, then chat-server's reconnect storm (about 12
-## minutes); writes bench/results/<date>/ and the summary in BENCHMARKS.md. Installs the
-## peers first (bench/peers/setup.sh).
+## axum relay, same machine, same run, then chat-server's reconnect storm and the two-node
+## cluster against Socket.IO's (PostgreSQL and redis-server needed, else skipped with a
+## note; about 14 minutes); writes bench/results/<date>/ and the summary in BENCHMARKS.md.
+## Installs the peers first (bench/peers/setup.sh).
 bench: bench-build
 	bash bench/peers/setup.sh
 	taskset -c 1 target/release/suite
 
-## bench-quick: one point of each scenario, the storm included, against chat-server alone
-## (under a minute, once built); report in target/bench-quick/
+## bench-quick: one point of each scenario, the storm and the cluster included, against
+## chat-server alone (about a minute, once built); report in target/bench-quick/
 bench-quick: bench-build
 	taskset -c 1 target/release/suite --quick
 
 ## bench-durability: the cost of storing every message (memory vs file vs fsync), with
-## its two targets checked; writes bench/results/durability.md
+## its two targets checked, and acked msg/s into PostgreSQL on one node and two (skipped
+## without PostgreSQL/redis-server); writes bench/results/durability.md
 bench-durability:
 	$(CARGO) run --release -p chat-bench --bin durability -- bench/results/durability.md
 

@@ -9,9 +9,13 @@
 //!   deliveries and latencies;
 //! - [`scenarios`] runs fan-out, many rooms, idle memory and handshakes;
 //!   [`storm`] crashes chat-server under its clients and times their return;
+//!   [`cluster`] runs fan-out through two nodes of chat-server or
+//!   Socket.IO, on the [`engines`] (PostgreSQL, Redis) it finds;
 //! - [`report`] writes CSV, Markdown, the chart and `BENCHMARKS.md`, judging
 //!   each target with [`verdict`].
 
+pub mod cluster;
+pub mod engines;
 pub mod http;
 pub mod load;
 pub mod report;

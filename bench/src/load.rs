@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::http::{self, HttpConn};
-use crate::servers::{Proto, Running};
+use crate::servers::{CpuTime, Proto};
 use crate::wire::{self, FrameBuf, Io, Target};
 
 /// Microseconds since this process first asked; senders stamp it into each
@@ -34,6 +34,9 @@ pub fn now_us() -> u64 {
 pub struct Recorder {
     measuring: bool,
     window_deliveries: u64,
+    /// Deliveries in the window to a reader on another cluster node than
+    /// the sender's.
+    window_crossed: u64,
     step: u32,
     step_deliveries: u64,
     latency: Histogram<u64>,
@@ -49,6 +52,7 @@ impl Recorder {
         Rc::new(RefCell::new(Self {
             measuring: false,
             window_deliveries: 0,
+            window_crossed: 0,
             step: u32::MAX,
             step_deliveries: 0,
             latency: new_histogram(),
@@ -61,9 +65,19 @@ impl Recorder {
         self.disconnects
     }
 
-    fn delivered(&mut self, step: u32, sent_us: u64) {
+    /// Counts a delivery of message `mark` to a reader on cluster node
+    /// `reader` (`None` outside a cluster).
+    fn delivered(&mut self, mark: Marker, reader: Option<u8>) {
+        let Marker {
+            step,
+            sent_us,
+            origin,
+        } = mark;
         if self.measuring {
             self.window_deliveries += 1;
+            if matches!((origin, reader), (Some(from), Some(to)) if from != to) {
+                self.window_crossed += 1;
+            }
         }
         if step == self.step {
             self.step_deliveries += 1;
@@ -82,6 +96,8 @@ fn new_histogram() -> Histogram<u64> {
 pub struct Member {
     writer: Rc<Mutex<OwnedWriteHalf>>,
     room: Rc<str>,
+    /// The cluster node it is connected to, stamped into what it sends.
+    node: Option<u8>,
     reader: JoinHandle<()>,
 }
 
@@ -101,6 +117,8 @@ pub struct Connector {
     sessions: Vec<String>,
     http: RefCell<Vec<HttpConn>>,
     recorder: Shared,
+    /// The cluster node `target` is, if it is one.
+    node: Option<u8>,
 }
 
 /// Password of the benchmark's users.
@@ -135,7 +153,18 @@ impl Connector {
             sessions,
             http: RefCell::new(pool),
             recorder,
+            node: None,
         })
+    }
+
+    /// Marks `target` as cluster node `node`: its members stamp the node
+    /// into what they send, and its readers count deliveries from the
+    /// other nodes as crossing.
+    pub fn on_node(self, node: u8) -> Self {
+        Self {
+            node: Some(node),
+            ..self
+        }
     }
 
     /// Opens `n` connections, `concurrency` at a time; connection `i` joins
@@ -190,12 +219,13 @@ impl Connector {
             buf,
             writer.clone(),
             self.recorder.clone(),
-            counts,
+            counts.then_some(Reader { node: self.node }),
             self.proto,
         ));
         Ok(Member {
             writer,
             room: room.into(),
+            node: self.node,
             reader,
         })
     }
@@ -312,22 +342,30 @@ async fn read_until(
     .context("no answer while joining within 30 s")?
 }
 
-/// Reads until the connection ends: counts marked messages, answers pings.
+/// A connection that counts the marked messages it receives.
+#[derive(Debug, Clone, Copy)]
+struct Reader {
+    /// The cluster node it is connected to.
+    node: Option<u8>,
+}
+
+/// Reads until the connection ends: counts marked messages if `counting`,
+/// answers pings.
 async fn read_loop(
     mut read: OwnedReadHalf,
     mut buf: FrameBuf,
     writer: Rc<Mutex<OwnedWriteHalf>>,
     recorder: Shared,
-    counts: bool,
+    counting: Option<Reader>,
     proto: Proto,
 ) {
     read_frames(&mut read, &mut buf, &writer, |payload, reply| {
         if proto == Proto::SocketIo && payload == b"2" {
             // Engine.IO's own heartbeat.
             wire::encode(wire::TEXT, b"3", reply);
-        } else if counts {
-            if let Some((step, sent)) = marker(payload) {
-                recorder.borrow_mut().delivered(step, sent);
+        } else if let Some(reader) = counting {
+            if let Some(mark) = marker(payload) {
+                recorder.borrow_mut().delivered(mark, reader.node);
             }
         }
     })
@@ -370,23 +408,46 @@ pub async fn read_frames(
     }
 }
 
-/// The text of a benchmark message: `~STEP~SENT_US~` padded with `x` to
-/// `size` bytes. It needs no JSON escaping, and `~` appears nowhere else in
-/// what the servers send, so readers find it without parsing.
-pub fn message_text(step: u32, size: usize) -> String {
-    let mut text = format!("~{step}~{}~", now_us());
+/// The text of a benchmark message: `~STEP~SENT_US~` (`~STEP~SENT_US~NODE~`
+/// when sent to cluster node `origin`) padded with `x` to `size` bytes. It
+/// needs no JSON escaping, and `~` appears nowhere else in what the servers
+/// send, so readers find it without parsing.
+pub fn message_text(step: u32, size: usize, origin: Option<u8>) -> String {
+    let mut text = match origin {
+        Some(node) => format!("~{step}~{}~{node}~", now_us()),
+        None => format!("~{step}~{}~", now_us()),
+    };
     if text.len() < size {
         text.extend(std::iter::repeat_n('x', size - text.len()));
     }
     text
 }
 
-fn marker(payload: &[u8]) -> Option<(u32, u64)> {
+/// What a message's text says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Marker {
+    step: u32,
+    sent_us: u64,
+    /// The cluster node it was sent to.
+    origin: Option<u8>,
+}
+
+fn marker(payload: &[u8]) -> Option<Marker> {
     let at = payload.iter().position(|&b| b == b'~')?;
     let mut fields = payload[at + 1..].splitn(3, |&b| b == b'~');
     let step = parse_digits(fields.next()?)?;
     let sent = parse_digits(fields.next()?)?;
-    Some((u32::try_from(step).ok()?, sent))
+    // The node, if there is one, is the digits up to a third `~`; padding
+    // (`x`) or the server's own framing follows a text without one.
+    let origin = fields.next().and_then(|rest| {
+        let end = rest.iter().position(|&b| b == b'~')?;
+        u8::try_from(parse_digits(&rest[..end])?).ok()
+    });
+    Some(Marker {
+        step: u32::try_from(step).ok()?,
+        sent_us: sent,
+        origin,
+    })
 }
 
 fn parse_digits(bytes: &[u8]) -> Option<u64> {
@@ -433,6 +494,9 @@ pub struct StepResult {
     pub sent: u64,
     /// Deliveries per second inside the window.
     pub delivered_per_sec: f64,
+    /// Of those, deliveries per second to a subscriber on another cluster
+    /// node than the sender's (zero outside a cluster).
+    pub crossed_per_sec: f64,
     /// `delivered_per_sec` over the offered delivery rate (`rate * fanout`).
     pub ratio: f64,
     /// Deliveries of this step's own messages, the latency sample.
@@ -454,13 +518,14 @@ pub struct StepResult {
 }
 
 /// Offers `step.rate` messages per second, round-robin over `senders`, and
-/// measures what reaches the counting readers.
+/// measures what reaches the counting readers, and the CPU time of `server`
+/// (one process, or a cluster's).
 pub async fn run_step(
     senders: &[Member],
     proto: Proto,
     step: Step,
     recorder: &Shared,
-    server: &Running,
+    server: &impl CpuTime,
 ) -> anyhow::Result<StepResult> {
     {
         let mut r = recorder.borrow_mut();
@@ -484,6 +549,7 @@ pub async fn run_step(
             let mut r = recorder.borrow_mut();
             r.measuring = true;
             r.window_deliveries = 0;
+            r.window_crossed = 0;
             window = Some((
                 Instant::now(),
                 server.cpu_seconds(),
@@ -496,7 +562,7 @@ pub async fn run_step(
         let due = (step.rate * elapsed.as_secs_f64()) as u64;
         while sent < due {
             let member = &senders[(sent % senders.len() as u64) as usize];
-            let text = message_text(step.id, step.size);
+            let text = message_text(step.id, step.size, member.node);
             frame.clear();
             wire::encode(
                 wire::TEXT,
@@ -512,10 +578,10 @@ pub async fn run_step(
     let seconds = t0.elapsed().as_secs_f64();
     let server_cpu = server.cpu_seconds() - cpu0;
     let own_cpu = crate::servers::own_cpu_seconds() - own0;
-    let window_deliveries = {
+    let (window_deliveries, window_crossed) = {
         let mut r = recorder.borrow_mut();
         r.measuring = false;
-        r.window_deliveries
+        (r.window_deliveries, r.window_crossed)
     };
 
     // Let the step's last messages arrive (or give up on them), so that its
@@ -531,6 +597,7 @@ pub async fn run_step(
     Ok(StepResult {
         sent,
         delivered_per_sec,
+        crossed_per_sec: window_crossed as f64 / seconds,
         ratio: delivered_per_sec / (step.rate * step.fanout as f64),
         samples: r.latency.len(),
         p50_us: r.latency.value_at_quantile(0.50),
@@ -549,15 +616,46 @@ mod tests {
 
     #[test]
     fn the_marker_is_found_inside_any_wrapping() {
-        let text = message_text(7, 64);
-        assert_eq!(text.len(), 64);
-        for proto in [Proto::Chat, Proto::Relay, Proto::SocketIo] {
-            let wrapped = wrap(proto, "room", &text);
-            let (step, sent) = marker(wrapped.as_bytes()).expect("marker");
-            assert_eq!(step, 7);
-            assert!(sent <= now_us());
+        for origin in [None, Some(0), Some(1)] {
+            let text = message_text(7, 64, origin);
+            assert_eq!(text.len(), 64);
+            for proto in [Proto::Chat, Proto::Relay, Proto::SocketIo] {
+                let wrapped = wrap(proto, "room", &text);
+                let mark = marker(wrapped.as_bytes()).expect("marker");
+                assert_eq!((mark.step, mark.origin), (7, origin), "{wrapped}");
+                assert!(mark.sent_us <= now_us());
+            }
         }
         assert_eq!(marker(br#"{"type":"ack","room":"r","seq":1}"#), None);
         assert_eq!(marker(b"~12~x~"), None);
+    }
+
+    #[test]
+    fn a_text_without_a_node_is_not_read_as_having_one() {
+        // A message too short for padding ends right after its stamp, and
+        // the server's framing follows: no node there.
+        let text = message_text(3, 0, None);
+        let mark = marker(wrap(Proto::SocketIo, "r", &text).as_bytes()).expect("marker");
+        assert_eq!(mark.origin, None);
+        let mark = marker(b"~3~100~12x~").expect("marker");
+        assert_eq!(mark.origin, None, "digits must run up to the `~`");
+    }
+
+    #[test]
+    fn only_deliveries_from_another_node_count_as_crossing() {
+        let recorder = Recorder::shared();
+        let mut r = recorder.borrow_mut();
+        r.measuring = true;
+        let from = |origin| Marker {
+            step: 1,
+            sent_us: now_us(),
+            origin,
+        };
+        r.delivered(from(Some(0)), Some(1));
+        r.delivered(from(Some(1)), Some(0));
+        r.delivered(from(Some(0)), Some(0));
+        r.delivered(from(None), None);
+        r.delivered(from(Some(1)), None);
+        assert_eq!((r.window_deliveries, r.window_crossed), (5, 2));
     }
 }

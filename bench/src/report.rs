@@ -84,6 +84,8 @@ struct Point {
     p99: f64,
     p999: f64,
     cpu_us: f64,
+    /// Deliveries per second that crossed cluster nodes.
+    crossed: f64,
     /// Share of its core the load generator used: near 1, the point may
     /// measure the generator rather than the server.
     loadgen: f64,
@@ -126,6 +128,7 @@ fn points(rows: &[TrafficRow]) -> Points {
                 p99: get(|r| r.p99_us as f64),
                 p999: get(|r| r.p999_us as f64),
                 cpu_us: get(|r| r.server_cpu_us_per_msg),
+                crossed: get(|r| r.crossed_per_sec),
                 loadgen: get(|r| r.loadgen_cpu_share),
                 lost: results.iter().map(|r| r.disconnects).sum(),
             };
@@ -274,9 +277,9 @@ fn target(md: &mut String, what: &str, measured: &str, verdict: Verdict, unit: &
     );
 }
 
-/// Where a target compares with a peer that did not run.
-fn not_compared(md: &mut String, what: &str, peer: ServerKind) {
-    let _ = writeln!(md, "- {what}: not compared ({} did not run)", peer.name());
+/// Where a target compares with a peer (or a scenario) that did not run.
+fn not_compared(md: &mut String, what: &str, peer: &str) {
+    let _ = writeln!(md, "- {what}: not compared ({peer} did not run)");
 }
 
 /// Target 1: the sweep goes on until every server falls under 95%.
@@ -321,27 +324,34 @@ fn sweep_target(md: &mut String, all: &Points, size: usize, last_rate: f64) {
     );
 }
 
-/// Target 2: chat-server's p99 within `factor` times uWebSockets.js's at
-/// every rate where both delivered enough, with the worst point as the
-/// summary and every point below it.
-fn p99_target(md: &mut String, what: &str, all: &Points, size: usize, factor: f64) {
+/// Target 2: chat-server's p99 within `factor` times `peer`'s (named
+/// `peer_name`) at every rate where both delivered enough, with the worst
+/// point as the summary and every point below it.
+fn p99_target(
+    md: &mut String,
+    what: &str,
+    all: &Points,
+    size: usize,
+    (peer, peer_name): (ServerKind, &str),
+    factor: f64,
+) {
     let what = format!(
-        "{what}, p99 vs uWebSockets.js at every rate where both deliver ≥ {:.0}%",
+        "{what}, p99 vs {peer_name} at every rate where both deliver ≥ {:.0}%",
         DELIVERED_ENOUGH * 100.0
     );
     let (mine, theirs) = (
         series(all, size, ServerKind::ChatServer),
-        series(all, size, ServerKind::Uws),
+        series(all, size, peer),
     );
     if mine.is_empty() {
         return;
     }
     if theirs.is_empty() {
-        return not_compared(md, &what, ServerKind::Uws);
+        return not_compared(md, &what, peer_name);
     }
     let compared: Vec<(u64, &Point, &Point, Verdict)> = mine
-        .into_iter()
-        .filter_map(|(rate, mine)| {
+        .iter()
+        .filter_map(|&(rate, mine)| {
             let (_, other) = theirs.iter().find(|(r, _)| *r == rate)?;
             (mine.ratio >= DELIVERED_ENOUGH && other.ratio >= DELIVERED_ENOUGH).then(|| {
                 let verdict = Verdict::check(mine.p99 / other.p99, Goal::AtMost(factor));
@@ -353,7 +363,17 @@ fn p99_target(md: &mut String, what: &str, all: &Points, size: usize, factor: f6
         .iter()
         .max_by(|a, b| a.3.value.total_cmp(&b.3.value))
     else {
-        let _ = writeln!(md, "- {what}: **missed**: no rate where both did");
+        let lowest = |points: &[(u64, &Point)]| {
+            points.first().map_or_else(String::new, |(rate, p)| {
+                format!("{rate} msg/s, {:.1}%", p.ratio * 100.0)
+            })
+        };
+        let _ = writeln!(
+            md,
+            "- {what}: **missed**: no rate where both did (the lowest offered: chat-server {}, {peer_name} {})",
+            lowest(&mine),
+            lowest(&theirs)
+        );
         return;
     };
     let met = compared.iter().filter(|c| c.3.met()).count();
@@ -376,6 +396,108 @@ fn p99_target(md: &mut String, what: &str, all: &Points, size: usize, factor: f6
     }
 }
 
+/// The peer most targets compare with, as [`p99_target`] names it.
+const UWS: (ServerKind, &str) = (ServerKind::Uws, "uWebSockets.js");
+
+/// How the cluster's peer is named in its targets.
+const SOCKETIO_CLUSTER: &str = "the Socket.IO cluster";
+
+/// Target 8: the two-node chat-server cluster's best deliveries/s at least
+/// 5x the Socket.IO cluster's, its p99 no worse wherever both deliver, and
+/// its best at least half the single node's best fan-out (64 B) of the
+/// same run.
+fn cluster_targets(md: &mut String, results: &Results) {
+    let me = ServerKind::ChatServer;
+    let cluster = points(&results.cluster);
+    let size = crate::cluster::SIZE;
+    let Some((rate, mine)) = best(&cluster, size, me) else {
+        return;
+    };
+    let what = format!(
+        "Cluster of {} nodes, best deliveries/s vs {SOCKETIO_CLUSTER}",
+        crate::cluster::NODES
+    );
+    match best(&cluster, size, ServerKind::SocketIo) {
+        Some((their_rate, theirs)) => {
+            let verdict = Verdict::check(mine.delivered / theirs.delivered, Goal::AtLeast(5.0));
+            target(
+                md,
+                &what,
+                &format!(
+                    "{:.0} (at {rate} msg/s) vs {:.0} (at {their_rate} msg/s) = {:.2}x",
+                    mine.delivered, theirs.delivered, verdict.value
+                ),
+                verdict,
+                "x",
+            );
+        }
+        None => not_compared(md, &what, SOCKETIO_CLUSTER),
+    }
+    p99_target(
+        md,
+        "Cluster",
+        &cluster,
+        size,
+        (ServerKind::SocketIo, SOCKETIO_CLUSTER),
+        1.0,
+    );
+    let what = format!("Cluster, best deliveries/s vs chat-server's single-node fan-out ({size} B) of the same run");
+    match best(&points(&results.fanout), size, me) {
+        Some((single_rate, single)) => {
+            let verdict = Verdict::check(mine.delivered / single.delivered, Goal::AtLeast(0.5));
+            target(
+                md,
+                &what,
+                &format!(
+                    "{:.0} (at {rate} msg/s) vs {:.0} (at {single_rate} msg/s) = {:.2}x",
+                    mine.delivered, single.delivered, verdict.value
+                ),
+                verdict,
+                "x",
+            );
+        }
+        None => not_compared(md, &what, &format!("the {size} B fan-out")),
+    }
+}
+
+/// The cluster's points, with how many deliveries crossed nodes.
+fn cluster_table(md: &mut String, rows: &[TrafficRow], fanout: usize) {
+    md.push_str(
+        "| server | offered msg/s | deliveries/s, median (min–max) | of offered | crossed nodes/s (share) | p50 ms | p99 ms | p99.9 ms | server CPU µs/delivery | load generator core busy | lost conns |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for ((_, server, rate), p) in points(rows) {
+        let share = if p.delivered > 0.0 {
+            p.crossed / p.delivered
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {rate} | {:.0} ({:.0}–{:.0}) | {:.1}% | {:.0} ({:.0}%) | {} | {} | {} | {:.2} | {:.0}% | {} |",
+            ServerKind::ALL[server].name(),
+            p.delivered,
+            p.min,
+            p.max,
+            p.ratio * 100.0,
+            p.crossed,
+            share * 100.0,
+            latency(&p, p.p50),
+            latency(&p, p.p99),
+            latency(&p, p.p999),
+            p.cpu_us,
+            p.loadgen * 100.0,
+            p.lost
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nOffered deliveries per second are the offered rate times {fanout}; with the subscribers split \
+         evenly and the senders alternating between the nodes, half of them should cross. Server CPU is \
+         both nodes' and the private redis-server's; PostgreSQL's (chat-server only) is not counted."
+    );
+}
+
 /// Target 3: best deliveries/s against uWebSockets.js's best.
 fn throughput_target(md: &mut String, all: &Points, size: usize) {
     let what = format!("Fan-out {size} B, best deliveries/s vs uWebSockets.js");
@@ -383,7 +505,7 @@ fn throughput_target(md: &mut String, all: &Points, size: usize) {
         return;
     };
     let Some((their_rate, theirs)) = best(all, size, ServerKind::Uws) else {
-        return not_compared(md, &what, ServerKind::Uws);
+        return not_compared(md, &what, ServerKind::Uws.name());
     };
     let verdict = Verdict::check(mine.delivered / theirs.delivered, Goal::AtLeast(1.2));
     let mut measured = format!(
@@ -452,9 +574,9 @@ fn targets(md: &mut String, results: &Results, plan: &Plan) {
         sweep_target(md, &fanout, size, last_rate);
     }
     for &size in &plan.sizes {
-        p99_target(md, &format!("Fan-out {size} B"), &fanout, size, 1.0);
+        p99_target(md, &format!("Fan-out {size} B"), &fanout, size, UWS, 1.0);
     }
-    p99_target(md, "Many rooms", &points(&results.rooms), 64, 2.0);
+    p99_target(md, "Many rooms", &points(&results.rooms), 64, UWS, 2.0);
     for &size in &plan.sizes {
         throughput_target(md, &fanout, size);
     }
@@ -491,10 +613,11 @@ fn targets(md: &mut String, results: &Results, plan: &Plan) {
             Verdict::check(mine.0 / uws.0, Goal::AtLeast(1.0)),
             "x",
         ),
-        (Some(_), None) => not_compared(md, what, ServerKind::Uws),
+        (Some(_), None) => not_compared(md, what, ServerKind::Uws.name()),
         _ => {}
     }
     storm_targets(md, &results.storms);
+    cluster_targets(md, results);
     let _ = writeln!(
         md,
         "- Durability (`full` ≥ 50% of `normal`, `normal` ≥ 80% of `memory`): judged by `make bench-durability`, in `bench/results/durability.md`"
@@ -571,6 +694,25 @@ pub fn markdown(results: &Results, plan: &Plan, machine: &str, command: &str, di
         plan.handshake_workers
     );
     handshake_table(&mut md, &results.handshakes);
+    if !results.cluster.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n### Cluster: {} nodes, {} subscribers split across them and {} senders on both, one room, {} B\n",
+            crate::cluster::NODES,
+            plan.subscribers,
+            plan.senders,
+            crate::cluster::SIZE
+        );
+        md.push_str(
+            "Both nodes and a private `redis-server` run pinned to core 0, as one server does \
+             elsewhere. chat-server's nodes share a fresh PostgreSQL database (room log, accounts, \
+             sessions) and the Redis (bus between nodes, presence, tickets); Socket.IO's nodes use \
+             `@socket.io/redis-adapter` on the same kind of Redis (a pub and a sub client per node). \
+             Every subscriber connects to its own node; a delivery crossed nodes when it reached a \
+             subscriber on the other node than the one its sender used.\n\n",
+        );
+        cluster_table(&mut md, &results.cluster, plan.subscribers);
+    }
     if !results.storms.is_empty() {
         let _ = writeln!(
             md,
@@ -641,14 +783,18 @@ fn storm_table(md: &mut String, rows: &[StormRow]) {
 /// Writes the raw CSV files.
 pub fn write_csv(dir: &Path, results: &Results) -> anyhow::Result<()> {
     let mut traffic = String::from(
-        "scenario,server,size,offered_rate,rep,sent,delivered_per_sec,ratio,p50_us,p99_us,p999_us,server_cpu_us_per_delivery,server_cpu_share,loadgen_cpu_share,disconnects\n",
+        "scenario,server,size,offered_rate,rep,sent,delivered_per_sec,ratio,p50_us,p99_us,p999_us,server_cpu_us_per_delivery,server_cpu_share,loadgen_cpu_share,disconnects,crossed_per_sec\n",
     );
-    for (scenario, rows) in [("fanout", &results.fanout), ("rooms", &results.rooms)] {
+    for (scenario, rows) in [
+        ("fanout", &results.fanout),
+        ("rooms", &results.rooms),
+        ("cluster", &results.cluster),
+    ] {
         for row in rows {
             let r = &row.result;
             let _ = writeln!(
                 traffic,
-                "{scenario},{},{},{},{},{},{:.1},{:.4},{},{},{},{:.3},{:.3},{:.3},{}",
+                "{scenario},{},{},{},{},{},{:.1},{:.4},{},{},{},{:.3},{:.3},{:.3},{},{:.1}",
                 row.server.id(),
                 row.size,
                 row.rate,
@@ -662,7 +808,8 @@ pub fn write_csv(dir: &Path, results: &Results) -> anyhow::Result<()> {
                 r.server_cpu_us_per_msg,
                 r.server_cpu_share,
                 r.loadgen_cpu_share,
-                r.disconnects
+                r.disconnects,
+                r.crossed_per_sec
             );
         }
     }
@@ -882,6 +1029,7 @@ mod tests {
             result: StepResult {
                 sent: rate as u64,
                 delivered_per_sec: rate * 1000.0 * ratio,
+                crossed_per_sec: 0.0,
                 ratio,
                 samples: 100,
                 p50_us: 1000,
@@ -1027,6 +1175,93 @@ mod tests {
         assert!(line(&lines, "- Reconnect storm, 4 clients")
             .ends_with("2.50 s (target ≤ 10 s): met, 75% to spare"));
         assert!(line(&lines, "- Reconnect storm, password").ends_with("(target ≤ 0): met"));
+    }
+
+    #[test]
+    fn cluster_targets_compare_with_socket_io_and_the_single_node() {
+        let (me, sio) = (ServerKind::ChatServer, ServerKind::SocketIo);
+        let results = Results {
+            fanout: vec![
+                point(me, 64, 1000.0, 1.0, 10.0),
+                point(me, 64, 4000.0, 0.80, 900.0),
+            ],
+            cluster: vec![
+                point(me, 64, 100.0, 1.0, 4.0),
+                point(me, 64, 400.0, 1.0, 12.0),
+                point(me, 64, 1000.0, 0.90, 300.0),
+                point(sio, 64, 100.0, 0.99, 8.0),
+                point(sio, 64, 400.0, 0.40, 2000.0),
+            ],
+            ..Results::default()
+        };
+        let lines = target_lines(&results);
+        // 0.9 * 1000 * 1000 = 900k against Socket.IO's 0.4 * 400 * 1000 = 160k.
+        assert_eq!(
+            line(&lines, "- Cluster of 2 nodes, best"),
+            "- Cluster of 2 nodes, best deliveries/s vs the Socket.IO cluster: 900000 (at 1000 msg/s) \
+             vs 160000 (at 400 msg/s) = 5.62x (target ≥ 5x): met, 12% to spare"
+        );
+        // Only 100 msg/s counts: Socket.IO delivered under 95% at 400.
+        assert_eq!(
+            line(&lines, "- Cluster, p99"),
+            "- Cluster, p99 vs the Socket.IO cluster at every rate where both deliver ≥ 95%: met at 1 of 1 rates; \
+             worst at 100 msg/s 4.00 ms vs 8.00 ms = 0.50x (target ≤ 1x): met, 50% to spare"
+        );
+        // Against the single node's best, 0.8 * 4000 * 1000 = 3.2M.
+        assert_eq!(
+            line(&lines, "- Cluster, best deliveries/s vs chat-server's single-node"),
+            "- Cluster, best deliveries/s vs chat-server's single-node fan-out (64 B) of the same run: \
+             900000 (at 1000 msg/s) vs 3200000 (at 4000 msg/s) = 0.28x (target ≥ 0.5x): **missed** by 44%"
+        );
+    }
+
+    #[test]
+    fn a_cluster_alone_says_what_it_was_not_compared_with() {
+        let me = ServerKind::ChatServer;
+        let lines = target_lines(&Results {
+            cluster: vec![point(me, 64, 1000.0, 1.0, 10.0)],
+            ..Results::default()
+        });
+        assert!(line(&lines, "- Cluster of 2 nodes, best")
+            .ends_with("not compared (the Socket.IO cluster did not run)"));
+        assert!(line(&lines, "- Cluster, p99")
+            .ends_with("not compared (the Socket.IO cluster did not run)"));
+        assert!(
+            line(&lines, "- Cluster, best deliveries/s vs chat-server's")
+                .ends_with("not compared (the 64 B fan-out did not run)")
+        );
+        let only_saturated = target_lines(&Results {
+            cluster: vec![
+                point(me, 64, 1000.0, 1.0, 10.0),
+                point(ServerKind::SocketIo, 64, 1000.0, 0.15, 3000.0),
+            ],
+            ..Results::default()
+        });
+        assert_eq!(
+            line(&only_saturated, "- Cluster, p99"),
+            "- Cluster, p99 vs the Socket.IO cluster at every rate where both deliver ≥ 95%: **missed**: \
+             no rate where both did (the lowest offered: chat-server 1000 msg/s, 100.0%, the Socket.IO cluster 1000 msg/s, 15.0%)"
+        );
+        assert!(
+            !target_lines(&Results::default())
+                .iter()
+                .any(|l| l.contains("Cluster")),
+            "no cluster rows, no cluster targets"
+        );
+    }
+
+    #[test]
+    fn the_cluster_table_shows_the_share_that_crossed_nodes() {
+        let mut row = point(ServerKind::ChatServer, 64, 1000.0, 1.0, 10.0);
+        row.result.crossed_per_sec = 500_000.0;
+        let mut md = String::new();
+        cluster_table(&mut md, &[row], 1000);
+        assert!(
+            md.contains(
+                "| chat-server | 1000 | 1000000 (1000000–1000000) | 100.0% | 500000 (50%) |"
+            ),
+            "{md}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use tokio::io::AsyncWriteExt;
 
 use crate::load::{self, Connector, Recorder, Step, StepResult};
-use crate::servers::{CertFiles, Paths, Proto, Running, ServerKind};
+use crate::servers::{CertFiles, CpuTime, Paths, Proto, Running, ServerKind};
 use crate::storm::StormRow;
 use crate::wire::{self, Io, Target, Tls};
 
@@ -16,7 +16,7 @@ use crate::wire::{self, Io, Target, Tls};
 pub const SERVER_CPU: &str = "0";
 
 /// Users chat-server's connections are spread over.
-const USERS: usize = 10;
+pub(crate) const USERS: usize = 10;
 /// Connections opened at the same time while setting up.
 pub(crate) const CONNECT_CONCURRENCY: usize = 64;
 
@@ -40,6 +40,9 @@ pub struct Plan {
     pub room_size: usize,
     /// Offered rates there, messages per second over all rooms.
     pub room_rates: Vec<f64>,
+    /// Offered rates of the two-node cluster's fan-out (`subscribers` and
+    /// `senders`, 64 B), rising like `fanout_rates`.
+    pub cluster_rates: Vec<f64>,
     /// Idle connection counts, measured in this order on one server.
     pub idle_counts: Vec<usize>,
     /// Concurrent handshaking clients.
@@ -70,6 +73,10 @@ impl Plan {
             room_connections: 10_000,
             room_size: 10,
             room_rates: vec![1_000.0, 5_000.0],
+            // From where the Socket.IO cluster still delivers everything
+            // (it did not at 100 msg/s), so that p99s compare, up to the
+            // single node's ceiling, which the cluster is compared with.
+            cluster_rates: vec![25.0, 50.0, 100.0, 400.0, 1_000.0, 2_000.0, 4_000.0, 8_000.0],
             idle_counts: vec![10_000, 19_000],
             handshake_workers: 32,
             storm_clients: 10_000,
@@ -87,6 +94,8 @@ impl Plan {
             sizes: vec![64],
             fanout_rates: vec![1_000.0],
             room_rates: vec![1_000.0],
+            // The quick fan-out's rate, so that the two compare.
+            cluster_rates: vec![1_000.0],
             idle_counts: vec![10_000],
             // Few enough that today's server, which forgets sessions in a
             // restart, re-hashes their passwords in a few seconds.
@@ -160,6 +169,8 @@ pub struct Results {
     pub fanout: Vec<TrafficRow>,
     /// Many-rooms points.
     pub rooms: Vec<TrafficRow>,
+    /// Two-node cluster fan-out points (64 B).
+    pub cluster: Vec<TrafficRow>,
     /// Idle memory points.
     pub idle: Vec<IdleRow>,
     /// Handshake points.
@@ -177,7 +188,7 @@ pub const DELIVERED_ENOUGH: f64 = 0.95;
 
 /// Whether a point's median delivery ratio fell under [`DELIVERED_ENOUGH`]:
 /// the rate at which a server stops being offered more.
-fn saturated(rows: &[TrafficRow]) -> bool {
+pub(crate) fn saturated(rows: &[TrafficRow]) -> bool {
     let mut ratios: Vec<f64> = rows.iter().map(|r| r.result.ratio).collect();
     ratios.sort_by(f64::total_cmp);
     ratios.get(ratios.len() / 2).copied().unwrap_or(0.0) < DELIVERED_ENOUGH
@@ -199,10 +210,10 @@ pub(crate) async fn start_plain(
 }
 
 /// Runs `step` `reps` times (ids `step.id + 1` on), logging each.
-async fn measure_rate(
+pub(crate) async fn measure_rate(
     senders: &[load::Member],
     kind: ServerKind,
-    server: &Running,
+    server: &impl CpuTime,
     recorder: &load::Shared,
     step: Step,
     reps: usize,
@@ -215,8 +226,13 @@ async fn measure_rate(
             ..step
         };
         let result = load::run_step(senders, kind.proto(), step, recorder, server).await?;
+        let crossed = if result.crossed_per_sec > 0.0 {
+            format!(", {:.0}/s crossed nodes", result.crossed_per_sec)
+        } else {
+            String::new()
+        };
         log(&format!(
-            "{label} {} msg/s: {:.0} deliveries/s ({:.1}%), p99 {} µs",
+            "{label} {} msg/s: {:.0} deliveries/s ({:.1}%){crossed}, p99 {} µs",
             step.rate,
             result.delivered_per_sec,
             result.ratio * 100.0,
@@ -505,6 +521,7 @@ mod tests {
                 result: StepResult {
                     sent: 0,
                     delivered_per_sec: 0.0,
+                    crossed_per_sec: 0.0,
                     ratio,
                     samples: 0,
                     p50_us: 0,
@@ -535,6 +552,20 @@ mod tests {
         assert!(rates.windows(2).all(|w| w[0] < w[1]), "rising: {rates:?}");
         let past: Vec<f64> = rates.into_iter().filter(|&r| r >= 2000.0).collect();
         assert_eq!(past, [2000.0, 4000.0, 8000.0, 16000.0]);
+    }
+
+    #[test]
+    fn the_cluster_sweep_starts_low_and_quick_matches_the_quick_fan_out() {
+        let rates = Plan::full().cluster_rates;
+        assert!(rates.windows(2).all(|w| w[0] < w[1]), "rising: {rates:?}");
+        assert!(rates[0] <= 25.0, "low enough for the Socket.IO cluster");
+        // chat-server's single node saturated at 8,000 msg/s on 2026-12-01.
+        assert_eq!(rates.last(), Some(&8_000.0));
+        let quick = Plan::quick();
+        assert_eq!(
+            quick.cluster_rates, quick.fanout_rates,
+            "one point, comparable"
+        );
     }
 
     #[test]

@@ -206,6 +206,8 @@ struct Launch {
     paths: Paths,
     tls: Option<CertFiles>,
     cpu: String,
+    /// Arguments after the usual ones (a cluster node's, say).
+    extra: Vec<String>,
 }
 
 impl Launch {
@@ -217,6 +219,7 @@ impl Launch {
             paths,
             tls,
             cpu,
+            extra,
         } = self;
         let mut cmd = Command::new("taskset");
         cmd.arg("-c").arg(cpu);
@@ -265,6 +268,7 @@ impl Launch {
                 cmd.arg("--cert").arg(&tls.cert).arg("--key").arg(&tls.key);
             }
         }
+        cmd.args(extra);
         // Appended to, so that a restarted server's log follows the first one's.
         let log_path = data.join("stderr.log");
         let log = std::fs::OpenOptions::new()
@@ -312,11 +316,23 @@ impl Running {
         tls: Option<&CertFiles>,
         cpu: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_with(kind, paths, tls, cpu, Vec::new()).await
+    }
+
+    /// [`Self::start`] with `extra` arguments after the usual ones.
+    pub async fn start_with(
+        kind: ServerKind,
+        paths: &Paths,
+        tls: Option<&CertFiles>,
+        cpu: &str,
+        extra: Vec<String>,
+    ) -> anyhow::Result<Self> {
         let launch = Launch {
             kind,
             paths: paths.clone(),
             tls: tls.cloned(),
             cpu: cpu.to_owned(),
+            extra,
         };
         let data = tempfile::tempdir()?;
         let (child, pid, port) = launch.spawn(0, data.path()).await?;
@@ -347,7 +363,7 @@ impl Running {
 
     /// CPU time (user + system) the process has used so far.
     pub fn cpu_seconds(&self) -> f64 {
-        process_cpu_seconds(&format!("/proc/{}/stat", self.pid)).unwrap_or(f64::NAN)
+        pid_cpu_seconds(self.pid)
     }
 
     /// Resident memory of the process now.
@@ -378,6 +394,24 @@ fn listening_port(line: &str) -> Option<u16> {
     let url = line.strip_prefix("chat-server listening on ")?;
     let authority = url.split("://").nth(1)?.split('/').next()?;
     authority.rsplit(':').next()?.parse().ok()
+}
+
+/// What a measurement charges server CPU time to: one process, or all of a
+/// cluster's.
+pub trait CpuTime {
+    /// CPU seconds (user + system) used so far; NaN if unreadable.
+    fn cpu_seconds(&self) -> f64;
+}
+
+impl CpuTime for Running {
+    fn cpu_seconds(&self) -> f64 {
+        Running::cpu_seconds(self)
+    }
+}
+
+/// The CPU seconds process `pid` has used so far (NaN once it is gone).
+pub fn pid_cpu_seconds(pid: u32) -> f64 {
+    process_cpu_seconds(&format!("/proc/{pid}/stat")).unwrap_or(f64::NAN)
 }
 
 /// The CPU seconds of this benchmark process itself.

@@ -4,8 +4,12 @@
 
 const { parseArgs } = require('node:util');
 
-/** Parses `--port N --host H [--cert FILE --key FILE]`; exits 2 on bad usage. */
-function peerArgs() {
+/**
+ * Parses `--port N --host H [--cert FILE --key FILE]`, plus the string
+ * options a peer adds in `extra` (`{ name: { default } }`); exits 2 on bad
+ * usage. The extra values come back under their names.
+ */
+function peerArgs(extra = {}) {
   let values;
   try {
     ({ values } = parseArgs({
@@ -14,6 +18,9 @@ function peerArgs() {
         host: { type: 'string', default: '127.0.0.1' },
         cert: { type: 'string' },
         key: { type: 'string' },
+        ...Object.fromEntries(
+          Object.entries(extra).map(([name, spec]) => [name, { type: 'string', ...spec }]),
+        ),
       },
     }));
   } catch (err) {
@@ -22,11 +29,12 @@ function peerArgs() {
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`bad --port ${values.port}`);
   if (Boolean(values.cert) !== Boolean(values.key)) fail('--cert and --key go together');
-  return { port, host: values.host, cert: values.cert, key: values.key };
+  const own = Object.fromEntries(Object.keys(extra).map((name) => [name, values[name]]));
+  return { ...own, port, host: values.host, cert: values.cert, key: values.key };
 }
 
 function fail(message) {
-  console.error(`usage: node ${process.argv[1]} [--port N] [--host H] [--cert FILE --key FILE]: ${message}`);
+  console.error(`usage: node ${process.argv[1]} [--port N] [--host H] [--cert FILE --key FILE] [peer options]: ${message}`);
   process.exit(2);
 }
 

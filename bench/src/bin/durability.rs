@@ -1,18 +1,24 @@
 //! The cost of durability: messages per second the server accepts (stores,
-//! acknowledges and relays) with its history on disk versus in memory.
+//! acknowledges and relays) with its history on disk versus in memory, and
+//! into PostgreSQL (cluster mode's room log, group-committed), on one node
+//! and on two.
 //!
-//! Each run starts a real server in this process on 127.0.0.1:0, connects
-//! `SUBSCRIBERS` listeners and `SENDERS` senders over real sockets to one
-//! room, and has every sender keep `WINDOW` messages in flight until it has
-//! `PER_SENDER` acks. Throughput is acks per second over the whole run.
-//! Writes a Markdown report to the path given as the first argument, with
-//! the targets of the message path redraw checked: `full` keeps at least
-//! half of `normal`'s throughput, `normal` at least 80% of `memory`'s.
+//! Each run starts real servers in this process on 127.0.0.1:0, connects
+//! listeners and senders over real sockets to one room, and has every sender
+//! keep a window of messages in flight until it has all its acks.
+//! Throughput is acks per second over the whole run. Writes a Markdown report
+//! to the path given as the first argument, with the targets of the message
+//! path redraw checked: `full` keeps at least half of `normal`'s throughput,
+//! `normal` at least 80% of `memory`'s. The PostgreSQL rows (a fresh
+//! database per run on `CHAT_BENCH_POSTGRES`, default the machine's, and a
+//! private `redis-server` for two nodes) have no target; without the
+//! engines the report says why they are missing.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use chat_bench::engines::{EngineConfig, Engines, RedisEngine, TempDatabase};
 use chat_bench::verdict::{Goal, Verdict};
 use chat_protocol::{ClientEvent, ServerEvent};
 use chat_server::{Config, Server};
@@ -22,12 +28,42 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-const SENDERS: usize = 4;
-const SUBSCRIBERS: usize = 16;
-const PER_SENDER: usize = 2_500;
-const WINDOW: usize = 32;
-const REPEATS: usize = 5;
 const PASSWORD: &str = "benchmark password";
+
+/// Clients and messages of one run.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    senders: usize,
+    subscribers: usize,
+    per_sender: usize,
+    window: usize,
+    repeats: usize,
+}
+
+impl Load {
+    fn messages(&self) -> usize {
+        self.senders * self.per_sender
+    }
+}
+
+/// The storage modes' load, as in every earlier report.
+const FEW_SENDERS: Load = Load {
+    senders: 4,
+    subscribers: 16,
+    per_sender: 2_500,
+    window: 32,
+    repeats: 5,
+};
+
+/// Many concurrent senders, for PostgreSQL's group commit: up to 1,024
+/// messages in flight, enough to fill its batches (512 at most).
+const MANY_SENDERS: Load = Load {
+    senders: 32,
+    subscribers: 16,
+    per_sender: 400,
+    window: 32,
+    repeats: 3,
+};
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
@@ -86,13 +122,13 @@ async fn connect(addr: std::net::SocketAddr, user: &str) -> anyhow::Result<Ws> {
     anyhow::bail!("connection ended before joined")
 }
 
-/// Sends `PER_SENDER` messages with `WINDOW` in flight; returns when all are acked.
-async fn send_all(ws: Ws, sender: usize) -> anyhow::Result<()> {
+/// Sends `per_sender` messages with `window` in flight; returns when all are acked.
+async fn send_all(ws: Ws, sender: usize, per_sender: usize, window: usize) -> anyhow::Result<()> {
     let (mut sink, mut stream) = ws.split();
     let mut sent = 0;
     let mut acked = 0;
-    while acked < PER_SENDER {
-        while sent < PER_SENDER && sent - acked < WINDOW {
+    while acked < per_sender {
+        while sent < per_sender && sent - acked < window {
             let event = ClientEvent::SendMessage {
                 room: "bench".into(),
                 text: format!("sender {sender} message {sent}: a typical short chat line"),
@@ -128,60 +164,244 @@ async fn listen(ws: Ws, expected: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One run; returns accepted messages per second.
-async fn run(mode: Mode) -> anyhow::Result<f64> {
-    let dir = tempfile::tempdir()?;
-    let mut config = Config::with_data_dir(dir.path());
+/// Where the servers of a run keep their messages.
+#[derive(Clone, Copy)]
+enum Backend {
+    /// One server with its own SQLite files (or memory).
+    Embedded(Mode),
+    /// `nodes` servers on one fresh PostgreSQL database; more than one
+    /// share a private Redis as a cluster.
+    Postgres { nodes: usize },
+}
+
+/// What a PostgreSQL run needs, made fresh for it and removed after.
+struct RunEngines {
+    database: TempDatabase,
+    redis: Option<RedisEngine>,
+}
+
+/// The server's configuration for one node of `backend`.
+fn node_config(
+    backend: Backend,
+    data_dir: &std::path::Path,
+    engines: Option<&RunEngines>,
+    node: usize,
+) -> anyhow::Result<Config> {
+    let mut config = Config::with_data_dir(data_dir);
     config.listen = "127.0.0.1:0".parse()?;
-    config.storage = mode.storage;
-    config.durability = mode.durability;
     config.rate = 1e9;
     config.burst = u32::MAX;
     config.send_queue = 65_536;
     config.history_on_join = 0;
-    let server = Server::bind(config).await?;
-    let addr = server.local_addr()?;
-    let shutdown = server.shutdown_token();
-    let serving = tokio::spawn(server.run());
+    match backend {
+        Backend::Embedded(mode) => {
+            config.storage = mode.storage;
+            config.durability = mode.durability;
+        }
+        Backend::Postgres { .. } => {
+            let engines = engines.context("a PostgreSQL run without its engines")?;
+            config.database_url = Some(engines.database.url());
+            if let Some(redis) = &engines.redis {
+                config.redis_url = Some(redis.url.clone());
+                config.redis_prefix = redis.prefix.clone();
+                config.node_id = Some(format!("node{node}"));
+            }
+        }
+    }
+    Ok(config)
+}
 
-    let users: Vec<String> = (0..SENDERS + SUBSCRIBERS)
+/// One run; returns accepted messages per second.
+async fn run(load: Load, backend: Backend, engines: Option<&Engines>) -> anyhow::Result<f64> {
+    let run_engines = match (backend, engines) {
+        (Backend::Postgres { nodes }, Some(engines)) => Some(RunEngines {
+            database: engines.database().await?,
+            redis: if nodes > 1 {
+                Some(engines.redis(None).await?)
+            } else {
+                None
+            },
+        }),
+        (Backend::Postgres { .. }, None) => anyhow::bail!("PostgreSQL runs need the engines"),
+        (Backend::Embedded(_), _) => None,
+    };
+    let nodes = match backend {
+        Backend::Embedded(_) => 1,
+        Backend::Postgres { nodes } => nodes,
+    };
+    let mut dirs = Vec::new();
+    let mut addrs = Vec::new();
+    let mut running = Vec::new();
+    // One after the other: the first node alone migrates a fresh database.
+    for node in 0..nodes {
+        let dir = tempfile::tempdir()?;
+        let config = node_config(backend, dir.path(), run_engines.as_ref(), node)?;
+        let server = Server::bind(config)
+            .await
+            .with_context(|| format!("starting node {node}"))?;
+        addrs.push(server.local_addr()?);
+        running.push((server.shutdown_token(), tokio::spawn(server.run())));
+        dirs.push(dir);
+    }
+    let measured = drive(load, &addrs).await;
+    for (shutdown, serving) in running {
+        shutdown.cancel();
+        serving.await??;
+    }
+    if let Some(engines) = run_engines {
+        if let Some(redis) = engines.redis {
+            redis.stop().await;
+        }
+        engines.database.remove().await?;
+    }
+    measured
+}
+
+/// Registers the users (on the first node: accounts are shared), connects
+/// client `i` to node `i % nodes`, sends, and waits for every listener to
+/// have every message.
+async fn drive(load: Load, addrs: &[std::net::SocketAddr]) -> anyhow::Result<f64> {
+    let users: Vec<String> = (0..load.senders + load.subscribers)
         .map(|i| format!("u{i}"))
         .collect();
     for user in &users {
         let config = ClientConfig {
-            server: ServerUrl::parse(&format!("http://{addr}"))?,
+            server: ServerUrl::parse(&format!("http://{}", addrs[0]))?,
             user: user.clone(),
             password: PASSWORD.to_owned(),
             tls: TlsOptions::default(),
         };
         client::register(&config).await?;
     }
+    let node = |i: usize| addrs[i % addrs.len()];
     let mut listeners = Vec::new();
-    for user in &users[SENDERS..] {
-        let ws = connect(addr, user).await?;
-        listeners.push(tokio::spawn(listen(ws, SENDERS * PER_SENDER)));
+    for (i, user) in users[load.senders..].iter().enumerate() {
+        let ws = connect(node(i), user).await?;
+        listeners.push(tokio::spawn(listen(ws, load.messages())));
     }
     let mut senders = Vec::new();
-    for user in &users[..SENDERS] {
-        senders.push(connect(addr, user).await?);
+    for (i, user) in users[..load.senders].iter().enumerate() {
+        senders.push(connect(node(i), user).await?);
     }
 
     let start = Instant::now();
     let tasks: Vec<_> = senders
         .into_iter()
         .enumerate()
-        .map(|(i, ws)| tokio::spawn(send_all(ws, i)))
+        .map(|(i, ws)| tokio::spawn(send_all(ws, i, load.per_sender, load.window)))
         .collect();
     for task in tasks {
         task.await??;
     }
     let elapsed = start.elapsed();
     for listener in listeners {
-        tokio::time::timeout(Duration::from_secs(60), listener).await???;
+        tokio::time::timeout(Duration::from_secs(60), listener)
+            .await
+            .context("a listener did not get every message within 60 s")???;
     }
-    shutdown.cancel();
-    serving.await??;
-    Ok((SENDERS * PER_SENDER) as f64 / elapsed.as_secs_f64())
+    Ok(load.messages() as f64 / elapsed.as_secs_f64())
+}
+
+/// Runs `backend` `load.repeats` times: the median, the least and the most.
+async fn repeat(
+    load: Load,
+    backend: Backend,
+    engines: Option<&Engines>,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let mut rates = Vec::new();
+    for _ in 0..load.repeats {
+        rates.push(run(load, backend, engines).await?);
+    }
+    rates.sort_by(f64::total_cmp);
+    Ok((rates[rates.len() / 2], rates[0], rates[rates.len() - 1]))
+}
+
+fn describe(load: Load) -> String {
+    format!(
+        "{} senders with {} messages in flight each, {} subscribers, one room, {} messages per run, {} runs per row",
+        load.senders,
+        load.window,
+        load.subscribers,
+        load.messages(),
+        load.repeats
+    )
+}
+
+/// The PostgreSQL section: SQLite's default at the same load for reference,
+/// then one node and two on PostgreSQL.
+async fn postgres_section(report: &mut String) -> anyhow::Result<()> {
+    let load = MANY_SENDERS;
+    let server = std::env::var("CHAT_BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+    let engines = Engines::probe(&EngineConfig {
+        postgres: server.clone(),
+        redis: None,
+    })
+    .await;
+    let setting = |name: &'static str| {
+        let engines = &engines;
+        async move {
+            engines
+                .postgres_setting(name)
+                .await
+                .unwrap_or_else(|| "?".to_owned())
+        }
+    };
+    writeln!(
+        report,
+        "\n### Into PostgreSQL (cluster mode's room log, group commit)\n"
+    )?;
+    writeln!(
+        report,
+        "Load: {}; two nodes get alternate clients (so half of each message's deliveries cross nodes through Redis). \
+         Each run has a fresh database on {server}, and two nodes a private `redis-server`; the PostgreSQL server is \
+         shared with the machine (`synchronous_commit={}`, `fsync={}`).\n",
+        describe(load),
+        setting("synchronous_commit").await,
+        setting("fsync").await,
+    )?;
+    writeln!(
+        report,
+        "| room log | acked msg/s (median) | min | max | vs SQLite |"
+    )?;
+    writeln!(report, "|---|---:|---:|---:|---:|")?;
+    let rows = [
+        (
+            "SQLite, `--durability normal` (the default, for reference)".to_owned(),
+            Backend::Embedded(MODES[1]),
+            None,
+        ),
+        (
+            "PostgreSQL, one node (`--database-url`)".to_owned(),
+            Backend::Postgres { nodes: 1 },
+            engines.missing(true),
+        ),
+        (
+            "PostgreSQL, two nodes (`--database-url`, `--redis-url`)".to_owned(),
+            Backend::Postgres { nodes: 2 },
+            engines.missing(true),
+        ),
+    ];
+    let mut base = None;
+    for (name, backend, missing) in rows {
+        if let Some(why) = missing {
+            let line = format!("| {name} | not run: {why} | | | |");
+            println!("{line}");
+            writeln!(report, "{line}")?;
+            continue;
+        }
+        let (median, min, max) = repeat(load, backend, Some(&engines))
+            .await
+            .with_context(|| name.clone())?;
+        let base = *base.get_or_insert(median);
+        let line = format!(
+            "| {name} | {median:.0} | {min:.0} | {max:.0} | {:.0}% |",
+            100.0 * median / base
+        );
+        println!("{line}");
+        writeln!(report, "{line}")?;
+    }
+    Ok(())
 }
 
 fn machine() -> String {
@@ -234,9 +454,8 @@ async fn main() -> anyhow::Result<()> {
     writeln!(report, "Command: `make bench-durability` (release build; `cargo run --release -p chat-bench --bin durability`)  ")?;
     writeln!(
         report,
-        "Load: {SENDERS} senders with {WINDOW} messages in flight each, {SUBSCRIBERS} subscribers, one room, \
-         {} messages per run, {REPEATS} runs per mode; server and clients in one process over loopback.\n",
-        SENDERS * PER_SENDER
+        "Load: {}; server and clients in one process over loopback.\n",
+        describe(FEW_SENDERS)
     )?;
     writeln!(
         report,
@@ -245,18 +464,13 @@ async fn main() -> anyhow::Result<()> {
     writeln!(report, "|---|---:|---:|---:|---:|")?;
     let mut medians = Vec::new();
     for mode in MODES {
-        let mut rates = Vec::new();
-        for _ in 0..REPEATS {
-            rates.push(run(mode).await?);
-        }
-        rates.sort_by(f64::total_cmp);
-        let median = rates[rates.len() / 2];
+        let (median, min, max) = repeat(FEW_SENDERS, Backend::Embedded(mode), None).await?;
         let line = format!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.0}% |",
             mode.name,
             median,
-            rates[0],
-            rates[rates.len() - 1],
+            min,
+            max,
             100.0 * median / medians.first().copied().unwrap_or(median)
         );
         println!("{line}");
@@ -266,6 +480,7 @@ async fn main() -> anyhow::Result<()> {
     let verdicts = targets(&medians);
     print!("{verdicts}");
     writeln!(report, "\n### Targets\n\n{verdicts}")?;
+    postgres_section(&mut report).await?;
     std::fs::write(&out, report).with_context(|| format!("writing {out}"))?;
     println!("report written to {out}");
     Ok(())

@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use chat_bench::engines::{EngineConfig, Engines};
 use chat_bench::scenarios::{self, Plan, Results};
 use chat_bench::servers::{CertFiles, Paths, ServerKind};
-use chat_bench::{report, storm};
+use chat_bench::{cluster, report, storm};
 use clap::Parser;
 
 /// Benchmarks chat-server against its peers.
@@ -19,9 +20,17 @@ struct Args {
     /// Servers to run, by id: chat-server, uws, ws, socketio, python, axum.
     #[arg(long, value_delimiter = ',')]
     servers: Option<Vec<String>>,
-    /// Scenarios to run: fanout, rooms, idle, handshakes, storm.
+    /// Scenarios to run: fanout, rooms, idle, handshakes, storm, cluster.
     #[arg(long, value_delimiter = ',')]
     scenarios: Option<Vec<String>>,
+    /// The PostgreSQL server the cluster scenario creates its database on
+    /// (and drops it after).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    postgres: String,
+    /// A Redis for the cluster scenario to share, under a prefix of its own;
+    /// by default it starts a private redis-server.
+    #[arg(long)]
+    redis: Option<String>,
     /// Where dated result folders go.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
@@ -55,7 +64,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (None, false) => ServerKind::ALL.to_vec(),
     };
     let scenarios: Vec<String> = args.scenarios.clone().unwrap_or_else(|| {
-        ["fanout", "rooms", "idle", "handshakes", "storm"]
+        ["fanout", "rooms", "idle", "handshakes", "storm", "cluster"]
             .map(String::from)
             .to_vec()
     });
@@ -84,6 +93,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    let engines = if scenarios.iter().any(|s| s == "cluster") {
+        let engines = Engines::probe(&EngineConfig {
+            postgres: args.postgres.clone(),
+            redis: args.redis.clone(),
+        })
+        .await;
+        results.notes.extend(engines.redis_note());
+        let without: Vec<&str> = runnable
+            .iter()
+            .filter(|k| !cluster::supported(**k))
+            .map(|k| k.name())
+            .collect();
+        if !without.is_empty() {
+            results.notes.push(format!(
+                "cluster: {} not run, having no cluster mode here (only chat-server and Socket.IO do).",
+                without.join(", ")
+            ));
+        }
+        Some(engines)
+    } else {
+        None
+    };
+
     let certs = tempfile::tempdir()?;
     let cert = CertFiles::generate(certs.path())?;
     let started = std::time::Instant::now();
@@ -104,6 +136,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     }
                 }
                 "storm" => storm::storm(kind, &paths, &plan, &mut results).await,
+                "cluster" => match &engines {
+                    Some(engines) => {
+                        cluster::cluster(kind, &paths, &plan, engines, &mut results).await
+                    }
+                    None => Ok(()),
+                },
                 other => anyhow::bail!("no scenario {other:?}"),
             };
             if let Err(e) = outcome {
