@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chat_protocol::{ChatMessage, ClientEvent, ErrorCode, ServerEvent};
 use chat_test_engines::{PrivateRedis, TempDatabase, TestRedis};
-use common::cluster::{self, Engines};
+use common::cluster::{self, Engines, Node};
 use common::{Client, Remote, WAIT};
 
 /// A database of the test's own and the shared Redis under a fresh prefix.
@@ -56,6 +56,21 @@ async fn stored(node: &Remote, user: &str, room: &str) -> Vec<ChatMessage> {
     }
     client.close().await;
     got
+}
+
+/// Polls `/readyz` until it answers `status` (readiness follows the engines
+/// within their heartbeats).
+async fn readyz_becomes(node: &Remote, status: u16) {
+    let reached = tokio::time::timeout(WAIT, async {
+        loop {
+            if node.http("GET", "/readyz", &[], "").await.0 == status {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "/readyz never answered {status}");
 }
 
 fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
@@ -325,7 +340,9 @@ async fn with_redis_down_sends_are_stored_and_acked_and_reach_the_other_node_onc
         fay.send_acked("r", &format!("m{i}"), &format!("m{i}"))
             .await;
     }
+    readyz_becomes(&nodes[1], 503).await;
     redis.restart().await;
+    readyz_becomes(&nodes[1], 200).await;
     for i in 31..=40 {
         fay.send_acked("r", &format!("m{i}"), &format!("m{i}"))
             .await;
@@ -391,16 +408,7 @@ async fn with_postgres_cut_sends_get_an_error_and_nothing_is_acked_then_it_recov
     assert_eq!(status, 200, "yet alive");
 
     proxy.restore();
-    let ready = tokio::time::timeout(WAIT, async {
-        loop {
-            if nodes[0].http("GET", "/readyz", &[], "").await.0 == 200 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    assert!(ready.is_ok(), "ready again once the database is back");
+    readyz_becomes(&nodes[0], 200).await;
     // The resend is safe: stored once, whether or not the cut lost it.
     let seq = hal.send_acked("r", "during", "c2").await;
     assert_eq!(seq, 2);
@@ -629,4 +637,44 @@ async fn make_cluster_serves_three_nodes_behind_one_haproxy_address() {
     })
     .await;
     assert!(nodes_gone.is_ok(), "the proxy and the nodes stopped");
+}
+
+#[tokio::test]
+async fn one_node_on_postgres_alone_keeps_accounts_and_history_across_a_restart() {
+    let Some(db) = chat_test_engines::postgres().await else {
+        return;
+    };
+    let engines = Engines::postgres_only(&db);
+    let mut node = Node::start("solo", &engines, &[]).await;
+    node.register("max").await;
+    let mut max = node.client_for("max").await;
+    let epoch = match max.send_wait_joined("notes").await {
+        ServerEvent::Joined { epoch, .. } => epoch,
+        other => panic!("{other:?}"),
+    };
+    for i in 1..=5 {
+        max.send_acked("notes", &format!("n{i}"), &format!("n{i}"))
+            .await;
+    }
+    max.close().await;
+    node.kill().await;
+
+    // Another process on the same database: the account, the history and
+    // the epoch are all still there.
+    let node = Node::start("solo", &engines, &[]).await;
+    let mut max = node.client_for("max").await;
+    match max.send_wait_joined("notes").await {
+        ServerEvent::Joined {
+            epoch: again,
+            last_seq,
+            history,
+            ..
+        } => {
+            assert_eq!(again, epoch, "one epoch for as long as the database lasts");
+            assert_eq!(last_seq, 5);
+            assert_eq!(seqs(&history), [1, 2, 3, 4, 5]);
+        }
+        other => panic!("{other:?}"),
+    }
+    max.close().await;
 }

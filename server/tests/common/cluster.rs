@@ -17,7 +17,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
 #[derive(Clone)]
 pub struct Engines {
     pub database_url: String,
-    pub redis_url: String,
+    /// `None`: one node on PostgreSQL alone.
+    pub redis_url: Option<String>,
     pub redis_prefix: String,
 }
 
@@ -26,8 +27,17 @@ impl Engines {
     pub fn new(db: &TempDatabase, redis_url: &str, redis_prefix: &str) -> Self {
         Self {
             database_url: db.url.clone(),
-            redis_url: redis_url.to_owned(),
+            redis_url: Some(redis_url.to_owned()),
             redis_prefix: redis_prefix.to_owned(),
+        }
+    }
+
+    /// The database alone, no Redis.
+    pub fn postgres_only(db: &TempDatabase) -> Self {
+        Self {
+            database_url: db.url.clone(),
+            redis_url: None,
+            redis_prefix: "chat".to_owned(),
         }
     }
 }
@@ -64,12 +74,17 @@ impl Node {
     pub async fn start(id: &str, engines: &Engines, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("server.log");
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["--listen", "127.0.0.1:0", "--node-id", id, "--data-dir"])
             .arg(dir.path().join("data"))
-            .args(["--database-url", &engines.database_url])
-            .args(["--redis-url", &engines.redis_url])
-            .args(["--redis-prefix", &engines.redis_prefix])
+            .args(["--database-url", &engines.database_url]);
+        if let Some(redis_url) = &engines.redis_url {
+            command
+                .args(["--redis-url", redis_url])
+                .args(["--redis-prefix", &engines.redis_prefix]);
+        }
+        let mut child = command
             .args(TEST_FLAGS)
             .args(extra)
             .env("RUST_LOG", "info,chat_rooms=debug,chat_server=debug")

@@ -404,6 +404,18 @@ impl Client {
         .await;
     }
 
+    /// Sends a plain `join_room` and returns its `joined`.
+    pub async fn send_wait_joined(&mut self, room: &str) -> ServerEvent {
+        self.send(ClientEvent::JoinRoom {
+            room: room.into(),
+            since: None,
+            epoch: None,
+        })
+        .await;
+        self.wait_for(|e| matches!(e, ServerEvent::Joined { room: r, .. } if r == room))
+            .await
+    }
+
     /// Sends a message with `client_id` and waits for its ack; returns its seq.
     pub async fn send_acked(&mut self, room: &str, text: &str, client_id: &str) -> u64 {
         self.send(ClientEvent::SendMessage {
