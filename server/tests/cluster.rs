@@ -539,6 +539,17 @@ async fn redis_without_a_database_is_a_clear_startup_error() {
     assert!(stderr.contains("--database-url"), "{stderr}");
 }
 
+/// Kills a process group when dropped.
+struct KillGroup(u32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .status();
+    }
+}
+
 /// Four consecutive free ports: the proxy's, then one per node.
 fn free_ports() -> u16 {
     for _ in 0..50 {
@@ -586,9 +597,13 @@ async fn make_cluster_serves_three_nodes_behind_one_haproxy_address() {
         .env("CHAT_CLUSTER_STATE", state.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        // A group of its own, so that a failing test kills the nodes and
+        // HAProxy too: a SIGKILLed script runs no trap.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .expect("run deploy/cluster/run.sh");
+    let _group = KillGroup(child.id().expect("pid"));
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
     let banner = tokio::time::timeout(WAIT * 3, async {

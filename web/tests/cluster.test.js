@@ -85,6 +85,9 @@ after(async () => {
   if (!skip) {
     spawnSync('tmux', ['-L', socket, 'kill-server']);
     spawnSync('dropdb', ['--if-exists', '--force', '-h', '127.0.0.1', '-U', 'postgres', database]);
+    // Leave the shared Redis as it was found.
+    const keys = spawnSync('redis-cli', ['-u', REDIS, '--scan', '--pattern', `chat_web_${suffix}*`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    if (keys.length) spawnSync('redis-cli', ['-u', REDIS, 'del', ...keys]);
   }
 });
 

@@ -124,6 +124,29 @@ pub struct TestRedis {
     pub prefix: String,
 }
 
+impl Drop for TestRedis {
+    /// Deletes every key under the prefix, so the shared Redis is left as
+    /// it was found. Sync on purpose: Drop cannot await.
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
+            return;
+        };
+        let keys: Vec<String> = match redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query(&mut conn)
+        {
+            Ok(keys) => keys,
+            Err(_) => return,
+        };
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
 /// The machine's Redis and a fresh prefix, or `None` (after [`missing`]).
 pub async fn redis() -> Option<TestRedis> {
     let url = redis_server();

@@ -84,3 +84,29 @@ async fn a_private_redis_dies_and_comes_back_empty() {
         .expect("get");
     assert_eq!(value, None, "nothing survives a restart");
 }
+
+#[tokio::test]
+async fn a_redis_prefix_is_emptied_when_dropped() {
+    let Some(test_redis) = chat_test_engines::redis().await else {
+        return;
+    };
+    let client = redis::Client::open(test_redis.url.as_str()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let key = format!("{}:k", test_redis.prefix);
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    drop(test_redis);
+    let left: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("get");
+    assert_eq!(left, None, "the prefix's keys are gone");
+}
