@@ -423,9 +423,18 @@ async fn a_repeated_resume_request_still_delivers_each_message_once() {
         }
     }
     assert_eq!(got, (1..=250).collect::<Vec<_>>());
-    // Nothing more follows: a room_list answer comes next, not a repeat.
+    // No message comes again. The second request is absorbed when it arrives
+    // during the first catch-up; on a busy machine the first may finish
+    // before the server reads the second, which is then a resume of a room
+    // bob is in, answered like a plain join: a `joined`, with no backlog.
     bob.send(ClientEvent::ListRooms {}).await;
-    assert!(matches!(bob.next().await, ServerEvent::RoomList { .. }));
+    loop {
+        match bob.next().await {
+            ServerEvent::RoomList { .. } => break,
+            ServerEvent::Joined { room, .. } if room == "r" => {}
+            other => panic!("after the catch-up, expected room_list, got {other:?}"),
+        }
+    }
     alice.close().await;
     bob.close().await;
 }
