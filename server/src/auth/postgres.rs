@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 use sqlx::migrate::MigrateError;
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 use super::session::{SessionError, TokenHash, MAX_SESSIONS_PER_USER};
@@ -101,7 +102,13 @@ impl PgSessions {
 }
 
 /// How a stored session answers at `now`.
-fn answer(user: String, expires: UnixMillis, now: UnixMillis) -> Result<String, SessionError> {
+/// The answer for a session row of (user name, expiry), or none.
+fn answer(row: Option<PgRow>, now: UnixMillis) -> Result<String, SessionError> {
+    let Some(row) = row else {
+        return Err(SessionError::Unknown);
+    };
+    let user: String = row.try_get(0).map_err(BackendError::from)?;
+    let expires: i64 = row.try_get(1).map_err(BackendError::from)?;
     if expires > now {
         Ok(user)
     } else {
@@ -181,12 +188,7 @@ impl SessionStore for PgSessions {
         .map_err(BackendError::from)?;
         // An expired row stays until pruned, answering "expired" meanwhile:
         // deleting it here would make every refused lookup a write.
-        let Some(row) = row else {
-            return Err(SessionError::Unknown);
-        };
-        let user: String = row.try_get(0).map_err(BackendError::from)?;
-        let expires: i64 = row.try_get(1).map_err(BackendError::from)?;
-        answer(user, expires, now)
+        answer(row, now)
     }
 
     async fn revoke(&self, token: &str, now: UnixMillis) -> Result<String, SessionError> {
@@ -202,12 +204,7 @@ impl SessionStore for PgSessions {
         .fetch_optional(&self.pool)
         .await
         .map_err(BackendError::from)?;
-        let Some(row) = row else {
-            return Err(SessionError::Unknown);
-        };
-        let user: String = row.try_get(0).map_err(BackendError::from)?;
-        let expires: i64 = row.try_get(1).map_err(BackendError::from)?;
-        answer(user, expires, now)
+        answer(row, now)
     }
 
     async fn prune(&self, now: UnixMillis) -> Result<usize, BackendError> {
