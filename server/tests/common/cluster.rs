@@ -138,6 +138,20 @@ impl Node {
     }
 }
 
+impl Drop for Node {
+    /// Kills the process and waits (briefly) until it is gone, so that it
+    /// writes nothing more to Redis once the test empties its prefix.
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+}
+
 /// Starts nodes `n1`, `n2`, ... on `engines`.
 pub async fn start(count: usize, engines: &Engines) -> Vec<Node> {
     let mut nodes = Vec::new();
