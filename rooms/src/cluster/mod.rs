@@ -207,11 +207,6 @@ impl Cluster {
         }
         self.stop();
     }
-
-    /// Cancelled when the background tasks are told to stop.
-    pub fn stopping(&self) -> CancellationToken {
-        self.stop.clone()
-    }
 }
 
 /// Connects to Redis and assembles a cluster node over `settings.log`.

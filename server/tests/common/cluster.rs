@@ -2,7 +2,6 @@
 //! PostgreSQL database and one Redis (the machine's with a prefix of the
 //! test's own, or a private `redis-server` a test may kill).
 
-use std::path::PathBuf;
 use std::process::Stdio;
 
 use chat_test_engines::TempDatabase;
@@ -46,7 +45,6 @@ impl Engines {
 pub struct Node {
     pub id: String,
     pub remote: Remote,
-    pub log: PathBuf,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -119,7 +117,6 @@ impl Node {
                 addr,
                 tls_cert: None,
             },
-            log,
             child: Some(child),
             _dir: dir,
         }
@@ -130,11 +127,6 @@ impl Node {
         if let Some(mut child) = self.child.take() {
             child.kill().await.expect("kill node");
         }
-    }
-
-    /// What the node logged so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
