@@ -145,15 +145,33 @@ fn ms(us: f64) -> String {
     }
 }
 
-fn traffic_table(md: &mut String, rows: &[TrafficRow], fanout: usize) {
-    md.push_str(
-        "| server | offered msg/s | deliveries/s, median (min–max) | of offered | p50 ms | p99 ms | p99.9 ms | server CPU µs/delivery | load generator core busy | lost conns |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+/// A table of traffic points; `crossed` adds the deliveries that crossed
+/// nodes (the cluster's column) after "of offered".
+fn traffic_points(md: &mut String, rows: &[TrafficRow], crossed: bool) {
+    let (head, rule) = if crossed {
+        (" crossed nodes/s (share) |", "---:|")
+    } else {
+        ("", "")
+    };
+    let _ = writeln!(
+        md,
+        "| server | offered msg/s | deliveries/s, median (min–max) | of offered |{head} p50 ms | p99 ms | p99.9 ms | server CPU µs/delivery | load generator core busy | lost conns |\n\
+         |---|---:|---:|---:|{rule}---:|---:|---:|---:|---:|---:|"
     );
     for ((_, server, rate), p) in points(rows) {
+        let crossing = if crossed {
+            let share = if p.delivered > 0.0 {
+                p.crossed / p.delivered
+            } else {
+                0.0
+            };
+            format!(" {:.0} ({:.0}%) |", p.crossed, share * 100.0)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             md,
-            "| {} | {rate} | {:.0} ({:.0}–{:.0}) | {:.1}% | {} | {} | {} | {:.2} | {:.0}% | {} |",
+            "| {} | {rate} | {:.0} ({:.0}–{:.0}) | {:.1}% |{crossing} {} | {} | {} | {:.2} | {:.0}% | {} |",
             ServerKind::ALL[server].name(),
             p.delivered,
             p.min,
@@ -167,6 +185,10 @@ fn traffic_table(md: &mut String, rows: &[TrafficRow], fanout: usize) {
             p.lost
         );
     }
+}
+
+fn traffic_table(md: &mut String, rows: &[TrafficRow], fanout: usize) {
+    traffic_points(md, rows, false);
     let _ = writeln!(
         md,
         "\nOffered deliveries per second are the offered rate times {fanout}."
@@ -462,34 +484,7 @@ fn cluster_targets(md: &mut String, results: &Results) {
 
 /// The cluster's points, with how many deliveries crossed nodes.
 fn cluster_table(md: &mut String, rows: &[TrafficRow], fanout: usize) {
-    md.push_str(
-        "| server | offered msg/s | deliveries/s, median (min–max) | of offered | crossed nodes/s (share) | p50 ms | p99 ms | p99.9 ms | server CPU µs/delivery | load generator core busy | lost conns |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for ((_, server, rate), p) in points(rows) {
-        let share = if p.delivered > 0.0 {
-            p.crossed / p.delivered
-        } else {
-            0.0
-        };
-        let _ = writeln!(
-            md,
-            "| {} | {rate} | {:.0} ({:.0}–{:.0}) | {:.1}% | {:.0} ({:.0}%) | {} | {} | {} | {:.2} | {:.0}% | {} |",
-            ServerKind::ALL[server].name(),
-            p.delivered,
-            p.min,
-            p.max,
-            p.ratio * 100.0,
-            p.crossed,
-            share * 100.0,
-            latency(&p, p.p50),
-            latency(&p, p.p99),
-            latency(&p, p.p999),
-            p.cpu_us,
-            p.loadgen * 100.0,
-            p.lost
-        );
-    }
+    traffic_points(md, rows, true);
     let _ = writeln!(
         md,
         "\nOffered deliveries per second are the offered rate times {fanout}; with the subscribers split \
