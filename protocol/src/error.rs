@@ -52,3 +52,52 @@ pub enum ErrorCode {
     #[serde(other)]
     Other,
 }
+
+impl ErrorCode {
+    /// The code as it is written on the wire (`rate_limited`, ...): for logs
+    /// and metric labels, which must not depend on a serializer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidFrame => "invalid_frame",
+            Self::UnknownType => "unknown_type",
+            Self::InvalidPayload => "invalid_payload",
+            Self::BinaryNotSupported => "binary_not_supported",
+            Self::InvalidRoomName => "invalid_room_name",
+            Self::NotInRoom => "not_in_room",
+            Self::TooManyRooms => "too_many_rooms",
+            Self::EmptyMessage => "empty_message",
+            Self::RateLimited => "rate_limited",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidRequest => "invalid_request",
+            Self::UsernameTaken => "username_taken",
+            Self::RegistrationDisabled => "registration_disabled",
+            Self::TooManyAttempts => "too_many_attempts",
+            Self::InvalidTicket => "invalid_ticket",
+            Self::InvalidSession => "invalid_session",
+            Self::OriginNotAllowed => "origin_not_allowed",
+            Self::Internal => "internal",
+            Self::Other => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_str_is_the_wire_name() {
+        for code in [
+            ErrorCode::InvalidJson,
+            ErrorCode::BinaryNotSupported,
+            ErrorCode::RateLimited,
+            ErrorCode::OriginNotAllowed,
+            ErrorCode::Internal,
+            ErrorCode::Other,
+        ] {
+            let wire = serde_json::to_value(code).expect("serializes");
+            assert_eq!(wire, code.as_str(), "{code:?}");
+        }
+    }
+}

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use chat_protocol::ServerEvent;
 
 use crate::hub::{Begin, Finish, Peer};
+use crate::metrics::ResumeOutcome;
 use crate::node::{Node, Ref};
 use crate::outbox::Frame;
 use crate::room_log::{gap_before, LogError};
@@ -95,7 +96,9 @@ pub(crate) async fn run(
         Opening::Plain(history) => {
             let joined = joined_frame(room, members, known_last, history, &epoch, &reference);
             peer.outbox.deliver(&joined);
-            read_on(node, peer, room, known_last, None).await
+            read_on(node, peer, room, known_last, None)
+                .await
+                .map(|_| ())
         }
         Opening::Resume(since) => {
             let joined = move |last_seq| {
@@ -108,7 +111,15 @@ pub(crate) async fn run(
                     &reference,
                 )
             };
-            read_on(node, peer, room, since, Some(&joined)).await
+            let gapped = read_on(node, peer, room, since, Some(&joined)).await;
+            gapped.map(|gapped| {
+                let outcome = if gapped {
+                    ResumeOutcome::Gap
+                } else {
+                    ResumeOutcome::Exact
+                };
+                node.metrics().resumed(outcome);
+            })
         }
     };
     if let Err(e) = &result {
@@ -120,25 +131,30 @@ pub(crate) async fn run(
     result
 }
 
-/// Sends the log after `cursor` until the hub can hand over the rest.
+/// Sends the log after `cursor` until the hub can hand over the rest; a
+/// resume (with `joined`) counts what it sends as replayed. `true` when a
+/// `history_gap` was sent.
 async fn read_on(
     node: &Node,
     peer: &Peer,
     room: &str,
     mut cursor: u64,
     joined: Option<&(dyn Fn(u64) -> Frame + Sync)>,
-) -> Result<(), LogError> {
+) -> Result<bool, LogError> {
+    let metrics = node.metrics();
     let mut exhausted = false;
+    let mut gapped = false;
     loop {
         match node.hub().finish(room, peer.id, cursor, exhausted, joined) {
-            Finish::Done { .. } | Finish::Gone => return Ok(()),
+            Finish::Done { .. } | Finish::Gone => return Ok(gapped),
             Finish::NotYet => {}
         }
         let page = node.log().after(room, cursor, PAGE).await?;
         exhausted = page.is_empty();
         if let Some(gap) = gap_before(room, cursor, page.first()) {
+            gapped = true;
             if !peer.outbox.send(gap.to_json().into()).await {
-                return Ok(());
+                return Ok(gapped);
             }
         }
         for message in page {
@@ -148,7 +164,11 @@ async fn read_on(
                 .send(ServerEvent::NewMessage(message).to_json().into())
                 .await
             {
-                return Ok(());
+                return Ok(gapped);
+            }
+            metrics.deliveries.inc();
+            if joined.is_some() {
+                metrics.replayed.inc();
             }
         }
     }

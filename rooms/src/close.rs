@@ -26,6 +26,20 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// A name for logs and metric labels (`slow_consumer`, ...).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::ConnectionLost => "connection_lost",
+            Self::Shutdown => "shutdown",
+            Self::SlowConsumer => "slow_consumer",
+            Self::PongTimeout => "pong_timeout",
+            Self::MessageTooBig => "message_too_big",
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::ProtocolError => "protocol_error",
+        }
+    }
+
     /// The Close frame to send (RFC 6455 section 7.4.1), if one is to be sent.
     pub fn close_frame(self) -> Option<(u16, &'static str)> {
         match self {

@@ -21,8 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+
 use crate::bus::RoomEvent;
 use crate::interest::Interest;
+use crate::metrics::NodeMetrics;
 use crate::outbox::{Frame, Outbox};
 use crate::room_log::RoomLog;
 
@@ -50,17 +53,6 @@ pub struct Peer {
     pub outbox: Outbox,
 }
 
-/// Counts of what the hub repaired, for tests and operators.
-#[derive(Debug, Default)]
-pub struct HubStats {
-    /// Events dropped because their seq was delivered already.
-    pub duplicates_dropped: AtomicU64,
-    /// Events read from the log because the bus had not brought them.
-    pub gap_events_filled: AtomicU64,
-    /// Events delivered by a resync (the bus may have lost them).
-    pub resync_events_delivered: AtomicU64,
-}
-
 /// How a hub behaves.
 #[derive(Clone, Default)]
 pub struct HubOptions {
@@ -75,6 +67,9 @@ pub struct HubOptions {
     /// Marked whenever a room's state appears (its first local member) or
     /// goes (its last), so that a networked bus (un)subscribes.
     pub interest: Option<Arc<Interest>>,
+    /// What the node counts; the hub counts deliveries, its repairs, and
+    /// its rooms and memberships.
+    pub metrics: NodeMetrics,
 }
 
 struct Member {
@@ -109,15 +104,28 @@ struct Room {
     members: HashMap<ConnId, Member>,
 }
 
+/// What delivering an event needs besides the room.
+#[derive(Clone, Copy)]
+struct Delivery<'a> {
+    /// Live events held per catching-up member.
+    hold_at_most: usize,
+    /// Counts every frame queued.
+    deliveries: &'a Counter,
+}
+
 impl Room {
     /// Sends one event (the room's `next`) to every member.
-    fn deliver(&mut self, event: &RoomEvent, hold_at_most: usize) {
+    fn deliver(&mut self, event: &RoomEvent, how: Delivery<'_>) {
+        let hold_at_most = how.hold_at_most;
         for member in self.members.values_mut() {
             if event.seq <= member.floor {
                 continue;
             }
             match &mut member.catching_up {
-                None => member.outbox.deliver(&event.frame),
+                None => {
+                    member.outbox.deliver(&event.frame);
+                    how.deliveries.inc();
+                }
                 Some(catch_up) if catch_up.held.len() < hold_at_most => {
                     catch_up.held.push(event.clone());
                 }
@@ -128,13 +136,13 @@ impl Room {
     }
 
     /// Delivers every pending event that is now next in line.
-    fn drain(&mut self, hold_at_most: usize) {
+    fn drain(&mut self, how: Delivery<'_>) {
         while let Some(entry) = self.pending.first_entry() {
             if *entry.key() < self.next {
                 entry.remove();
             } else if *entry.key() == self.next {
                 let event = entry.remove();
-                self.deliver(&event, hold_at_most);
+                self.deliver(&event, how);
             } else {
                 break;
             }
@@ -194,12 +202,11 @@ pub struct Hub {
     interest: Option<Arc<Interest>>,
     next_conn: AtomicU64,
     next_room: AtomicU64,
-    stats: HubStats,
+    metrics: NodeMetrics,
 }
 
 impl Hub {
     /// An empty hub that fills gaps from `log`, holding at most
-    /// `hold_at_most` live events per catching-up member.
     /// `hold_at_most` live events per catching-up member. Needs a tokio
     /// runtime.
     pub fn new(log: Arc<dyn RoomLog>, hold_at_most: usize) -> Arc<Self> {
@@ -225,7 +232,7 @@ impl Hub {
             interest: options.interest,
             next_conn: AtomicU64::new(1),
             next_room: AtomicU64::new(1),
-            stats: HubStats::default(),
+            metrics: options.metrics,
         })
     }
 
@@ -234,9 +241,16 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// What the hub has repaired so far.
-    pub fn stats(&self) -> &HubStats {
-        &self.stats
+    /// What the node counts: the hub's repairs and deliveries among it.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
+    }
+
+    fn delivery(&self) -> Delivery<'_> {
+        Delivery {
+            hold_at_most: self.hold_at_most,
+            deliveries: &self.metrics.deliveries,
+        }
     }
 
     fn shard(&self, room: &str) -> MutexGuard<'_, Shard> {
@@ -255,6 +269,7 @@ impl Hub {
             if let Some(interest) = &self.interest {
                 interest.mark(room);
             }
+            self.metrics.rooms.inc();
             Room {
                 id: self.next_room.fetch_add(1, Ordering::Relaxed),
                 next: known_last + 1,
@@ -276,6 +291,7 @@ impl Hub {
                         catching_up: Some(CatchUp::default()),
                     },
                 );
+                self.metrics.memberships.inc();
                 Begin::Began
             }
         }
@@ -327,6 +343,7 @@ impl Hub {
         let mut last_seq = cursor;
         for event in std::mem::take(&mut catch_up.held) {
             member.outbox.deliver(&event.frame);
+            self.metrics.deliveries.inc();
             last_seq = event.seq;
         }
         member.catching_up = None;
@@ -345,8 +362,12 @@ impl Hub {
             return false;
         };
         let removed = state.members.remove(&id).is_some();
+        if removed {
+            self.metrics.memberships.dec();
+        }
         if state.members.is_empty() {
             if let Some((room, _)) = shard.remove_entry(room) {
+                self.metrics.rooms.dec();
                 if let Some(interest) = &self.interest {
                     interest.mark(&room);
                 }
@@ -402,9 +423,7 @@ impl Hub {
                 return;
             };
             if event.seq < state.next || state.pending.contains_key(&event.seq) {
-                self.stats
-                    .duplicates_dropped
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.duplicates_dropped.inc();
                 return;
             }
             if event.seq > state.next {
@@ -415,8 +434,8 @@ impl Hub {
                 state.reading = true;
                 Some(state.id)
             } else {
-                state.deliver(&event, self.hold_at_most);
-                state.drain(self.hold_at_most);
+                state.deliver(&event, self.delivery());
+                state.drain(self.delivery());
                 None
             }
         };
@@ -518,12 +537,10 @@ impl Hub {
                 }
                 // Above `next`: retention removed those in between.
                 state.next = message.seq;
-                self.stats
-                    .resync_events_delivered
-                    .fetch_add(1, Ordering::Relaxed);
-                state.deliver(&RoomEvent::message(message), self.hold_at_most);
+                self.metrics.resync_delivered.inc();
+                state.deliver(&RoomEvent::message(message), self.delivery());
             }
-            state.drain(self.hold_at_most);
+            state.drain(self.delivery());
             if complete {
                 return;
             }
@@ -551,12 +568,12 @@ impl Hub {
         for message in messages.into_iter().filter(|m| m.seq < upto) {
             let event = RoomEvent::message(message);
             if event.seq == state.next {
-                self.stats.gap_events_filled.fetch_add(1, Ordering::Relaxed);
-                state.deliver(&event, self.hold_at_most);
+                self.metrics.gaps_filled.inc();
+                state.deliver(&event, self.delivery());
             }
         }
         // Committed below `upto` yet not in the log: removed by retention.
         state.next = state.next.max(upto);
-        state.drain(self.hold_at_most);
+        state.drain(self.delivery());
     }
 }

@@ -18,6 +18,7 @@
 //! - [`node`]: the above put together, as a connection uses it.
 //! - [`outbox`] and [`close`]: a connection's queue and its one-shot close
 //!   signal, which the hub holds for each member.
+//! - [`metrics`]: what the path counts, as handles a server registers.
 //!
 //! Data path: append -> commit -> ack to the sender and publish on the bus
 //! (in commit order) -> each node's hub -> `try_send` of the shared bytes to
@@ -29,6 +30,7 @@ pub mod close;
 pub mod cluster;
 pub mod hub;
 pub mod interest;
+pub mod metrics;
 pub mod node;
 pub mod outbox;
 pub mod presence;

@@ -11,6 +11,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::bus::{Bus, LocalBus, RoomEvent};
 use crate::catch_up::{self, Start};
 use crate::hub::{ConnId, Hub, Peer};
+use crate::metrics::{NodeMetrics, ResumeOutcome};
 use crate::outbox::Frame;
 use crate::presence::{Change, LocalPresence, Presence};
 use crate::room_log::{Bounds, LogError, NewMessage, RoomLog};
@@ -98,6 +99,11 @@ impl Node {
         &self.hub
     }
 
+    /// What this node counts (its hub's handles).
+    pub fn metrics(&self) -> &NodeMetrics {
+        self.hub.metrics()
+    }
+
     /// Joins `room`: a plain join (`since` absent, or from another epoch)
     /// brings recent history in `joined`; a resume brings every stored
     /// message after `since`, then `joined`. Either way live messages follow
@@ -113,7 +119,11 @@ impl Node {
     ) -> Result<(), LogError> {
         let start = match since {
             Some(since) if epoch.is_none_or(|e| e == self.log.epoch()) => Start::After(since),
-            _ => Start::Recent(self.history_on_join),
+            Some(_) => {
+                self.metrics().resumed(ResumeOutcome::NewEpoch);
+                Start::Recent(self.history_on_join)
+            }
+            None => Start::Recent(self.history_on_join),
         };
         catch_up::run(self, peer, room, start, reference).await
     }
@@ -160,6 +170,8 @@ impl Node {
     ) {
         let outbox = peer.outbox.clone();
         let bus = self.bus.clone();
+        let metrics = self.metrics().clone();
+        let started = std::time::Instant::now();
         let acked_id = client_id.clone();
         let message = NewMessage {
             room: room.to_owned(),
@@ -175,6 +187,12 @@ impl Node {
                 message,
                 Box::new(move |result| match result {
                     Ok(appended) => {
+                        metrics
+                            .append_seconds
+                            .observe(started.elapsed().as_secs_f64());
+                        if !appended.duplicate {
+                            metrics.stored.inc();
+                        }
                         reply(ServerEvent::Ack {
                             room: appended.message.room.clone(),
                             seq: appended.message.seq,
@@ -187,7 +205,10 @@ impl Node {
                         // nobody published it. Every hub drops what it has.
                         bus.publish(RoomEvent::message(appended.message));
                     }
-                    Err(e) => reply(ServerEvent::error(ErrorCode::Internal, storage_failure(&e))),
+                    Err(e) => {
+                        metrics.append_failures.inc();
+                        reply(ServerEvent::error(ErrorCode::Internal, storage_failure(&e)));
+                    }
                 }),
             )
             .await;

@@ -3,7 +3,6 @@
 #![allow(missing_docs)]
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,10 +112,7 @@ async fn an_event_delivered_twice_is_dropped() {
     hub.publish(RoomEvent::message(stored[2].clone()));
     assert_eq!(bob.seqs(3).await, [1, 2, 3]);
     assert!(bob.nothing_queued(), "no second copy");
-    let dropped = hub
-        .stats()
-        .duplicates_dropped
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = hub.metrics().duplicates_dropped.get();
     assert_eq!(dropped, 3);
 }
 
@@ -132,10 +128,7 @@ async fn a_gap_on_the_bus_is_filled_from_the_log() {
     hub.publish(RoomEvent::message(stored[5].clone()));
     hub.publish(RoomEvent::message(stored[4].clone()));
     assert_eq!(bob.seqs(6).await, [1, 2, 3, 4, 5, 6], "in order, none lost");
-    let filled = hub
-        .stats()
-        .gap_events_filled
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let filled = hub.metrics().gaps_filled.get();
     assert!(
         (3..=4).contains(&filled),
         "2 to 4 came from the log ({filled})"
@@ -235,6 +228,7 @@ async fn a_resync_asked_for_during_a_gap_fill_still_happens() {
             hold_at_most: 64,
             gap_grace: Duration::from_millis(300),
             interest: None,
+            ..HubOptions::default()
         },
     );
     let mut bob = member(&hub, 64);
@@ -257,6 +251,7 @@ async fn within_the_gap_grace_a_late_event_needs_no_read() {
             hold_at_most: 64,
             gap_grace: Duration::from_secs(2),
             interest: None,
+            ..HubOptions::default()
         },
     );
     let mut bob = member(&hub, 64);
@@ -267,7 +262,7 @@ async fn within_the_gap_grace_a_late_event_needs_no_read() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     hub.publish(RoomEvent::message(stored[1].clone()));
     assert_eq!(bob.seqs(3).await, [1, 2, 3]);
-    let filled = hub.stats().gap_events_filled.load(Ordering::Relaxed);
+    let filled = hub.metrics().gaps_filled.get();
     assert_eq!(filled, 0, "2 came in time");
 }
 
@@ -281,13 +276,14 @@ async fn after_the_gap_grace_the_gap_is_read() {
             hold_at_most: 64,
             gap_grace: Duration::from_millis(50),
             interest: None,
+            ..HubOptions::default()
         },
     );
     let mut bob = member(&hub, 64);
     admit(&hub, &bob, "r", 0);
     hub.publish(RoomEvent::message(stored[2].clone()));
     assert_eq!(bob.seqs(3).await, [1, 2, 3]);
-    let filled = hub.stats().gap_events_filled.load(Ordering::Relaxed);
+    let filled = hub.metrics().gaps_filled.get();
     assert_eq!(filled, 2);
 }
 
@@ -301,6 +297,7 @@ async fn the_hub_marks_a_room_when_its_first_member_comes_and_its_last_goes() {
             hold_at_most: 64,
             gap_grace: Duration::ZERO,
             interest: Some(interest.clone()),
+            ..HubOptions::default()
         },
     );
     let bob = member(&hub, 64);

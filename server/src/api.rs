@@ -21,6 +21,7 @@ use chat_protocol::ErrorCode;
 use serde::Deserialize;
 
 use crate::auth::{retry_secs, AuthError, SessionError, TicketError};
+use crate::metrics::LoginOutcome;
 use crate::state::AppState;
 use crate::{connection, origin, web};
 
@@ -203,6 +204,17 @@ async fn login(
         Ok(login) => tracing::info!(user = %login.user, %peer, "login"),
         Err(e) => tracing::info!(user = %creds.username, %peer, error = %e, "login refused"),
     }
+    let outcome = match &result {
+        Ok(_) => Some(LoginOutcome::Ok),
+        Err(AuthError::InvalidCredentials) => Some(LoginOutcome::BadCredentials),
+        Err(AuthError::TooManyAttempts(_)) => Some(LoginOutcome::Throttled),
+        Err(AuthError::Internal(_)) => Some(LoginOutcome::Error),
+        // Malformed requests never reached a password check.
+        Err(AuthError::InvalidRequest(_) | AuthError::UsernameTaken) => None,
+    };
+    if let Some(outcome) = outcome {
+        app.metrics.login(outcome);
+    }
     let login = result?;
     Ok(Json(LoginResponse {
         ticket: login.ticket,
@@ -268,6 +280,7 @@ async fn ticket(
     let session = bearer_token(&headers)?;
     match app.auth.ticket_for_session(session).await {
         Ok(minted) => {
+            app.metrics.session_ticket();
             // Debug, not info: clients may ask for one on every reconnect.
             tracing::debug!(user = %minted.user, %peer, "ticket issued for a session");
             Ok(Json(TicketResponse {
@@ -363,11 +376,12 @@ async fn websocket(
         Ok(user) => user,
         Err(e) => {
             tracing::info!(%peer, error = %e, "socket refused");
-            let message = match e {
-                TicketError::Unknown => "ticket unknown or already used; log in again",
-                TicketError::Expired => "ticket expired; log in again",
+            let (reason, message) = match e {
+                TicketError::Unknown => ("unknown", "ticket unknown or already used; log in again"),
+                TicketError::Expired => ("expired", "ticket expired; log in again"),
                 TicketError::Backend(e) => return internal(&e).into_response(),
             };
+            app.metrics.ticket_refused(reason);
             return ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidTicket, message)
                 .into_response();
         }

@@ -17,6 +17,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090;
+    /// port 0 picks one). Off by default: metrics are never public by
+    /// accident, and belong on an address only the operator's scraper reaches.
+    #[arg(long, env = "CHAT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Directory for the account database and generated certificates.
     #[arg(long, env = "CHAT_DATA_DIR", default_value = "data", global = true)]
     pub data_dir: PathBuf,

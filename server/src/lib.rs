@@ -12,6 +12,7 @@
 //!   number, store and deliver messages.
 //! - `ratelimit`: the per-connection token bucket.
 //! - `readiness`: the engine checks behind `/readyz`.
+//! - `metrics`: what the server counts, served to Prometheus on `--metrics-listen`.
 //! - [`accounts`] (inside `auth`): `chat.db`, the embedded SQLite database of accounts and sessions.
 //! - [`clock`]: the wall clock that dates sessions and tickets, which tests move.
 //! - `state`: what the HTTP routes share.
@@ -24,6 +25,7 @@ mod backend;
 pub mod clock;
 pub mod config;
 mod connection;
+mod metrics;
 mod origin;
 mod ratelimit;
 mod readiness;

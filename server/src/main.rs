@@ -98,6 +98,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             cert.display()
         );
     }
+    if let Some(addr) = server.metrics_addr() {
+        println!("metrics on http://{addr}/metrics");
+    }
     // Scripts and tests read this line to learn the address (e.g. with --listen 127.0.0.1:0).
     println!("chat-server listening on {}", server.url()?);
     std::io::stdout().flush()?;

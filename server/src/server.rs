@@ -27,6 +27,7 @@ use crate::backend;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::connection;
+use crate::metrics::{self, ConnectionMetrics, HttpMetrics};
 use crate::state::AppState;
 use crate::tls::{self, CertSource};
 
@@ -47,6 +48,8 @@ pub struct Server {
     node: Arc<Node>,
     /// A cluster node's bus and presence, kept until the connections are closed.
     cluster: Option<Cluster>,
+    /// The `--metrics-listen` listener and what it serves.
+    metrics: Option<(TcpListener, Arc<prometheus_client::registry::Registry>)>,
 }
 
 impl Server {
@@ -74,6 +77,19 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let http_metrics = HttpMetrics::default();
+        let connection_metrics = ConnectionMetrics::default();
+        let metrics = match config.metrics_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding --metrics-listen {addr}"))?;
+                let registry =
+                    metrics::registry(&node, cluster.as_ref(), &http_metrics, &connection_metrics);
+                Some((listener, Arc::new(registry)))
+            }
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         let connections = Arc::new(connection::Context {
             node: node.clone(),
@@ -88,6 +104,7 @@ impl Server {
                 close_timeout: config.shutdown_grace,
             },
             shutdown: shutdown.clone(),
+            metrics: connection_metrics,
         });
         let app = Arc::new(AppState {
             auth,
@@ -96,6 +113,7 @@ impl Server {
             tracker: TaskTracker::new(),
             readiness,
             tls: tls.is_some(),
+            metrics: http_metrics,
             config,
         });
         Ok(Self {
@@ -105,12 +123,20 @@ impl Server {
             app,
             node,
             cluster,
+            metrics,
         })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address of `--metrics-listen`, when it is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// The base URL clients use, `http://` or `https://`.
@@ -143,9 +169,14 @@ impl Server {
             app,
             node,
             cluster,
+            metrics,
             ..
         } = self;
         let router = api::router(app.clone());
+        if let Some((listener, registry)) = metrics {
+            app.tracker
+                .spawn(metrics::serve(listener, registry, app.shutdown.clone()));
+        }
         if let Some(every) = node.log().retention().prune_interval() {
             app.tracker.spawn(prune_old_messages(
                 node.clone(),

@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::connection;
+use crate::metrics::HttpMetrics;
 use crate::readiness::Readiness;
 
 /// State shared by every request.
@@ -25,4 +26,6 @@ pub(crate) struct AppState {
     pub(crate) readiness: Readiness,
     /// Whether this server speaks TLS (for the Origin check's own origin).
     pub(crate) tls: bool,
+    /// What the routes count.
+    pub(crate) metrics: HttpMetrics,
 }

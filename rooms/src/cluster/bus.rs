@@ -14,9 +14,11 @@
 //! is the authority: a hub fills a gap the next event of its room shows,
 //! and resyncs a room from the log after every (re)subscription.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::Keys;
@@ -36,14 +38,17 @@ pub(crate) struct Health {
     pub(crate) subscribed: AtomicBool,
     /// The last attempt to publish succeeded (or none failed yet).
     pub(crate) publishing: AtomicBool,
+    /// Payloads published (events and notices).
+    pub(crate) published: Counter,
     /// Payloads dropped because the backlog was full (the oldest went).
-    pub(crate) dropped: AtomicU64,
+    pub(crate) dropped: Counter,
     /// Attempts to publish that failed.
-    pub(crate) publish_failures: AtomicU64,
+    pub(crate) publish_failures: Counter,
     /// Payloads that arrived and could not be decoded.
-    pub(crate) malformed: AtomicU64,
-    /// Times the subscriber's connection was lost.
-    pub(crate) reconnects: AtomicU64,
+    pub(crate) malformed: Counter,
+    /// Times the subscriber's connection was lost (each followed by a
+    /// resubscription and a resync of every room).
+    pub(crate) reconnects: Counter,
 }
 
 /// A snapshot of the bus's health.
@@ -166,11 +171,42 @@ impl RedisBus {
             subscribed: self.health.subscribed.load(Ordering::Relaxed),
             publishing: self.health.publishing.load(Ordering::Relaxed),
             backlog: self.backlog.len(),
-            dropped: self.health.dropped.load(Ordering::Relaxed),
-            publish_failures: self.health.publish_failures.load(Ordering::Relaxed),
-            malformed: self.health.malformed.load(Ordering::Relaxed),
-            reconnects: self.health.reconnects.load(Ordering::Relaxed),
+            dropped: self.health.dropped.get(),
+            publish_failures: self.health.publish_failures.get(),
+            malformed: self.health.malformed.get(),
+            reconnects: self.health.reconnects.get(),
         }
+    }
+
+    /// Registers the bus's counters in `registry`; the backlog, a value
+    /// read when asked, is [`RedisBus::stats`]'s.
+    pub fn register(&self, registry: &mut Registry) {
+        let health = &self.health;
+        registry.register(
+            "bus_published",
+            "Payloads (events and notices) published to Redis",
+            health.published.clone(),
+        );
+        registry.register(
+            "bus_publish_failures",
+            "Attempts to publish a batch to Redis that failed (each is retried from the backlog)",
+            health.publish_failures.clone(),
+        );
+        registry.register(
+            "bus_dropped",
+            "Payloads dropped because the backlog overflowed while Redis was away",
+            health.dropped.clone(),
+        );
+        registry.register(
+            "bus_malformed",
+            "Payloads received from Redis that could not be decoded",
+            health.malformed.clone(),
+        );
+        registry.register(
+            "bus_resubscriptions",
+            "Times the bus subscriber lost Redis and subscribed again (each resyncs every room)",
+            health.reconnects.clone(),
+        );
     }
 
     /// Queues a payload exactly as given, for tests of what receivers make

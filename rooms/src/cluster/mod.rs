@@ -54,6 +54,7 @@ pub use presence::RedisPresence;
 
 use crate::hub::{Hub, HubOptions};
 use crate::interest::Interest;
+use crate::metrics::NodeMetrics;
 use crate::node::{Node, Parts};
 use crate::room_log::RoomLog;
 
@@ -237,6 +238,7 @@ pub async fn connect(settings: ClusterSettings) -> Result<Cluster, ClusterError>
             hold_at_most: send_queue,
             gap_grace,
             interest: Some(interest.clone()),
+            metrics: NodeMetrics::default(),
         },
     );
     let bus = RedisBus::start(bus::BusConfig {

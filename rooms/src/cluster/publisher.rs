@@ -83,7 +83,7 @@ impl Backlog {
     fn trim(&self, queue: &mut VecDeque<Outgoing>) {
         while queue.len() > self.capacity {
             queue.pop_front();
-            let dropped = self.health.dropped.fetch_add(1, Ordering::Relaxed);
+            let dropped = self.health.dropped.inc();
             if dropped.is_multiple_of(1000) {
                 tracing::warn!(
                     dropped = dropped + 1,
@@ -143,6 +143,7 @@ pub(crate) async fn run(
         match sent {
             Ok(()) => {
                 backlog.in_flight.store(0, Ordering::Relaxed);
+                health.published.inc_by(batch.len() as u64);
                 if !health.publishing.swap(true, Ordering::Relaxed) {
                     tracing::info!("bus publishing again");
                 }
@@ -150,7 +151,7 @@ pub(crate) async fn run(
             }
             Err(e) => {
                 backlog.put_back(batch);
-                health.publish_failures.fetch_add(1, Ordering::Relaxed);
+                health.publish_failures.inc();
                 if health.publishing.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "bus cannot publish; keeping a backlog");
                 }
@@ -195,6 +196,6 @@ mod tests {
             rest.iter().map(|o| o.payload[0]).collect::<Vec<_>>(),
             [4, 5, 6]
         );
-        assert_eq!(health.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(health.dropped.get(), 3);
     }
 }

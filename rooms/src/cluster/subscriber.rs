@@ -88,7 +88,7 @@ impl Subscriber {
                 Err(e) => Ended::from(e),
             };
             if self.health.subscribed.swap(false, Ordering::Relaxed) {
-                self.health.reconnects.fetch_add(1, Ordering::Relaxed);
+                self.health.reconnects.inc();
             }
             match ended {
                 Ended::Stopped => return,
@@ -266,7 +266,7 @@ impl Inbound {
 
     /// Logs and drops a payload: a lost event is filled from the log.
     fn malformed(&self, why: &str) {
-        let seen = self.health.malformed.fetch_add(1, Ordering::Relaxed);
+        let seen = self.health.malformed.inc();
         if seen.is_multiple_of(1000) {
             tracing::warn!(
                 why,

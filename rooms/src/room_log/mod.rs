@@ -170,6 +170,9 @@ pub trait RoomLog: Send + Sync + 'static {
     /// the store is new. Clients resume only within one epoch.
     fn epoch(&self) -> &str;
 
+    /// What this log counts about its commits.
+    fn metrics(&self) -> &crate::metrics::LogMetrics;
+
     /// Queues `message` for the room's next sequence number, or, when its
     /// `client_id` was already used by this sender in this room, for the
     /// message stored then (one check, in the same transaction). Waits only

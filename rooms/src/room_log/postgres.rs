@@ -38,6 +38,7 @@
 //! stored) and is retried on a fresh connection a few times before it fails
 //! the batch.
 
+use crate::metrics::LogMetrics;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -188,6 +189,7 @@ type Pending = (NewMessage, Committed);
 pub struct PgLog {
     epoch: String,
     retention: Retention,
+    metrics: LogMetrics,
     pool: PgPool,
     writer: mpsc::Sender<Pending>,
 }
@@ -214,15 +216,18 @@ impl PgLog {
         migrate(&pool).await?;
         let epoch = epoch_of(&pool).await?;
         let (writer, queue) = mpsc::channel(QUEUE);
+        let metrics = LogMetrics::default();
         let task = Writer {
             pool: pool.clone(),
             retention,
+            metrics: metrics.clone(),
             conn: None,
         };
         tokio::spawn(task.run(queue));
         Ok(Self {
             epoch,
             retention,
+            metrics,
             pool,
             writer,
         })
@@ -357,6 +362,7 @@ fn to_message(room: &str, row: &PgRow) -> Result<ChatMessage, sqlx::Error> {
 struct Writer {
     pool: PgPool,
     retention: Retention,
+    metrics: LogMetrics,
     /// Kept from batch to batch, which spares the pool's check of an idle
     /// connection each time; dropped after any failure.
     conn: Option<PoolConnection<Postgres>>,
@@ -376,6 +382,7 @@ impl Writer {
         let mut pending = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut pending, MAX_BATCH).await > 0 {
             let (batch, callbacks): (Vec<_>, Vec<_>) = pending.drain(..).unzip();
+            self.metrics.batch_size.observe(batch.len() as f64);
             match self.commit(&batch).await {
                 Ok(appended) => {
                     for (committed, appended) in callbacks.into_iter().zip(appended) {
@@ -383,6 +390,7 @@ impl Writer {
                     }
                 }
                 Err(failure) => {
+                    self.metrics.commit_failures.inc();
                     tracing::error!(error = %failure.error, messages = batch.len(), "commit failed");
                     let e = LogError::from(failure.error);
                     for committed in callbacks {
@@ -740,6 +748,10 @@ fn unstorable(message: &NewMessage) -> bool {
 impl RoomLog for PgLog {
     fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    fn metrics(&self) -> &LogMetrics {
+        &self.metrics
     }
 
     async fn append(&self, message: NewMessage, committed: Committed) {

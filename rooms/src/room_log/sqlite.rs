@@ -20,6 +20,8 @@ use rand_core::{OsRng, RngCore};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::metrics::LogMetrics;
+
 use super::{
     unix_millis, Appended, Bounds, Committed, Durability, LogError, NewMessage, Recent, Retention,
     RoomLog, Storage, StoredRoom, MESSAGES_FILE,
@@ -93,6 +95,7 @@ enum Command {
 pub struct SqliteLog {
     epoch: String,
     retention: Retention,
+    metrics: LogMetrics,
     writer: mpsc::Sender<Command>,
     reads: Arc<ReadPool>,
     /// Bounds concurrent reads to [`READERS`].
@@ -168,13 +171,25 @@ impl SqliteLog {
             .spawn(move || checkpoint_until_stopped(&checkpointer, &stopped))?;
 
         let (writer, queue) = mpsc::channel(QUEUE);
+        let metrics = LogMetrics::default();
         let writing = std::thread::Builder::new()
             .name("room-log-writer".into())
-            .spawn(move || Writer { conn, retention }.run(queue))?;
+            .spawn({
+                let metrics = metrics.clone();
+                move || {
+                    Writer {
+                        conn,
+                        retention,
+                        metrics,
+                    }
+                    .run(queue)
+                }
+            })?;
 
         Ok(Self {
             epoch,
             retention,
+            metrics,
             writer,
             reads: Arc::new(ReadPool {
                 path,
@@ -261,6 +276,7 @@ impl ReadPool {
 struct Writer {
     conn: Connection,
     retention: Retention,
+    metrics: LogMetrics,
 }
 
 impl Writer {
@@ -298,6 +314,7 @@ impl Writer {
         let sent_ms = unix_millis(now);
         let sent_at = humantime::format_rfc3339_millis(now).to_string();
         let retention = self.retention;
+        self.metrics.batch_size.observe(batch.len() as f64);
         let stored = (|| {
             let tx = self.conn.transaction()?;
             let mut out = Vec::with_capacity(batch.len());
@@ -314,6 +331,7 @@ impl Writer {
                 }
             }
             Err(e) => {
+                self.metrics.commit_failures.inc();
                 tracing::error!(error = %e, messages = batch.len(), "commit failed");
                 let e = LogError::from(e);
                 for (_, committed) in batch {
@@ -436,6 +454,10 @@ fn last_seq(conn: &Connection, room: &str) -> rusqlite::Result<u64> {
 impl RoomLog for SqliteLog {
     fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    fn metrics(&self) -> &LogMetrics {
+        &self.metrics
     }
 
     async fn append(&self, message: NewMessage, committed: Committed) {

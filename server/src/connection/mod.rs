@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use crate::metrics::ConnectionMetrics;
 use crate::ratelimit::TokenBucket;
 
 /// What every connection of this server is held to.
@@ -50,6 +51,8 @@ pub(crate) struct Context {
     pub(crate) settings: Settings,
     /// Cancelled once at shutdown; every connection's closer descends from it.
     pub(crate) shutdown: CancellationToken,
+    /// What the sockets count.
+    pub(crate) metrics: ConnectionMetrics,
 }
 
 /// Serves one upgraded connection for `user` until it closes.
@@ -77,6 +80,7 @@ pub(crate) async fn run(
         outbox,
     };
     tracing::info!(conn = peer.id, user = %peer.user, "connected");
+    context.metrics.opened();
 
     let mut reader = Reader {
         peer,
@@ -105,13 +109,17 @@ pub(crate) async fn run(
                 let Ok(frame) = frame else { break };
                 // A client that stops reading blocks this write; the closer
                 // (fired by its full queue) cuts it short.
+                context.metrics.queue_depth(rx.len() + 1);
                 let written = tokio::select! {
                     r = writer::write_batch(&mut socket, &rx, frame) => r,
                     () = &mut closed => break,
                 };
-                if written.is_err() {
-                    closer.close(CloseReason::ConnectionLost);
-                    break;
+                match written {
+                    Ok(bytes) => context.metrics.sent(bytes),
+                    Err(_) => {
+                        closer.close(CloseReason::ConnectionLost);
+                        break;
+                    }
                 }
             }
             msg = socket.recv() => {
@@ -161,6 +169,7 @@ async fn close_down(mut socket: WebSocket, rx: Inbox, reader: Reader, closer: &C
     }
     let reason = closer.reason();
     tracing::info!(conn = reader.peer.id, user = %reader.peer.user, ?reason, "disconnected");
+    context.metrics.ended(reason);
 
     let close_timeout = context.settings.close_timeout;
     let finished = tokio::time::timeout(close_timeout, writer::finish(&mut socket, rx, reason));
@@ -324,7 +333,14 @@ impl Reader {
             return;
         }
         let result = match decoded {
-            Ok(event) => self.handle(event, &reference).await,
+            Ok(event) => {
+                let kind = kind(&event);
+                let started = Instant::now();
+                let handled = self.handle(event, &reference).await;
+                let seconds = started.elapsed().as_secs_f64();
+                self.context.metrics.handled(kind, seconds);
+                handled
+            }
             Err(e) => Err((e.code(), e.to_string())),
         };
         if let Err((code, message)) = result {
@@ -457,6 +473,7 @@ impl Reader {
 
     fn reply_error(&self, code: ErrorCode, message: String, reference: &Ref) {
         tracing::debug!(conn = self.peer.id, ?code, %message, "request refused");
+        self.context.metrics.rejected(code);
         self.reply(&ServerEvent::Error { code, message }, reference);
     }
 }
@@ -480,9 +497,22 @@ async fn join(
         if !node.is_member(&peer, &room) {
             lock(&rooms).remove(&room);
         }
+        context.metrics.rejected(ErrorCode::Internal);
         let failed = ServerEvent::error(ErrorCode::Internal, storage_failure(&e));
         let frame = failed.to_json_with_ref(reference.as_deref());
         peer.outbox.deliver(&frame.into());
+    }
+}
+
+/// A request's type, as the request-duration metric labels it.
+fn kind(event: &ClientEvent) -> &'static str {
+    match event {
+        ClientEvent::JoinRoom { since: None, .. } => "join_room",
+        ClientEvent::JoinRoom { since: Some(_), .. } => "resume_room",
+        ClientEvent::LeaveRoom { .. } => "leave_room",
+        ClientEvent::SendMessage { .. } => "send_message",
+        ClientEvent::History { .. } => "history",
+        ClientEvent::ListRooms {} => "list_rooms",
     }
 }
 

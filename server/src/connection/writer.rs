@@ -79,20 +79,26 @@ impl Pulse {
     }
 }
 
-/// Writes `first` and whatever else is queued (up to [`MAX_BATCH`]), then flushes once.
+/// Writes `first` and whatever else is queued (up to [`MAX_BATCH`]), then
+/// flushes once. Returns the bytes of the frames written.
 pub(super) async fn write_batch(
     socket: &mut WebSocket,
     rx: &Inbox,
     first: Frame,
-) -> Result<(), axum::Error> {
+) -> Result<usize, axum::Error> {
+    let mut bytes = first.len();
     socket.feed(Message::Text(first)).await?;
     for _ in 1..MAX_BATCH {
         match rx.try_recv() {
-            Ok(frame) => socket.feed(Message::Text(frame)).await?,
+            Ok(frame) => {
+                bytes += frame.len();
+                socket.feed(Message::Text(frame)).await?;
+            }
             Err(_) => break,
         }
     }
-    socket.flush().await
+    socket.flush().await?;
+    Ok(bytes)
 }
 
 /// Flushes the frames queued so far (when the client can still take them)

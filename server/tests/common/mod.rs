@@ -43,6 +43,8 @@ pub type Ws = WebSocketStream<Stream>;
 /// dated by `clock`, which stands still until a test advances it.
 pub struct TestServer {
     pub remote: Remote,
+    /// The `--metrics-listen` address, when the test turned it on.
+    pub metrics: Option<SocketAddr>,
     pub data_dir: tempfile::TempDir,
     pub clock: ManualClock,
     config: Config,
@@ -79,15 +81,19 @@ impl TestServer {
             .tls
             .then(|| data_dir.path().join("tls").join("cert.pem"));
         let clock = ManualClock::default();
-        let (addr, hashes, shutdown, handle) = run(&config, &clock).await;
+        let running = run(&config, &clock).await;
         Self {
-            remote: Remote { addr, tls_cert },
+            remote: Remote {
+                addr: running.addr,
+                tls_cert,
+            },
+            metrics: running.metrics,
             data_dir,
             clock,
             config,
-            hashes,
-            shutdown,
-            handle: Some(handle),
+            hashes: running.hashes,
+            shutdown: running.shutdown,
+            handle: Some(running.handle),
         }
     }
 
@@ -95,11 +101,12 @@ impl TestServer {
     /// directory and clock (on a new port).
     pub async fn restart(&mut self) {
         self.stop().await;
-        let (addr, hashes, shutdown, handle) = run(&self.config, &self.clock).await;
-        self.remote.addr = addr;
-        self.hashes = hashes;
-        self.shutdown = shutdown;
-        self.handle = Some(handle);
+        let running = run(&self.config, &self.clock).await;
+        self.remote.addr = running.addr;
+        self.metrics = running.metrics;
+        self.hashes = running.hashes;
+        self.shutdown = running.shutdown;
+        self.handle = Some(running.handle);
     }
 
     /// Password checks and hashes the running server has computed since it started.
@@ -277,22 +284,26 @@ impl Remote {
     }
 }
 
-async fn run(
-    config: &Config,
-    clock: &ManualClock,
-) -> (
-    SocketAddr,
-    PasswordHashes,
-    CancellationToken,
-    JoinHandle<anyhow::Result<()>>,
-) {
+/// A server started by [`run`].
+struct Running {
+    addr: SocketAddr,
+    metrics: Option<SocketAddr>,
+    hashes: PasswordHashes,
+    shutdown: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+async fn run(config: &Config, clock: &ManualClock) -> Running {
     let server = Server::bind_with_clock(config.clone(), Arc::new(clock.clone()))
         .await
         .expect("server binds");
-    let addr = server.local_addr().expect("addr");
-    let hashes = server.password_hashes();
-    let shutdown = server.shutdown_token();
-    (addr, hashes, shutdown, tokio::spawn(server.run()))
+    Running {
+        addr: server.local_addr().expect("addr"),
+        metrics: server.metrics_addr(),
+        hashes: server.password_hashes(),
+        shutdown: server.shutdown_token(),
+        handle: tokio::spawn(server.run()),
+    }
 }
 
 impl Drop for TestServer {

@@ -1,0 +1,290 @@
+//! `--metrics-listen`: a real server's Prometheus exposition after scripted
+//! traffic, each metric checked against what the traffic did, and the text
+//! validated by `promtool check metrics` (Debian's `prometheus` package).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use chat_protocol::{ClientEvent, ServerEvent};
+use common::{TestServer, WAIT};
+use hyper::StatusCode;
+use tokio::io::AsyncWriteExt;
+
+/// One scrape: every sample by its name with labels (`name{a="b"}`).
+#[derive(Debug)]
+struct Scrape {
+    text: String,
+    samples: BTreeMap<String, f64>,
+}
+
+impl Scrape {
+    /// A sample's value; absent counts as 0, as Prometheus's `or vector(0)`.
+    fn get(&self, series: &str) -> f64 {
+        self.samples.get(series).copied().unwrap_or(0.0)
+    }
+}
+
+async fn scrape(addr: SocketAddr) -> Scrape {
+    let remote = common::Remote {
+        addr,
+        tls_cert: None,
+    };
+    let (status, headers, text) = remote.http("GET", "/metrics", &[], "").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let samples = text
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("sample line");
+            (series.to_owned(), value.parse().expect("numeric value"))
+        })
+        .collect();
+    Scrape { text, samples }
+}
+
+/// Waits until `series` reaches `at_least` (gauges and counters move just
+/// after the event a client sees, e.g. a disconnect's bookkeeping).
+async fn until(addr: SocketAddr, series: &str, wanted: impl Fn(f64) -> bool) -> Scrape {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let scrape = scrape(addr).await;
+        if wanted(scrape.get(series)) {
+            return scrape;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} never reached the expected value; last scrape:\n{}",
+            scrape.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn resume(room: &str, since: u64, epoch: &str) -> ClientEvent {
+    ClientEvent::JoinRoom {
+        room: room.into(),
+        since: Some(since),
+        epoch: Some(epoch.into()),
+    }
+}
+
+#[tokio::test]
+async fn metrics_follow_scripted_traffic_and_pass_promtool() {
+    let server = TestServer::with(|c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        c.login_attempts = 2;
+        c.retain_messages = Some(3);
+        c.send_queue = 8;
+        c.rate = 1e6;
+        c.burst = 1_000_000;
+        c.max_message_size = 128 * 1024;
+    })
+    .await;
+    let metrics = server.metrics.expect("metrics listener");
+    let before = scrape(metrics).await;
+    assert_eq!(before.get("chat_connections"), 0.0);
+    assert_eq!(before.get("chat_messages_stored_total"), 0.0);
+
+    // Logins: one right, two wrong, then the throttle (for a name no one
+    // has, so that the others still log in).
+    server.register("alice").await;
+    server.register("bob").await;
+    let session = server.login_response("alice").await.session;
+    let wrong = r#"{"username":"eve","password":"not the password"}"#;
+    for expected in [401, 401, 429] {
+        let (status, _) = server.post_json("/api/login", wrong).await;
+        assert_eq!(status.as_u16(), expected);
+    }
+    // A ticket from the session is no login; a bogus ticket is refused.
+    server.ticket(&session).await;
+    assert_eq!(
+        server.ws(Some("no-such-ticket"), None).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    let after_logins = scrape(metrics).await;
+    assert_eq!(after_logins.get(r#"chat_logins_total{outcome="ok"}"#), 1.0);
+    assert_eq!(
+        after_logins.get(r#"chat_logins_total{outcome="bad_credentials"}"#),
+        2.0
+    );
+    assert_eq!(
+        after_logins.get(r#"chat_logins_total{outcome="throttled"}"#),
+        1.0
+    );
+    assert_eq!(after_logins.get("chat_session_tickets_total"), 1.0);
+    assert_eq!(
+        after_logins.get(r#"chat_tickets_refused_total{reason="unknown"}"#),
+        1.0
+    );
+
+    // Two members, five messages, one refusal.
+    let mut alice = server.client_for("alice").await;
+    let mut bob = server.client_for("bob").await;
+    alice.join("lobby").await;
+    bob.join("lobby").await;
+    alice.next().await; // bob joined
+    let joined = until(metrics, "chat_room_memberships", |v| v == 2.0).await;
+    assert_eq!(joined.get("chat_connections"), 2.0);
+    assert_eq!(joined.get("chat_rooms_active"), 1.0);
+    for n in 1..=5 {
+        alice
+            .send_acked("lobby", &format!("m{n}"), &format!("c{n}"))
+            .await;
+        bob.wait_for(|e| matches!(e, ServerEvent::NewMessage(m) if m.seq == n))
+            .await;
+    }
+    // A resend of a known client_id is acked again but stored once.
+    assert_eq!(alice.send_acked("lobby", "m5", "c5").await, 5);
+    alice.say("elsewhere", "not a member").await;
+    alice
+        .wait_for(|e| matches!(e, ServerEvent::Error { .. }))
+        .await;
+    let sent = scrape(metrics).await;
+    assert_eq!(sent.get("chat_messages_stored_total"), 5.0);
+    assert_eq!(sent.get("chat_message_append_seconds_count"), 6.0);
+    assert!(sent.get("chat_log_commit_batch_size_count") >= 1.0);
+    assert!(sent.get("chat_log_commit_batch_size_sum") >= 6.0);
+    // Each of five messages to two members (the resend is a duplicate the hub drops).
+    assert_eq!(sent.get("chat_deliveries_total"), 10.0);
+    assert_eq!(sent.get("chat_hub_duplicates_dropped_total"), 1.0);
+    assert_eq!(
+        sent.get(r#"chat_requests_rejected_total{code="not_in_room"}"#),
+        1.0
+    );
+    assert!(sent.get(r#"chat_request_duration_seconds_count{type="send_message"}"#) >= 7.0);
+    assert_eq!(
+        sent.get(r#"chat_request_duration_seconds_count{type="join_room"}"#),
+        2.0
+    );
+    assert!(sent.get("chat_sent_bytes_total") > 1000.0);
+    assert!(sent.get("chat_send_queue_depth_count") >= 1.0);
+
+    // Resumes: exact (after seq 3, within what retention keeps), with a gap
+    // (from 0: retention kept only 3..5), and from another epoch.
+    let epoch = match bob.send_wait_joined("lobby").await {
+        ServerEvent::Joined { epoch, .. } => epoch,
+        other => panic!("{other:?}"),
+    };
+    let mut carol = server.client_for("bob").await;
+    carol.send(resume("lobby", 3, &epoch)).await;
+    carol
+        .wait_for(|e| matches!(e, ServerEvent::Joined { .. }))
+        .await;
+    let mut dave = server.client_for("bob").await;
+    dave.send(resume("lobby", 0, &epoch)).await;
+    dave.wait_for(|e| matches!(e, ServerEvent::HistoryGap { .. }))
+        .await;
+    dave.wait_for(|e| matches!(e, ServerEvent::Joined { .. }))
+        .await;
+    let mut erin = server.client_for("bob").await;
+    erin.send(resume("lobby", 3, "another-epoch")).await;
+    erin.wait_for(|e| matches!(e, ServerEvent::Joined { .. }))
+        .await;
+    let resumed = until(metrics, r#"chat_resumes_total{outcome="new_epoch"}"#, |v| {
+        v == 1.0
+    })
+    .await;
+    assert_eq!(resumed.get(r#"chat_resumes_total{outcome="exact"}"#), 1.0);
+    assert_eq!(resumed.get(r#"chat_resumes_total{outcome="gap"}"#), 1.0);
+    // 4 and 5 to carol; 3, 4 and 5 to dave.
+    assert_eq!(resumed.get("chat_resume_replayed_messages_total"), 5.0);
+    assert_eq!(resumed.get("chat_connections"), 5.0);
+    // Only the stalled client below may fall behind.
+    for client in [bob, carol, dave, erin] {
+        client.close().await;
+    }
+
+    // A client that never reads is dropped as a slow consumer.
+    let mut stalled = server.client("stalled").await;
+    stalled.join("lobby").await;
+    let body = "y".repeat(64 * 1024);
+    let mut dropped = false;
+    for n in 0..2000 {
+        if dropped {
+            break;
+        }
+        let text = format!("{n}:{body}");
+        alice.say("lobby", &text).await;
+        loop {
+            match alice.next().await {
+                ServerEvent::NewMessage(m) if m.text == text => break,
+                ServerEvent::MemberLeft { user, .. } if user == "stalled" => dropped = true,
+                _ => {}
+            }
+        }
+    }
+    assert!(dropped, "the stalled client was never dropped");
+    let slow = until(metrics, "chat_slow_consumer_disconnects_total", |v| {
+        v == 1.0
+    })
+    .await;
+    assert_eq!(
+        slow.get(r#"chat_server_closes_total{code="1008",reason="slow_consumer"}"#),
+        1.0
+    );
+    assert_eq!(
+        slow.get(r#"chat_disconnects_total{reason="client_closed"}"#),
+        4.0
+    );
+    drop(stalled);
+    alice.close().await;
+    let last = until(metrics, "chat_connections", |v| v == 0.0).await;
+    assert_eq!(last.get("chat_room_memberships"), 0.0);
+    assert_eq!(last.get("chat_rooms_active"), 0.0);
+
+    // No client's words in any label: user and room names are unbounded.
+    for word in ["alice", "bob", "stalled", "lobby", "elsewhere"] {
+        assert!(!last.text.contains(word), "{word} in the exposition");
+    }
+    promtool_accepts(&last.text).await;
+}
+
+#[tokio::test]
+async fn metrics_are_off_unless_asked_for() {
+    let server = TestServer::start().await;
+    assert!(server.metrics.is_none());
+    // Nor on the chat port.
+    let (status, _, _) = server.http("GET", "/metrics", &[], "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// `promtool check metrics` reads the exposition on stdin; it fails on a
+/// malformed one and, as a linter, on names that break the conventions.
+async fn promtool_accepts(text: &str) {
+    let Ok(mut child) = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        chat_test_engines::missing(
+            "promtool",
+            "apt-get install --no-install-recommends prometheus",
+        );
+        return;
+    };
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(text.as_bytes()).await.expect("write");
+    drop(stdin);
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("promtool in time")
+        .expect("promtool ran");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
