@@ -11,6 +11,7 @@ use std::time::Duration;
 use chat_protocol::{ChatMessage, ClientEvent, ErrorCode, ServerEvent};
 use chat_test_engines::{PrivateRedis, TempDatabase, TestRedis};
 use common::cluster::{self, Engines, Node};
+use common::scrape::{scrape, until};
 use common::{Client, Remote, WAIT};
 
 /// A database of the test's own and the shared Redis under a fresh prefix.
@@ -324,7 +325,11 @@ async fn with_redis_down_sends_are_stored_and_acked_and_reach_the_other_node_onc
         return;
     };
     let engines = Engines::new(&db, &redis.url(), "t");
-    let nodes = cluster::start(2, &engines).await;
+    let metrics = ["--metrics-listen", "127.0.0.1:0"];
+    let nodes = vec![
+        Node::start("n1", &engines, &metrics).await,
+        Node::start("n2", &engines, &metrics).await,
+    ];
     nodes[0].register("fay").await;
     nodes[0].register("gus").await;
     let mut fay = nodes[0].client_for("fay").await;
@@ -355,6 +360,36 @@ async fn with_redis_down_sends_are_stored_and_acked_and_reach_the_other_node_onc
         (1..=40).collect::<Vec<_>>(),
         "once each, in order"
     );
+    // The operator saw it: the sender's node failed to publish and caught
+    // up, the other lost its subscription and subscribed again; both are up.
+    let sender = scrape(nodes[0].metrics.expect("metrics")).await;
+    assert!(
+        sender.get("chat_bus_publish_failures_total") >= 1.0,
+        "{}",
+        sender.text
+    );
+    assert!(
+        sender.get("chat_bus_published_total") >= 40.0,
+        "{}",
+        sender.text
+    );
+    assert_eq!(sender.get("chat_messages_stored_total"), 40.0);
+    let receiver = until(nodes[1].metrics.expect("metrics"), "chat_bus_up", |up| {
+        up == 1.0
+    })
+    .await;
+    assert!(
+        receiver.get("chat_bus_resubscriptions_total") >= 1.0,
+        "{}",
+        receiver.text
+    );
+    assert_eq!(
+        receiver.get("chat_deliveries_total"),
+        40.0,
+        "{}",
+        receiver.text
+    );
+    assert_eq!(receiver.get("chat_bus_backlog"), 0.0);
     fay.close().await;
     gus.close().await;
 }

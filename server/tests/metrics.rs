@@ -4,71 +4,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-
 use chat_protocol::{ClientEvent, ServerEvent};
+use common::scrape::{scrape, until};
 use common::{TestServer, WAIT};
 use hyper::StatusCode;
 use tokio::io::AsyncWriteExt;
-
-/// One scrape: every sample by its name with labels (`name{a="b"}`).
-#[derive(Debug)]
-struct Scrape {
-    text: String,
-    samples: BTreeMap<String, f64>,
-}
-
-impl Scrape {
-    /// A sample's value; absent counts as 0, as Prometheus's `or vector(0)`.
-    fn get(&self, series: &str) -> f64 {
-        self.samples.get(series).copied().unwrap_or(0.0)
-    }
-}
-
-async fn scrape(addr: SocketAddr) -> Scrape {
-    let remote = common::Remote {
-        addr,
-        tls_cert: None,
-    };
-    let (status, headers, text) = remote.http("GET", "/metrics", &[], "").await;
-    assert_eq!(status, StatusCode::OK, "{text}");
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
-    let samples = text
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            let (series, value) = line.rsplit_once(' ').expect("sample line");
-            (series.to_owned(), value.parse().expect("numeric value"))
-        })
-        .collect();
-    Scrape { text, samples }
-}
-
-/// Waits until `series` reaches `at_least` (gauges and counters move just
-/// after the event a client sees, e.g. a disconnect's bookkeeping).
-async fn until(addr: SocketAddr, series: &str, wanted: impl Fn(f64) -> bool) -> Scrape {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let scrape = scrape(addr).await;
-        if wanted(scrape.get(series)) {
-            return scrape;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{series} never reached the expected value; last scrape:\n{}",
-            scrape.text
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
 
 fn resume(room: &str, since: u64, epoch: &str) -> ClientEvent {
     ClientEvent::JoinRoom {

@@ -2,6 +2,7 @@
 //! PostgreSQL database and one Redis (the machine's with a prefix of the
 //! test's own, or a private `redis-server` a test may kill).
 
+use std::net::SocketAddr;
 use std::process::Stdio;
 
 use chat_test_engines::TempDatabase;
@@ -45,6 +46,8 @@ impl Engines {
 pub struct Node {
     pub id: String,
     pub remote: Remote,
+    /// The `--metrics-listen` address, when the test asked for one.
+    pub metrics: Option<SocketAddr>,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -93,8 +96,13 @@ impl Node {
             .expect("spawn chat-server");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut metrics = None;
         let found = tokio::time::timeout(WAIT * 3, async {
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("metrics on http://") {
+                    let addr = url.trim_end_matches("/metrics");
+                    metrics = Some(addr.parse().expect("metrics address"));
+                }
                 if let Some(url) = line.strip_prefix("chat-server listening on http://") {
                     return Some(url.parse().expect("address"));
                 }
@@ -117,6 +125,7 @@ impl Node {
                 addr,
                 tls_cert: None,
             },
+            metrics,
             child: Some(child),
             _dir: dir,
         }

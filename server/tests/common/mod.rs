@@ -28,6 +28,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 pub mod cluster;
+pub mod scrape;
 
 /// How long a test waits for any one expected thing before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
