@@ -326,7 +326,7 @@ async fn with_redis_down_sends_are_stored_and_acked_and_reach_the_other_node_onc
     };
     let engines = Engines::new(&db, &redis.url(), "t");
     let metrics = ["--metrics-listen", "127.0.0.1:0"];
-    let nodes = vec![
+    let nodes = [
         Node::start("n1", &engines, &metrics).await,
         Node::start("n2", &engines, &metrics).await,
     ];
