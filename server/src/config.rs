@@ -286,7 +286,10 @@ mod tests {
         assert_eq!(json.log_format, LogFormat::Json);
         let refused = Config::try_parse_from(["chat-server", "--log-format", "yaml"]);
         let message = refused.expect_err("--log-format yaml").to_string();
-        assert!(message.contains("text") && message.contains("json"), "{message}");
+        assert!(
+            message.contains("text") && message.contains("json"),
+            "{message}"
+        );
     }
 
     #[test]

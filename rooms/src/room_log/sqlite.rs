@@ -357,8 +357,8 @@ impl Writer {
 
     /// Proves that an append would commit now: the same space check, then a
     /// one-row write committed on the writer's own connection, which fails
-    /// as an append would on a store that cannot be written (read-only
-    /// file or file system, I/O errors, `SQLITE_FULL`). The row keeps the
+    /// as an append would on a store that cannot be written (I/O errors,
+    /// `SQLITE_FULL`, a database SQLite finds read-only). The row keeps the
     /// time of the last probe.
     fn probe(&mut self) -> Result<(), LogError> {
         self.check_space()?;
@@ -706,7 +706,13 @@ mod tests {
         let full = open(u64::MAX);
         let not_ready = full.ready().await.expect_err("a full disk is not ready");
         assert!(
-            matches!(not_ready, LogError::DiskFull { reserve: u64::MAX, .. }),
+            matches!(
+                not_ready,
+                LogError::DiskFull {
+                    reserve: u64::MAX,
+                    ..
+                }
+            ),
             "{not_ready:?}"
         );
         assert!(not_ready.to_string().contains("disk full"), "{not_ready}");
