@@ -153,6 +153,22 @@ pub struct Config {
     /// On shutdown, how long to wait for clients to take their Close frame.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// How the server logs to stderr: text for people, json (one object per
+    /// line) for log collectors.
+    #[arg(long, value_enum, env = "CHAT_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// The shape of the server's log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event: time, level, target, message, then
+    /// the fields as `key=value`.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message`
+    /// and the event's fields beside them at the top level.
+    Json,
 }
 
 impl Config {
@@ -267,6 +283,19 @@ mod tests {
         assert_eq!(config.ticket_ttl, Duration::from_secs(30));
         assert_eq!(config.session_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(config.max_message_size, 65536);
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json() {
+        let json = Config::parse_from(["chat-server", "--log-format", "json"]);
+        assert_eq!(json.log_format, LogFormat::Json);
+        let refused = Config::try_parse_from(["chat-server", "--log-format", "yaml"]);
+        let message = refused.expect_err("--log-format yaml").to_string();
+        assert!(
+            message.contains("text") && message.contains("json"),
+            "{message}"
+        );
     }
 
     #[test]

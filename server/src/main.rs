@@ -3,6 +3,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Context;
+use chat_server::config::LogFormat;
 use chat_server::tls::CertSource;
 use chat_server::{Accounts, Config, Server};
 use clap::{Parser, Subcommand};
@@ -87,9 +88,23 @@ fn read_password() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// Runs the server until it stops. With JSON logs, a failure is logged as one
+/// more JSON line instead of the plain `Error: ...` that `main` would print,
+/// so that a log collector sees every line of the process's stderr parse.
+fn serve(config: Config) -> anyhow::Result<()> {
+    let format = config.log_format;
+    init_tracing(format);
+    match (run(config), format) {
+        (Err(e), LogFormat::Json) => {
+            tracing::error!(error = format!("{e:#}"), "chat-server stopped");
+            std::process::exit(1);
+        }
+        (result, _) => result,
+    }
+}
+
 #[tokio::main]
-async fn serve(config: Config) -> anyhow::Result<()> {
-    init_tracing();
+async fn run(config: Config) -> anyhow::Result<()> {
     let server = Server::bind(config).await?;
     if let Some(CertSource::SelfSigned { cert, generated }) = server.cert_source() {
         let verb = if *generated { "generated" } else { "using" };
@@ -131,8 +146,16 @@ async fn shutdown_signal() {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (e.g. `info`, `chat_server=debug`).
-fn init_tracing() {
+/// Logs to stderr in `format`, filtered by `RUST_LOG` (e.g. `info`,
+/// `chat_server=debug`).
+///
+/// JSON lines put the event's fields beside `timestamp`, `level`, `target`
+/// and `message` (flattened) rather than under a `fields` object, so that
+/// `jq 'select(.user == "carol")'` and log collectors find them without a
+/// path; no event names a field after one of those four. Span fields are
+/// left out: the server opens no spans, and every event carries its own
+/// context (`conn`, `user`, `room`, `peer`).
+fn init_tracing(format: LogFormat) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|spec| spec.parse::<tracing_subscriber::filter::Targets>().ok())
@@ -141,12 +164,24 @@ fn init_tracing() {
         });
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal()),
-        )
-        .with(filter)
-        .init();
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
 }

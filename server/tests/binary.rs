@@ -2,88 +2,90 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chat_protocol::{ClientEvent, ServerEvent};
+use chat_server::config::LogFormat;
+use clap::ValueEnum;
+use common::binary::{start, user_add};
 use common::{Client, Remote, PASSWORD, WAIT};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
-
-async fn user_add(data_dir: &Path, name: &str, password: &str) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .args([
-            "--data-dir".as_ref(),
-            data_dir.as_os_str(),
-            "user".as_ref(),
-            "add".as_ref(),
-            name.as_ref(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chat-server user add");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(format!("{password}\n").as_bytes())
-        .await
-        .expect("write password");
-    drop(stdin);
-    tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .expect("user add finishes")
-        .expect("user add runs")
-}
-
-/// Starts the binary on a free port; returns it and the address it printed.
-async fn start(data_dir: &Path, log: &Path, extra: &[&str]) -> (Child, Remote) {
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--disable-registration",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(extra)
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn chat-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("read stdout") {
-            if let Some(url) = line.strip_prefix("chat-server listening on http://") {
-                return url.parse().expect("address");
-            }
-        }
-        panic!("chat-server exited without printing its address");
-    })
-    .await
-    .expect("server starts in time");
-    (
-        child,
-        Remote {
-            addr,
-            tls_cert: None,
-        },
-    )
+#[tokio::test]
+async fn the_binary_serves_accounts_from_user_add_and_stops_on_sigterm_logging_text() {
+    let log = serve_a_session_and_stop(LogFormat::Text).await;
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" INFO ") && l.contains("login")),
+        "human-readable lines:\n{log}"
+    );
 }
 
 #[tokio::test]
-async fn the_binary_serves_accounts_from_user_add_and_stops_on_sigterm() {
+async fn with_json_logs_every_line_is_an_object_with_the_event_and_its_fields() {
+    let log = serve_a_session_and_stop(LogFormat::Json).await;
+    let events: Vec<Value> = log
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+            for key in ["timestamp", "level", "target", "message"] {
+                assert!(event[key].is_string(), "no {key} in {line}");
+            }
+            let timestamp = event["timestamp"].as_str().unwrap_or_default();
+            assert!(
+                humantime::parse_rfc3339(timestamp).is_ok(),
+                "timestamp {timestamp:?} is not RFC 3339"
+            );
+            let level = event["level"].as_str().unwrap_or_default();
+            assert!(
+                ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level),
+                "{line}"
+            );
+            event
+        })
+        .collect();
+    // The event's own fields sit beside the message, with their JSON types.
+    let find = |message: &str| {
+        events
+            .iter()
+            .find(|e| {
+                e["message"] == message
+                    && e["target"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("chat_server"))
+            })
+            .unwrap_or_else(|| panic!("no {message:?} event in:\n{log}"))
+    };
+    let login = find("login");
+    assert_eq!(login["user"], "carol");
+    assert!(login["peer"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("127.0.0.1:")));
+    let connected = find("connected");
+    assert!(connected["conn"].is_u64(), "{connected}");
+    assert_eq!(connected["user"], "carol");
+    let joined = find("join");
+    assert_eq!(
+        (&joined["room"], &joined["conn"]),
+        (&"ops".into(), &connected["conn"])
+    );
+    let disconnected = find("disconnected");
+    assert_eq!(disconnected["close_code"], 1001, "{disconnected}");
+    assert_eq!(find("logout")["user"], "carol");
+}
+
+/// Runs the binary with logs in `format`: creates an account with `user
+/// add`, logs in (once with a wrong password), opens a socket (and tries its
+/// ticket again), joins, sends, logs out (and tries the ended session), stops
+/// it with SIGTERM; checks each step, and that no password, ticket or session
+/// token reached the log. Returns the log.
+async fn serve_a_session_and_stop(format: LogFormat) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
 
@@ -102,7 +104,12 @@ async fn the_binary_serves_accounts_from_user_add_and_stops_on_sigterm() {
     assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8"));
 
     let log = dir.path().join("server.log");
-    let (mut child, remote) = start(&data_dir, &log, &[]).await;
+    let format = format.to_possible_value().expect("a flag value");
+    let (mut child, remote) = start(&data_dir, &log, &["--log-format", format.get_name()]).await;
+    // Refusals log too: of a wrong password, of a used ticket, of an ended session.
+    let wrong = "wrong horse battery";
+    let body = serde_json::json!({ "username": "carol", "password": wrong }).to_string();
+    assert_eq!(remote.post_json("/api/login", &body).await.0, 401);
     let login = remote.login_response("carol").await;
     let ticket = remote.ticket(&login.session).await.ticket;
     let ws = remote.ws(Some(&ticket), None).await.expect("upgrade");
@@ -111,11 +118,17 @@ async fn the_binary_serves_accounts_from_user_add_and_stops_on_sigterm() {
         user: "carol".into(),
     };
     carol.next().await; // welcome
+    assert_eq!(
+        remote.ws(Some(&ticket), None).await.err(),
+        Some(401.try_into().expect("status"))
+    );
     carol.join("ops").await;
     carol.say("ops", "deploying").await;
     carol.next().await;
     let (status, _, _) = remote.post_bearer("/api/logout", &login.session).await;
     assert_eq!(status, 204);
+    let (status, _, _) = remote.post_bearer("/api/ticket", &login.session).await;
+    assert_eq!(status, 401);
 
     let pid = child.id().expect("pid").to_string();
     let status = std::process::Command::new("kill")
@@ -137,13 +150,22 @@ async fn the_binary_serves_accounts_from_user_add_and_stops_on_sigterm() {
         log.contains("login") && log.contains("carol"),
         "the log was captured:\n{log}"
     );
-    assert!(!log.contains(PASSWORD), "a password leaked into the log");
+    assert!(
+        log.contains("login refused")
+            && log.contains("socket refused")
+            && log.contains("ticket refused"),
+        "the refusals were logged:\n{log}"
+    );
+    for password in [PASSWORD, wrong] {
+        assert!(!log.contains(password), "a password leaked into the log");
+    }
     for secret in [&ticket, &login.ticket, &login.session] {
         assert!(
             !log.contains(secret.as_str()),
             "a ticket or session leaked into the log"
         );
     }
+    log
 }
 
 /// What one sender learned before the server died: the messages it had acks

@@ -59,21 +59,6 @@ async fn stored(node: &Remote, user: &str, room: &str) -> Vec<ChatMessage> {
     got
 }
 
-/// Polls `/readyz` until it answers `status` (readiness follows the engines
-/// within their heartbeats).
-async fn readyz_becomes(node: &Remote, status: u16) {
-    let reached = tokio::time::timeout(WAIT, async {
-        loop {
-            if node.http("GET", "/readyz", &[], "").await.0 == status {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    assert!(reached.is_ok(), "/readyz never answered {status}");
-}
-
 fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
     messages.iter().map(|m| m.seq).collect()
 }
@@ -345,9 +330,9 @@ async fn with_redis_down_sends_are_stored_and_acked_and_reach_the_other_node_onc
         fay.send_acked("r", &format!("m{i}"), &format!("m{i}"))
             .await;
     }
-    readyz_becomes(&nodes[1], 503).await;
+    nodes[1].readyz_becomes(503).await;
     redis.restart().await;
-    readyz_becomes(&nodes[1], 200).await;
+    nodes[1].readyz_becomes(200).await;
     for i in 31..=40 {
         fay.send_acked("r", &format!("m{i}"), &format!("m{i}"))
             .await;
@@ -414,8 +399,12 @@ async fn with_postgres_cut_sends_get_an_error_and_nothing_is_acked_then_it_recov
     hal.join("r").await;
     ida.join("r").await;
     hal.send_acked("r", "before", "c1").await;
-    let (status, _, _) = nodes[0].http("GET", "/readyz", &[], "").await;
-    assert_eq!(status, 200);
+    let (status, ready) = nodes[0].readyz().await;
+    assert_eq!(
+        (status.as_u16(), &ready["status"]),
+        (200, &"ready".into()),
+        "{ready}"
+    );
 
     proxy.cut();
     hal.send(ClientEvent::SendMessage {
@@ -437,13 +426,19 @@ async fn with_postgres_cut_sends_get_an_error_and_nothing_is_acked_then_it_recov
         Ok(ServerEvent::Error { code, .. }) => assert_eq!(code, ErrorCode::Internal),
         other => panic!("expected an internal error and no ack, got {other:?}"),
     }
-    let (status, _, body) = nodes[0].http("GET", "/readyz", &[], "").await;
-    assert_eq!(status, 503, "not ready without the database: {body}");
+    let (status, not_ready) = nodes[0].readyz().await;
+    assert_eq!(status, 503, "not ready without the database: {not_ready}");
+    assert_eq!(not_ready["status"], "not_ready", "{not_ready}");
+    let reason = Remote::readyz_reason(&not_ready, "message_log")
+        .unwrap_or_else(|| panic!("the message log is named as failing: {not_ready}"));
+    assert!(reason.contains("PostgreSQL"), "{reason}");
     let (status, _, _) = nodes[0].http("GET", "/healthz", &[], "").await;
     assert_eq!(status, 200, "yet alive");
 
     proxy.restore();
-    readyz_becomes(&nodes[0], 200).await;
+    let ready = nodes[0].readyz_becomes(200).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(ready.get("failing").is_none(), "nothing fails: {ready}");
     // The resend is safe: stored once, whether or not the cut lost it.
     let seq = hal.send_acked("r", "during", "c2").await;
     assert_eq!(seq, 2);

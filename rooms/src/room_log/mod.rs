@@ -75,9 +75,20 @@ pub enum LogError {
     /// PostgreSQL failed, could not be reached, or did not answer in time.
     #[error("message log (PostgreSQL): {0}")]
     Postgres(Arc<sqlx::Error>),
-    /// The log's files could not be set up.
+    /// The log's files could not be set up, or their file system not asked
+    /// for its free space.
     #[error("message log: {0}")]
     Io(Arc<std::io::Error>),
+    /// The file system of the log's files has less free space than the log
+    /// keeps in reserve, so appends are refused until space is freed. The
+    /// directory is left out: the text reaches clients and `/readyz`.
+    #[error("message log: disk full: {available} bytes free on the data directory's file system, less than the {reserve} the log keeps in reserve; messages are refused until space is freed")]
+    DiskFull {
+        /// Bytes free to unprivileged writers (`f_bavail`).
+        available: u64,
+        /// The reserve the log keeps: below it, appends are refused.
+        reserve: u64,
+    },
     /// The log has stopped (the server is shutting down).
     #[error("message log stopped")]
     Closed,
@@ -211,8 +222,9 @@ pub trait RoomLog: Send + Sync + 'static {
     /// The retention limits in force.
     fn retention(&self) -> Retention;
 
-    /// Whether the log can serve requests now: its store answers a cheap
-    /// read within a short time and its writer is running.
+    /// Whether the log can serve requests now: its writer is running and can
+    /// commit (what an append would meet: a store that refuses writes or a
+    /// full disk fails it), and its store answers a cheap read.
     async fn ready(&self) -> Result<(), LogError>;
 }
 

@@ -10,6 +10,11 @@
 //!   (`wal_autocheckpoint` is off), so no append ever waits on a checkpoint.
 //! - **reads** run on the blocking pool with pooled read-only connections, so
 //!   joins, history pages and resumes neither wait for the writer nor block it.
+//!
+//! The writer refuses a batch while the database's file system has less than
+//! [`MIN_FREE`] free, and readiness asks the writer itself (a probe queued
+//! behind the appends, answered with the same check and a one-row commit), so
+//! `/readyz` sees what an append would see.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -40,6 +45,20 @@ const MAX_BATCH: usize = 1024;
 /// that the WAL stays a few MB under heavy traffic; PASSIVE never blocks the
 /// writer or readers.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Free bytes the writer keeps on the database's file system: below this,
+/// a batch is refused (every append in it gets [`LogError::DiskFull`]) and
+/// the log is not ready. SQLite alone would notice a full disk late and at
+/// random: it reuses WAL space it already has, so commits go on succeeding
+/// until a checkpoint must grow the database or the WAL must grow, and the
+/// accounts database in the same directory would fail its session writes
+/// meanwhile. Refusing at a fixed mark makes the failure prompt and the
+/// same for every append, and leaves room for checkpoints to finish. 1 MiB
+/// is far more than a commit of typical messages writes to the WAL (a 4 KiB
+/// page for each table and index page it touches), and sixteen messages of
+/// the largest size (64 KiB); a batch larger than what is left fails on
+/// SQLite's own `SQLITE_FULL`, which rolls it back whole just the same.
+const MIN_FREE: u64 = 1024 * 1024;
 
 /// Reads at once. Each holds a connection and a blocking-pool thread; more
 /// than the cores would only queue inside SQLite.
@@ -88,6 +107,8 @@ fn to_message(row: &Row<'_>) -> rusqlite::Result<ChatMessage> {
 enum Command {
     Append(NewMessage, Committed),
     PruneByAge(i64, oneshot::Sender<Result<usize, LogError>>),
+    /// A readiness probe: answered after the appends queued before it.
+    Probe(oneshot::Sender<Result<(), LogError>>),
 }
 
 /// The SQLite room log. Dropping it lets the writer finish what is queued
@@ -134,6 +155,18 @@ impl SqliteLog {
         durability: Durability,
         retention: Retention,
     ) -> Result<Self, LogError> {
+        Self::open_reserving(data_dir, storage, durability, retention, MIN_FREE)
+    }
+
+    /// [`SqliteLog::open`] keeping `reserve` bytes free instead of
+    /// [`MIN_FREE`]: tests make a disk look full with `u64::MAX`.
+    fn open_reserving(
+        data_dir: &Path,
+        storage: Storage,
+        durability: Durability,
+        retention: Retention,
+        reserve: u64,
+    ) -> Result<Self, LogError> {
         let (path, scratch) = match storage {
             Storage::File => {
                 std::fs::create_dir_all(data_dir)?;
@@ -172,19 +205,16 @@ impl SqliteLog {
 
         let (writer, queue) = mpsc::channel(QUEUE);
         let metrics = LogMetrics::default();
+        let writer_state = Writer {
+            conn,
+            retention,
+            dir: path.parent().unwrap_or(Path::new(".")).to_owned(),
+            reserve,
+            metrics: metrics.clone(),
+        };
         let writing = std::thread::Builder::new()
             .name("room-log-writer".into())
-            .spawn({
-                let metrics = metrics.clone();
-                move || {
-                    Writer {
-                        conn,
-                        retention,
-                        metrics,
-                    }
-                    .run(queue)
-                }
-            })?;
+            .spawn(move || writer_state.run(queue))?;
 
         Ok(Self {
             epoch,
@@ -277,6 +307,11 @@ struct Writer {
     conn: Connection,
     retention: Retention,
     metrics: LogMetrics,
+    /// The directory of the database files: its file system's free space is
+    /// checked before every commit.
+    dir: PathBuf,
+    /// Free bytes below which commits are refused ([`MIN_FREE`]).
+    reserve: u64,
 }
 
 impl Writer {
@@ -284,6 +319,7 @@ impl Writer {
     /// every sender is gone.
     fn run(mut self, mut queue: mpsc::Receiver<Command>) {
         let mut batch: Vec<(NewMessage, Committed)> = Vec::new();
+        let mut probes = Vec::new();
         while let Some(first) = queue.blocking_recv() {
             let mut next = Some(first);
             while let Some(command) = next.take() {
@@ -294,13 +330,52 @@ impl Writer {
                         self.commit(std::mem::take(&mut batch));
                         let _ = done.send(self.prune_by_age(now_ms));
                     }
+                    Command::Probe(done) => probes.push(done),
                 }
                 if batch.len() < MAX_BATCH {
                     next = queue.try_recv().ok();
                 }
             }
             self.commit(std::mem::take(&mut batch));
+            if !probes.is_empty() {
+                // Every probe queued meanwhile shares one probe write.
+                let outcome = self.probe();
+                for done in probes.drain(..) {
+                    let _ = done.send(outcome.clone());
+                }
+            }
         }
+    }
+
+    /// Refuses when the database's file system has less than the reserve free.
+    fn check_space(&self) -> Result<(), LogError> {
+        let stat = rustix::fs::statvfs(&self.dir).map_err(std::io::Error::from)?;
+        // f_bavail, not f_bfree: what an unprivileged writer may still use;
+        // root's share of ext4 is the operator's margin, not the log's.
+        let available = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if available < self.reserve {
+            return Err(LogError::DiskFull {
+                available,
+                reserve: self.reserve,
+            });
+        }
+        Ok(())
+    }
+
+    /// Proves that an append would commit now: the same space check, then a
+    /// one-row write committed on the writer's own connection, which fails
+    /// as an append would on a store that cannot be written (I/O errors,
+    /// `SQLITE_FULL`, a database SQLite finds read-only). The row keeps the
+    /// time of the last probe.
+    fn probe(&mut self) -> Result<(), LogError> {
+        self.check_space()?;
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('ready_probe', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![now],
+        )?;
+        Ok(())
     }
 
     /// Commits a batch in one transaction and completes every append in it,
@@ -315,15 +390,15 @@ impl Writer {
         let sent_at = humantime::format_rfc3339_millis(now).to_string();
         let retention = self.retention;
         self.metrics.batch_size.observe(batch.len() as f64);
-        let stored = (|| {
+        let stored = self.check_space().and_then(|()| {
             let tx = self.conn.transaction()?;
             let mut out = Vec::with_capacity(batch.len());
             for (message, _) in &batch {
                 out.push(append_one(&tx, message, &sent_at, sent_ms, retention)?);
             }
             tx.commit()?;
-            Ok::<_, rusqlite::Error>(out)
-        })();
+            Ok::<_, LogError>(out)
+        });
         match stored {
             Ok(appended) => {
                 for ((_, committed), appended) in batch.into_iter().zip(appended) {
@@ -333,7 +408,6 @@ impl Writer {
             Err(e) => {
                 self.metrics.commit_failures.inc();
                 tracing::error!(error = %e, messages = batch.len(), "commit failed");
-                let e = LogError::from(e);
                 for (_, committed) in batch {
                     committed(Err(e.clone()));
                 }
@@ -549,9 +623,14 @@ impl RoomLog for SqliteLog {
     }
 
     async fn ready(&self) -> Result<(), LogError> {
-        if self.writer.is_closed() {
-            return Err(LogError::Closed);
-        }
+        // Through the writer's queue, behind the appends: a writer that is
+        // gone, stuck or cannot commit fails this as it fails them.
+        let (done, outcome) = oneshot::channel();
+        self.writer
+            .send(Command::Probe(done))
+            .await
+            .map_err(|_| LogError::Closed)?;
+        outcome.await.map_err(|_| LogError::Closed)??;
         // A read on the read pool: the file opens and answers.
         self.read(|conn| conn.query_row("SELECT count(*) FROM meta", [], |_| Ok(())))
             .await
@@ -598,5 +677,62 @@ mod tests {
         .expect("new store");
         assert_ne!(fresh.epoch(), first);
         assert_ne!(open(Retention::default()).epoch(), first);
+    }
+
+    async fn append(log: &SqliteLog, text: &str) -> Result<Appended, LogError> {
+        let (done, outcome) = oneshot::channel();
+        let message = NewMessage {
+            room: "r".into(),
+            sender: "ann".into(),
+            client_id: None,
+            text: text.into(),
+        };
+        log.append(
+            message,
+            Box::new(move |result| {
+                let _ = done.send(result);
+            }),
+        )
+        .await;
+        outcome.await.expect("completed")
+    }
+
+    #[tokio::test]
+    async fn below_the_free_space_reserve_appends_are_refused_and_the_log_is_not_ready() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = |reserve| {
+            SqliteLog::open_reserving(
+                dir.path(),
+                Storage::File,
+                Durability::Normal,
+                Retention::default(),
+                reserve,
+            )
+            .expect("opens")
+        };
+        let roomy = open(0);
+        roomy.ready().await.expect("ready with room to spare");
+        append(&roomy, "kept").await.expect("stored");
+        drop(roomy);
+
+        // No file system has u64::MAX bytes free: this one looks full.
+        let full = open(u64::MAX);
+        let not_ready = full.ready().await.expect_err("a full disk is not ready");
+        assert!(
+            matches!(
+                not_ready,
+                LogError::DiskFull {
+                    reserve: u64::MAX,
+                    ..
+                }
+            ),
+            "{not_ready:?}"
+        );
+        assert!(not_ready.to_string().contains("disk full"), "{not_ready}");
+        let refused = append(&full, "refused").await.expect_err("refused");
+        assert!(matches!(refused, LogError::DiskFull { .. }), "{refused:?}");
+        let stored = full.after("r", 0, 10).await.expect("reads still work");
+        let texts: Vec<_> = stored.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["kept"], "the refused message was not stored");
     }
 }

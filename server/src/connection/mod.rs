@@ -168,7 +168,10 @@ async fn close_down(mut socket: WebSocket, rx: Inbox, reader: Reader, closer: &C
         context.node.leave(&reader.peer, &room).await;
     }
     let reason = closer.reason();
-    tracing::info!(conn = reader.peer.id, user = %reader.peer.user, ?reason, "disconnected");
+    // The close code as a field of its own (none when no Close frame is
+    // sent), so that structured logs can count closes by code.
+    let close_code = reason.close_frame().map(|(code, _)| code);
+    tracing::info!(conn = reader.peer.id, user = %reader.peer.user, ?reason, close_code, "disconnected");
     context.metrics.ended(reason);
 
     let close_timeout = context.settings.close_timeout;
@@ -490,6 +493,7 @@ async fn join(
     reference: Ref,
 ) {
     let node = &context.node;
+    tracing::debug!(conn = peer.id, user = %peer.user, %room, resume = since.is_some(), "join");
     if let Err(e) = node
         .join(&peer, &room, since, epoch.as_deref(), reference.clone())
         .await

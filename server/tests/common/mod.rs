@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
+pub mod binary;
 pub mod cluster;
 pub mod scrape;
 
@@ -187,6 +188,40 @@ impl Remote {
             .expect("body")
             .to_bytes();
         (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// `GET /readyz`: its status and JSON body.
+    pub async fn readyz(&self) -> (StatusCode, serde_json::Value) {
+        let (status, _, text) = self.http("GET", "/readyz", &[], "").await;
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("/readyz answered {status} with non-JSON {text:?}: {e}"));
+        (status, json)
+    }
+
+    /// Polls `/readyz` until it answers `status`; returns that answer's body.
+    /// Readiness follows the engines within their checks' timeouts.
+    pub async fn readyz_becomes(&self, status: u16) -> serde_json::Value {
+        let reached = tokio::time::timeout(WAIT * 2, async {
+            loop {
+                let (got, body) = self.readyz().await;
+                if got == status {
+                    return body;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        reached.unwrap_or_else(|_| panic!("/readyz never answered {status}"))
+    }
+
+    /// The reason `/readyz` gives for the failing check `check`, if it fails.
+    pub fn readyz_reason(body: &serde_json::Value, check: &str) -> Option<String> {
+        body["failing"]
+            .as_array()?
+            .iter()
+            .find(|f| f["check"] == check)
+            .and_then(|f| f["reason"].as_str())
+            .map(str::to_owned)
     }
 
     pub async fn post_json(&self, path: &str, body: &str) -> (StatusCode, serde_json::Value) {

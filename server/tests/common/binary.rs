@@ -1,0 +1,78 @@
+//! Test support for the real `chat-server` binary: `user add`, and a server
+//! process on a free port whose stderr (the log) goes to a file.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::{Remote, WAIT};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
+
+/// Runs `chat-server user add NAME` on `data_dir`, the password on stdin.
+pub async fn user_add(data_dir: &Path, name: &str, password: &str) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args([
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+            "user".as_ref(),
+            "add".as_ref(),
+            name.as_ref(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chat-server user add");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{password}\n").as_bytes())
+        .await
+        .expect("write password");
+    drop(stdin);
+    tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("user add finishes")
+        .expect("user add runs")
+}
+
+/// Starts the binary on a free port, logging everything (`RUST_LOG=trace`)
+/// to `log`; returns it and the address it printed. Killed when dropped.
+pub async fn start(data_dir: &Path, log: &Path, extra: &[&str]) -> (Child, Remote) {
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--disable-registration",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn chat-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if let Some(url) = line.strip_prefix("chat-server listening on http://") {
+                return url.parse().expect("address");
+            }
+        }
+        panic!("chat-server exited without printing its address");
+    })
+    .await
+    .expect("server starts in time");
+    (
+        child,
+        Remote {
+            addr,
+            tls_cert: None,
+        },
+    )
+}
