@@ -122,6 +122,8 @@ pub(crate) struct ConnectionMetrics {
     slow_consumers: Counter,
     /// `error` events sent, by `code`.
     rejected: LabelledCounter,
+    /// `send_message` requests refused before the log, by `code`.
+    messages_rejected: LabelledCounter,
     /// Bytes of text frames written to clients (payloads, not framing).
     bytes_sent: Counter,
     /// Time to handle one request, by its `type`.
@@ -138,6 +140,7 @@ impl Default for ConnectionMetrics {
             closes: Family::default(),
             slow_consumers: Counter::default(),
             rejected: LabelledCounter::default(),
+            messages_rejected: LabelledCounter::default(),
             bytes_sent: Counter::default(),
             // 50 us to about 1.6 s: most requests are a map update, a join
             // reads the log, a send only queues its append.
@@ -178,6 +181,14 @@ impl ConnectionMetrics {
     /// An `error` event went out.
     pub(crate) fn rejected(&self, code: ErrorCode) {
         self.rejected
+            .get_or_create(&[("code", code.as_str())])
+            .inc();
+    }
+
+    /// A `send_message` was refused with `code` before reaching the log
+    /// (its `error` event is counted by [`Self::rejected`] too).
+    pub(crate) fn message_rejected(&self, code: ErrorCode) {
+        self.messages_rejected
             .get_or_create(&[("code", code.as_str())])
             .inc();
     }
@@ -224,6 +235,11 @@ impl ConnectionMetrics {
             "requests_rejected",
             "error events sent to clients, by error code",
             self.rejected.clone(),
+        );
+        registry.register(
+            "messages_rejected",
+            "send_message requests refused before the message log, by error code (a log failure is chat_message_append_failures_total)",
+            self.messages_rejected.clone(),
         );
         registry.register_with_unit(
             "sent",

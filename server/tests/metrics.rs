@@ -89,6 +89,14 @@ async fn metrics_follow_scripted_traffic_and_pass_promtool() {
     alice
         .wait_for(|e| matches!(e, ServerEvent::Error { .. }))
         .await;
+    alice
+        .send(ClientEvent::LeaveRoom {
+            room: "elsewhere".into(),
+        })
+        .await;
+    alice
+        .wait_for(|e| matches!(e, ServerEvent::Error { .. }))
+        .await;
     let sent = scrape(metrics).await;
     assert_eq!(sent.get("chat_messages_stored_total"), 5.0);
     assert_eq!(sent.get("chat_message_append_seconds_count"), 6.0);
@@ -99,6 +107,10 @@ async fn metrics_follow_scripted_traffic_and_pass_promtool() {
     assert_eq!(sent.get("chat_hub_duplicates_dropped_total"), 1.0);
     assert_eq!(
         sent.get(r#"chat_requests_rejected_total{code="not_in_room"}"#),
+        2.0
+    );
+    assert_eq!(
+        sent.get(r#"chat_messages_rejected_total{code="not_in_room"}"#),
         1.0
     );
     assert!(sent.get(r#"chat_request_duration_seconds_count{type="send_message"}"#) >= 7.0);

@@ -332,7 +332,13 @@ impl Reader {
             Err(refused) => (Err(refused.error), refused.reference),
         };
         let reference: Ref = reference.map(Into::into);
+        let is_message = matches!(decoded, Ok(ClientEvent::SendMessage { .. }));
         if !self.take_token(&reference) {
+            if is_message {
+                self.context
+                    .metrics
+                    .message_rejected(ErrorCode::RateLimited);
+            }
             return;
         }
         let result = match decoded {
@@ -347,6 +353,9 @@ impl Reader {
             Err(e) => Err((e.code(), e.to_string())),
         };
         if let Err((code, message)) = result {
+            if is_message {
+                self.context.metrics.message_rejected(code);
+            }
             self.reply_error(code, message, &reference);
         }
     }
