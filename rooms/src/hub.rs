@@ -117,6 +117,9 @@ impl Room {
     /// Sends one event (the room's `next`) to every member.
     fn deliver(&mut self, event: &RoomEvent, how: Delivery<'_>) {
         let hold_at_most = how.hold_at_most;
+        // Counted once per event, not per member: one shared atomic per
+        // member would be a contended cache line on every fan-out.
+        let mut delivered = 0;
         for member in self.members.values_mut() {
             if event.seq <= member.floor {
                 continue;
@@ -124,7 +127,7 @@ impl Room {
             match &mut member.catching_up {
                 None => {
                     member.outbox.deliver(&event.frame);
-                    how.deliveries.inc();
+                    delivered += 1;
                 }
                 Some(catch_up) if catch_up.held.len() < hold_at_most => {
                     catch_up.held.push(event.clone());
@@ -132,6 +135,7 @@ impl Room {
                 Some(catch_up) => catch_up.overflowed = true,
             }
         }
+        how.deliveries.inc_by(delivered);
         self.next = event.seq + 1;
     }
 

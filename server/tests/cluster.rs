@@ -375,6 +375,7 @@ async fn with_redis_down_sends_are_stored_and_acked_and_reach_the_other_node_onc
         receiver.text
     );
     assert_eq!(receiver.get("chat_bus_backlog"), 0.0);
+    receiver.assert_documented();
     fay.close().await;
     gus.close().await;
 }

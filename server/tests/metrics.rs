@@ -199,6 +199,20 @@ async fn metrics_follow_scripted_traffic_and_pass_promtool() {
         assert!(!last.text.contains(word), "{word} in the exposition");
     }
     promtool_accepts(&last.text).await;
+
+    // docs/metrics.md describes what is served, and serves what it describes
+    // (all but its cluster section, which server/tests/cluster.rs checks).
+    last.assert_documented();
+    let doc = common::scrape::metrics_doc();
+    let single = &doc[..doc.find("## Cluster").expect("a cluster section")];
+    let served = last.families();
+    for line in single.lines().filter(|l| l.starts_with("| `chat_")) {
+        let name = line.split('`').nth(1).expect("a metric name");
+        assert!(
+            served.contains(&name),
+            "docs/metrics.md names {name}, which is not served"
+        );
+    }
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use crate::metrics::ConnectionMetrics;
+use crate::metrics::{ConnectionMetrics, RequestKind};
 use crate::ratelimit::TokenBucket;
 
 /// What every connection of this server is held to.
@@ -518,14 +518,14 @@ async fn join(
 }
 
 /// A request's type, as the request-duration metric labels it.
-fn kind(event: &ClientEvent) -> &'static str {
+fn kind(event: &ClientEvent) -> RequestKind {
     match event {
-        ClientEvent::JoinRoom { since: None, .. } => "join_room",
-        ClientEvent::JoinRoom { since: Some(_), .. } => "resume_room",
-        ClientEvent::LeaveRoom { .. } => "leave_room",
-        ClientEvent::SendMessage { .. } => "send_message",
-        ClientEvent::History { .. } => "history",
-        ClientEvent::ListRooms {} => "list_rooms",
+        ClientEvent::JoinRoom { since: None, .. } => RequestKind::Join,
+        ClientEvent::JoinRoom { since: Some(_), .. } => RequestKind::Resume,
+        ClientEvent::LeaveRoom { .. } => RequestKind::Leave,
+        ClientEvent::SendMessage { .. } => RequestKind::Send,
+        ClientEvent::History { .. } => RequestKind::History,
+        ClientEvent::ListRooms {} => RequestKind::ListRooms,
     }
 }
 

@@ -64,3 +64,31 @@ pub async fn until(addr: SocketAddr, series: &str, wanted: impl Fn(f64) -> bool)
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// docs/metrics.md, which names every metric.
+pub fn metrics_doc() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
+    std::fs::read_to_string(path).expect("docs/metrics.md")
+}
+
+impl Scrape {
+    /// The metric families of this scrape, as their `# TYPE` lines name them.
+    pub fn families(&self) -> Vec<&str> {
+        self.text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|rest| rest.split(' ').next())
+            .collect()
+    }
+
+    /// Fails unless docs/metrics.md names every family of this scrape.
+    pub fn assert_documented(&self) {
+        let doc = metrics_doc();
+        for family in self.families() {
+            assert!(
+                doc.contains(&format!("`{family}`")),
+                "{family} is served but not described in docs/metrics.md"
+            );
+        }
+    }
+}
