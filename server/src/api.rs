@@ -126,6 +126,9 @@ impl From<AuthError> for ApiError {
             AuthError::UsernameTaken => {
                 Self::new(StatusCode::CONFLICT, ErrorCode::UsernameTaken, message)
             }
+            AuthError::AccountDisabled => {
+                Self::new(StatusCode::FORBIDDEN, ErrorCode::AccountDisabled, message)
+            }
             AuthError::Internal(_) => {
                 tracing::error!(error = %message, "authentication failed internally");
                 Self::new(

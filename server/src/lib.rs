@@ -7,7 +7,10 @@
 //! - `api`: HTTP routes (login, sessions, register, health and readiness) and the checked upgrade to `/ws`.
 //! - `origin`, `auth`: the Origin check; passwords, login throttling, sessions and
 //!   tickets, each store behind an interface.
-//! - `connection`: one socket: reader, event handler, writer task and heartbeat.
+//! - `connection`: one socket: reader, event handler, writer task and
+//!   heartbeat; its `registry` lists the live ones by user.
+//! - `disabled_accounts`: the poll that ends a disabled account's sessions
+//!   and connections.
 //! - `chat_rooms` (its own crate): the room log, bus, hub and presence that
 //!   number, store and deliver messages.
 //! - `ratelimit`: the per-connection token bucket.
@@ -24,6 +27,7 @@ mod backend;
 pub mod clock;
 pub mod config;
 mod connection;
+mod disabled_accounts;
 mod origin;
 mod ratelimit;
 mod readiness;

@@ -27,6 +27,7 @@ use crate::backend;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::connection;
+use crate::disabled_accounts;
 use crate::state::AppState;
 use crate::tls::{self, CertSource};
 
@@ -37,6 +38,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// refuse them regardless, so this only returns memory; once a minute keeps
 /// the sweep's cost negligible against sessions that last hours.
 const AUTH_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often the server looks for accounts an operator disabled: what
+/// "within about a second" in docs/protocol.md promises. One indexed query
+/// of the disabled accounts only.
+const POLL_DISABLED: Duration = Duration::from_secs(1);
 
 /// A bound, ready-to-run chat server.
 pub struct Server {
@@ -88,6 +94,7 @@ impl Server {
                 close_timeout: config.shutdown_grace,
             },
             shutdown: shutdown.clone(),
+            registry: connection::registry::Registry::default(),
         });
         let app = Arc::new(AppState {
             auth,
@@ -154,6 +161,8 @@ impl Server {
             ));
         }
         app.tracker.spawn(prune_expired_auth(app.clone()));
+        app.tracker
+            .spawn(disabled_accounts::enforce(app.clone(), POLL_DISABLED));
         loop {
             let accepted = tokio::select! {
                 () = app.shutdown.cancelled() => break,
@@ -186,7 +195,12 @@ impl Server {
             });
         }
         drop(listener);
-        tracing::info!("shutting down: closing connections");
+        let registry = &app.connections.registry;
+        tracing::info!(
+            connections = registry.connections(),
+            users = registry.users(),
+            "shutting down: closing connections"
+        );
         app.tracker.close();
         let grace = app.config.shutdown_grace + Duration::from_secs(1);
         if tokio::time::timeout(grace, app.tracker.wait())

@@ -64,6 +64,9 @@ pub(crate) enum AuthError {
     InvalidRequest(String),
     #[error("user name already taken")]
     UsernameTaken,
+    /// The password was right, but an operator disabled the account.
+    #[error("this account is disabled; ask an operator")]
+    AccountDisabled,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -302,7 +305,7 @@ impl Auth {
                 hashes.add_one();
                 match account {
                     Some(account) if password::verify(&password, &account.password_hash) => {
-                        Some(account.username)
+                        Some(account)
                     }
                     Some(_) => None,
                     None => {
@@ -316,7 +319,13 @@ impl Auth {
         };
 
         match found {
-            Some(user) => {
+            // Said only after the password proved right, and after the
+            // same hashing as any login: to anyone without the password a
+            // disabled account looks like every other (401, same time), so
+            // the 403 tells nothing to a guesser, and failures still count.
+            Some(account) if account.disabled => Err(AuthError::AccountDisabled),
+            Some(account) => {
+                let user = account.username;
                 // The password was right, so this login goes on: a count
                 // left behind only brings a later lockout closer.
                 if let Err(e) = self.limiter.clear(&user_key).await {
@@ -398,6 +407,16 @@ impl Auth {
     /// and revoking them would need a session-to-ticket index for little gain.
     pub(crate) async fn logout(&self, session: &str) -> Result<String, SessionError> {
         self.sessions.revoke(session, self.now()).await
+    }
+
+    /// Ends the sessions of every disabled account and returns those
+    /// accounts' names, so the caller can close their connections. Every
+    /// call ends all it finds (sessions a login racing the disable issued
+    /// included), so calling it again and again is safe and is the point.
+    pub(crate) async fn end_disabled(&self) -> Result<(Vec<String>, usize), BackendError> {
+        let disabled = self.accounts.disabled_users().await?;
+        let ended = self.sessions.revoke_users(&disabled).await?;
+        Ok((disabled, ended))
     }
 
     /// Forgets expired sessions and tickets. Lookups refuse them regardless;
