@@ -20,7 +20,10 @@
 //! - `state`: what the HTTP routes share.
 //! - [`config`]: flags and `CHAT_*` variables; [`tls`]: certificates.
 //! - `web`: the browser client (`web/`), embedded and served at `/`.
+//! - [`admin`]: `chat-server admin`, an operator's commands on the same
+//!   store, also while a server runs; [`prompt`]: reading a new password.
 
+pub mod admin;
 mod api;
 mod auth;
 mod backend;
@@ -29,6 +32,7 @@ pub mod config;
 mod connection;
 mod disabled_accounts;
 mod origin;
+pub mod prompt;
 mod ratelimit;
 mod readiness;
 pub mod server;

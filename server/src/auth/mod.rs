@@ -35,7 +35,8 @@ use crate::clock::{millis, Clock, UnixMillis};
 use crate::config::Config;
 use accounts::{Accounts, AccountsError};
 pub(crate) use postgres::migrate;
-use postgres::{PgAccounts, PgSessions};
+pub(crate) use postgres::PgAccounts;
+use postgres::PgSessions;
 pub(crate) use redis_stores::connect_redis;
 pub(crate) use redis_stores::SharedRedis;
 use redis_stores::{RedisThrottle, RedisTickets};
@@ -47,6 +48,8 @@ use stores::{
 use throttle::MemoryThrottle;
 use ticket::MemoryTickets;
 pub(crate) use ticket::TicketError;
+
+pub(crate) use password::hash as hash_password;
 
 /// Shortest password accepted at registration.
 pub(crate) const MIN_PASSWORD_LEN: usize = 8;
