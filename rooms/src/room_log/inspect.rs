@@ -262,7 +262,10 @@ mod tests {
             .await
             .expect("connects");
         assert_eq!(pg_rooms(&pool).await.expect("no log yet"), []);
-        assert_eq!(pg_counts(&pool).await.expect("no log yet"), LogCounts::default());
+        assert_eq!(
+            pg_counts(&pool).await.expect("no log yet"),
+            LogCounts::default()
+        );
 
         let log = crate::PgLog::connect(&db.url, Retention::default())
             .await

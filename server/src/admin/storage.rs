@@ -23,7 +23,10 @@ pub(crate) fn show(store: &Store, config: &Config) -> Result<Report, AdminError>
         None => "every message".to_owned(),
     };
     let aged = match retention.max_age {
-        Some(age) => format!(", forgetting those older than {}", humantime::format_duration(age)),
+        Some(age) => format!(
+            ", forgetting those older than {}",
+            humantime::format_duration(age)
+        ),
         None => ", whatever its age".to_owned(),
     };
     let mut human = vec![format!(
@@ -56,7 +59,11 @@ pub(crate) fn show(store: &Store, config: &Config) -> Result<Report, AdminError>
             files.insert(db.to_owned(), json!(main));
             files.insert(wal_name, json!(wal));
         }
-        human.push(format!("total: {} in {}", format::bytes(total), dir.display()));
+        human.push(format!(
+            "total: {} in {}",
+            format::bytes(total),
+            dir.display()
+        ));
         json["data_dir"] = json!(dir.display().to_string());
         json["files"] = files.into();
         json["total_bytes"] = json!(total);

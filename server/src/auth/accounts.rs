@@ -520,18 +520,39 @@ mod tests {
                 user: user.into(),
                 expires: 2_000,
             };
-            accounts.insert_session(&session, 1_000, &[]).expect("stores");
+            accounts
+                .insert_session(&session, 1_000, &[])
+                .expect("stores");
         }
-        assert!(accounts.set_disabled("carol", true).expect("query").is_none());
+        assert!(accounts
+            .set_disabled("carol", true)
+            .expect("query")
+            .is_none());
 
-        let toggled = accounts.set_disabled("ALICE", true).expect("query").expect("found");
+        let toggled = accounts
+            .set_disabled("ALICE", true)
+            .expect("query")
+            .expect("found");
         assert_eq!(
-            (toggled.user.as_str(), toggled.changed, toggled.sessions_ended),
+            (
+                toggled.user.as_str(),
+                toggled.changed,
+                toggled.sessions_ended
+            ),
             ("Alice", true, 1)
         );
-        assert!(accounts.find("alice").expect("query").expect("kept").disabled);
+        assert!(
+            accounts
+                .find("alice")
+                .expect("query")
+                .expect("kept")
+                .disabled
+        );
         assert_eq!(accounts.disabled_users().expect("reads"), ["Alice"]);
-        let again = accounts.set_disabled("alice", true).expect("query").expect("found");
+        let again = accounts
+            .set_disabled("alice", true)
+            .expect("query")
+            .expect("found");
         assert!(!again.changed, "disabling twice changes nothing");
         let live: Vec<String> = accounts
             .live_sessions(1_500)
@@ -548,17 +569,39 @@ mod tests {
             .collect();
         assert_eq!(summary, [("Alice", true, 0), ("bob", false, 1)]);
 
-        let enabled = accounts.set_disabled("alice", false).expect("query").expect("found");
+        let enabled = accounts
+            .set_disabled("alice", false)
+            .expect("query")
+            .expect("found");
         assert!(enabled.changed && enabled.sessions_ended == 0);
-        assert!(!accounts.find("alice").expect("query").expect("kept").disabled);
+        assert!(
+            !accounts
+                .find("alice")
+                .expect("query")
+                .expect("kept")
+                .disabled
+        );
         assert!(accounts.disabled_users().expect("reads").is_empty());
 
         assert_eq!(
-            accounts.set_password_hash("ALICE", "hash3").expect("query").as_deref(),
+            accounts
+                .set_password_hash("ALICE", "hash3")
+                .expect("query")
+                .as_deref(),
             Some("Alice")
         );
-        assert_eq!(accounts.find("alice").expect("query").expect("kept").password_hash, "hash3");
-        assert!(accounts.set_password_hash("carol", "x").expect("query").is_none());
+        assert_eq!(
+            accounts
+                .find("alice")
+                .expect("query")
+                .expect("kept")
+                .password_hash,
+            "hash3"
+        );
+        assert!(accounts
+            .set_password_hash("carol", "x")
+            .expect("query")
+            .is_none());
         assert_eq!(accounts.counts().expect("counts"), (2, 1));
     }
 

@@ -189,11 +189,10 @@ impl PgAccounts {
 
     /// Rows in `users` and `sessions`.
     pub(crate) async fn counts(&self) -> Result<(u64, u64), sqlx::Error> {
-        let (users, sessions): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM sessions)",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let (users, sessions): (i64, i64) =
+            sqlx::query_as("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM sessions)")
+                .fetch_one(&self.pool)
+                .await?;
         Ok((
             u64::try_from(users).unwrap_or(0),
             u64::try_from(sessions).unwrap_or(0),

@@ -327,7 +327,9 @@ mod tests {
         let bob = store.issue("bob", 0, TTL).await.expect("issues");
         // As `chat-server admin disable` leaves it: the rows already gone,
         // the cache still holding them.
-        accounts(dir.path()).set_disabled("alice", true).expect("query");
+        accounts(dir.path())
+            .set_disabled("alice", true)
+            .expect("query");
         assert_eq!(store.lookup(&alice[0], 1).await.expect("cached"), "alice");
 
         assert_eq!(store.revoke_users(&users).await.expect("revokes"), 2);
