@@ -231,7 +231,7 @@ export class Connection {
         // docs/protocol.md: do not reconnect. Set first, so that #lost
         // reports the loss but does not retry.
         this.#fatalMessage = ACCOUNT_DISABLED_MESSAGE;
-        this.#lost(ACCOUNT_DISABLED_MESSAGE);
+        this.#lost(describeClose(e.code, e.reason));
         this.#fatal(ACCOUNT_DISABLED_MESSAGE);
         return;
       }
@@ -415,6 +415,8 @@ function describeClose(code, reason) {
       return reason ? `the server dropped us: ${reason}` : 'the server dropped us';
     case 1009:
       return 'a message was too big for the server';
+    case ACCOUNT_DISABLED_CLOSE:
+      return 'an operator disabled this account';
     default:
       return 'the connection was lost';
   }
