@@ -327,13 +327,14 @@ impl SessionStore for PgSessions {
         if users.is_empty() {
             return Ok(0);
         }
-        // One statement for them all; the names are as registered, which is
-        // how `disabled_users` gives them.
+        // One statement for them all, through the index on lower(username)
+        // and then sessions_by_user: a few index reads per disabled user.
+        let lowered: Vec<String> = users.iter().map(|u| u.to_lowercase()).collect();
         let deleted = sqlx::query(
             "DELETE FROM sessions
-             WHERE user_id IN (SELECT id FROM users WHERE username = ANY($1))",
+             WHERE user_id IN (SELECT id FROM users WHERE lower(username) = ANY($1))",
         )
-        .bind(users)
+        .bind(lowered)
         .execute(&self.pool)
         .await?;
         Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
@@ -618,6 +619,55 @@ mod tests {
             live += usize::from(nodes[0].lookup(token, 1).await.is_ok());
         }
         assert_eq!(live, MAX_SESSIONS_PER_USER);
+    }
+
+    #[tokio::test]
+    async fn a_disabled_users_sessions_are_refused_everywhere_and_revoked() {
+        let Some(db) = chat_test_engines::postgres().await else {
+            return;
+        };
+        let (a, b, pool) = two_session_stores(&db).await;
+        let accounts = PgAccounts::new(pool.clone());
+        let before = a.issue("alice", 0, TTL).await.expect("issues");
+        let bob = a.issue("bob", 0, TTL).await.expect("issues");
+        let toggled = accounts
+            .set_disabled("ALICE", true)
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(
+            (toggled.user.as_str(), toggled.sessions_ended),
+            ("alice", 1)
+        );
+        assert_eq!(accounts.disabled_users().await.expect("reads"), ["alice"]);
+        // As a login that checked the password just before the disable.
+        let raced = b.issue("alice", 0, TTL).await.expect("issues");
+        for token in [&before, &raced] {
+            assert!(matches!(
+                a.lookup(token, 1).await,
+                Err(SessionError::Unknown)
+            ));
+        }
+        assert_eq!(
+            rows(&pool, "alice").await,
+            1,
+            "the raced one, until the poll"
+        );
+        let disabled = accounts.disabled_users().await.expect("reads");
+        assert_eq!(b.revoke_users(&disabled).await.expect("revokes"), 1);
+        assert_eq!(rows(&pool, "alice").await, 0);
+        assert_eq!(b.revoke_users(&disabled).await.expect("idempotent"), 0);
+        assert_eq!(b.lookup(&bob, 1).await.expect("kept"), "bob");
+
+        let enabled = accounts
+            .set_disabled("alice", false)
+            .await
+            .expect("query")
+            .expect("found");
+        assert!(enabled.changed);
+        assert!(accounts.disabled_users().await.expect("reads").is_empty());
+        let after = a.issue("alice", 0, TTL).await.expect("issues");
+        assert_eq!(b.lookup(&after, 1).await.expect("live"), "alice");
     }
 
     #[tokio::test]
