@@ -190,6 +190,8 @@ export class Connection {
       if (this.#stopped) return;
       if (e instanceof ApiError && e.code === 'invalid_credentials') {
         this.#fatal('The server no longer accepts this user name and password. Sign in again.');
+      } else if (e instanceof ApiError && e.code === 'account_disabled') {
+        this.#fatal(ACCOUNT_DISABLED_MESSAGE);
       } else if (e instanceof ApiError && e.retryAfterSecs !== null) {
         this.#retry(`login refused: ${e.message}`, e.retryAfterSecs * 1000);
       } else {
@@ -225,6 +227,14 @@ export class Connection {
     });
     ws.addEventListener('close', (e) => {
       if (ws !== this.#ws) return;
+      if (e.code === ACCOUNT_DISABLED_CLOSE) {
+        // docs/protocol.md: do not reconnect. Set first, so that #lost
+        // reports the loss but does not retry.
+        this.#fatalMessage = ACCOUNT_DISABLED_MESSAGE;
+        this.#lost(describeClose(e.code, e.reason));
+        this.#fatal(ACCOUNT_DISABLED_MESSAGE);
+        return;
+      }
       this.#lost(failed && this.#user === null ? 'the server refused the connection' : describeClose(e.code, e.reason));
     });
   }
@@ -390,6 +400,10 @@ function strip(request) {
   return request === null ? null : { type: request.type, payload: request.payload };
 }
 
+/** The close code of a connection whose account an operator disabled. */
+const ACCOUNT_DISABLED_CLOSE = 4003;
+const ACCOUNT_DISABLED_MESSAGE = 'An operator disabled this account; ask them to enable it again.';
+
 /** A person's reading of a close code (docs/protocol.md, section 7). */
 function describeClose(code, reason) {
   switch (code) {
@@ -401,6 +415,8 @@ function describeClose(code, reason) {
       return reason ? `the server dropped us: ${reason}` : 'the server dropped us';
     case 1009:
       return 'a message was too big for the server';
+    case ACCOUNT_DISABLED_CLOSE:
+      return 'an operator disabled this account';
     default:
       return 'the connection was lost';
   }

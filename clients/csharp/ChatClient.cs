@@ -879,7 +879,8 @@ namespace Chat.Client
                 if (Closed != null) Closed(code, reason);
                 if (stopping || !options.Reconnect) break;
                 // 1002, 1007, 1009: this client broke the protocol; reconnecting would repeat it.
-                if (code == 1002 || code == 1007 || code == 1009)
+                // 4003: an operator disabled the account; a login would get 403.
+                if (code == 1002 || code == 1007 || code == 1009 || code == 4003)
                     throw new ConnectionClosedException(code, reason);
                 await Wait(Backoff(failures++), "closed " + code, ct).ConfigureAwait(false);
             }

@@ -46,6 +46,9 @@ pub enum ErrorCode {
     InvalidSession,
     /// HTTP: the browser's `Origin` is not allowed to open a socket.
     OriginNotAllowed,
+    /// HTTP: the password is right but an operator disabled the account; do
+    /// not retry until the operator enables it again.
+    AccountDisabled,
     /// Something failed on the server; the request may be retried.
     Internal,
     /// A code this version of the crate does not know.
@@ -76,6 +79,7 @@ impl ErrorCode {
             Self::InvalidTicket => "invalid_ticket",
             Self::InvalidSession => "invalid_session",
             Self::OriginNotAllowed => "origin_not_allowed",
+            Self::AccountDisabled => "account_disabled",
             Self::Internal => "internal",
             Self::Other => "other",
         }
@@ -93,6 +97,7 @@ mod tests {
             ErrorCode::BinaryNotSupported,
             ErrorCode::RateLimited,
             ErrorCode::OriginNotAllowed,
+            ErrorCode::AccountDisabled,
             ErrorCode::Internal,
             ErrorCode::Other,
         ] {

@@ -138,5 +138,14 @@ mod tests {
             serde_json::to_string(&err).expect("serializes"),
             r#"{"code":"invalid_session","message":"session expired; log in again"}"#
         );
+
+        let err = HttpError {
+            code: ErrorCode::AccountDisabled,
+            message: "this account is disabled".into(),
+        };
+        let json = r#"{"code":"account_disabled","message":"this account is disabled"}"#;
+        assert_eq!(serde_json::to_string(&err).expect("serializes"), json);
+        let back: HttpError = serde_json::from_str(json).expect("deserializes");
+        assert_eq!(back.code, ErrorCode::AccountDisabled);
     }
 }

@@ -23,6 +23,9 @@ pub enum CloseReason {
     InvalidUtf8,
     /// The client broke the WebSocket protocol.
     ProtocolError,
+    /// An operator disabled the user's account (`chat-server admin disable`):
+    /// the client must not reconnect as that user.
+    AccountDisabled,
 }
 
 impl CloseReason {
@@ -37,6 +40,7 @@ impl CloseReason {
             Self::MessageTooBig => "message_too_big",
             Self::InvalidUtf8 => "invalid_utf8",
             Self::ProtocolError => "protocol_error",
+            Self::AccountDisabled => "account_disabled",
         }
     }
 
@@ -50,17 +54,23 @@ impl CloseReason {
             Self::MessageTooBig => Some((1009, "message too big")),
             Self::InvalidUtf8 => Some((1007, "text frame is not valid UTF-8")),
             Self::ProtocolError => Some((1002, "WebSocket protocol error")),
+            // 4000-4999 are for applications (RFC 6455 section 7.4.2); 4003
+            // echoes HTTP's 403, which the same user's login now gets.
+            Self::AccountDisabled => Some((4003, "account disabled")),
         }
     }
 
     /// Whether frames already queued are still worth writing before the Close
-    /// frame: not when the peer is gone, closed, or known not to be reading.
+    /// frame: not when the peer is gone, closed, or known not to be reading,
+    /// nor when its account was disabled (what is queued is no longer its to read).
     pub fn flush_queue(self) -> bool {
         match self {
             Self::Shutdown | Self::MessageTooBig | Self::InvalidUtf8 | Self::ProtocolError => true,
-            Self::ClientClosed | Self::ConnectionLost | Self::SlowConsumer | Self::PongTimeout => {
-                false
-            }
+            Self::ClientClosed
+            | Self::ConnectionLost
+            | Self::SlowConsumer
+            | Self::PongTimeout
+            | Self::AccountDisabled => false,
         }
     }
 }

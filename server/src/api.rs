@@ -127,6 +127,9 @@ impl From<AuthError> for ApiError {
             AuthError::UsernameTaken => {
                 Self::new(StatusCode::CONFLICT, ErrorCode::UsernameTaken, message)
             }
+            AuthError::AccountDisabled => {
+                Self::new(StatusCode::FORBIDDEN, ErrorCode::AccountDisabled, message)
+            }
             AuthError::Internal(_) => {
                 tracing::error!(error = %message, "authentication failed internally");
                 Self::new(
@@ -208,6 +211,7 @@ async fn login(
         Ok(_) => Some(LoginOutcome::Ok),
         Err(AuthError::InvalidCredentials) => Some(LoginOutcome::BadCredentials),
         Err(AuthError::TooManyAttempts(_)) => Some(LoginOutcome::Throttled),
+        Err(AuthError::AccountDisabled) => Some(LoginOutcome::Disabled),
         Err(AuthError::Internal(_)) => Some(LoginOutcome::Error),
         // Malformed requests never reached a password check.
         Err(AuthError::InvalidRequest(_) | AuthError::UsernameTaken) => None,

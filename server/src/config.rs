@@ -106,11 +106,11 @@ pub struct Config {
     pub history_on_join: usize,
 
     /// Keep at most this many messages per room (default: keep all).
-    #[arg(long, env = "CHAT_RETAIN_MESSAGES", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "CHAT_RETAIN_MESSAGES", value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub retain_messages: Option<u64>,
 
     /// Forget messages older than this, e.g. 30d (default: keep all).
-    #[arg(long, env = "CHAT_RETAIN_FOR", value_parser = nonzero_duration)]
+    #[arg(long, env = "CHAT_RETAIN_FOR", value_parser = nonzero_duration, global = true)]
     pub retain_for: Option<Duration>,
 
     /// normal: a stored message survives the server being killed; full: it

@@ -7,7 +7,10 @@
 //! - `api`: HTTP routes (login, sessions, register, health and readiness) and the checked upgrade to `/ws`.
 //! - `origin`, `auth`: the Origin check; passwords, login throttling, sessions and
 //!   tickets, each store behind an interface.
-//! - `connection`: one socket: reader, event handler, writer task and heartbeat.
+//! - `connection`: one socket: reader, event handler, writer task and
+//!   heartbeat; its `roster` lists the live ones by user.
+//! - `disabled_accounts`: the poll that ends a disabled account's sessions
+//!   and connections.
 //! - `chat_rooms` (its own crate): the room log, bus, hub and presence that
 //!   number, store and deliver messages.
 //! - `ratelimit`: the per-connection token bucket.
@@ -18,15 +21,20 @@
 //! - `state`: what the HTTP routes share.
 //! - [`config`]: flags and `CHAT_*` variables; [`tls`]: certificates.
 //! - `web`: the browser client (`web/`), embedded and served at `/`.
+//! - [`admin`]: `chat-server admin`, an operator's commands on the same
+//!   store, also while a server runs; [`prompt`]: reading a new password.
 
+pub mod admin;
 mod api;
 mod auth;
 mod backend;
 pub mod clock;
 pub mod config;
 mod connection;
+mod disabled_accounts;
 mod metrics;
 mod origin;
+pub mod prompt;
 mod ratelimit;
 mod readiness;
 pub mod server;

@@ -1,8 +1,9 @@
 //! The `chat-server` command: parses arguments and runs the library.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
 
-use anyhow::Context;
+use chat_server::admin::AdminArgs;
 use chat_server::config::LogFormat;
 use chat_server::tls::CertSource;
 use chat_server::{Accounts, Config, Server};
@@ -28,6 +29,10 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// An operator's commands on the data directory (or with --database-url,
+    /// PostgreSQL), also while a server runs on it: users, disable, enable,
+    /// reset-password, rooms, delete-message, storage.
+    Admin(AdminArgs),
 }
 
 #[derive(Subcommand)]
@@ -40,19 +45,20 @@ enum UserAction {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::User {
             action: UserAction::Add { name },
-        }) => add_user(&cli.config, &name),
-        None => serve(cli.config),
+        }) => add_user(&cli.config, &name).map(|()| ExitCode::SUCCESS),
+        Some(Command::Admin(args)) => Ok(chat_server::admin::run(&cli.config, &args)),
+        None => serve(cli.config).map(|()| ExitCode::SUCCESS),
     }
 }
 
 fn add_user(config: &Config, name: &str) -> anyhow::Result<()> {
     if let Some(url) = &config.database_url {
-        let password = read_password()?;
+        let password = chat_server::prompt::new_password()?;
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -61,7 +67,7 @@ fn add_user(config: &Config, name: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     let accounts = Accounts::open_in(&config.data_dir)?;
-    let password = read_password()?;
+    let password = chat_server::prompt::new_password()?;
     chat_server::add_user(&accounts, name, &password)?;
     println!(
         "created user {name} in {}",
@@ -71,21 +77,6 @@ fn add_user(config: &Config, name: &str) -> anyhow::Result<()> {
             .display()
     );
     Ok(())
-}
-
-fn read_password() -> anyhow::Result<String> {
-    if std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password("Password: ")?;
-        let second = rpassword::prompt_password("Repeat password: ")?;
-        anyhow::ensure!(first == second, "the passwords differ");
-        return Ok(first);
-    }
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("reading the password from standard input")?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// Runs the server until it stops. With JSON logs, a failure is logged as one

@@ -26,6 +26,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use tokio::net::TcpListener;
+
+use crate::connection::roster::Roster;
 use tokio_util::sync::CancellationToken;
 
 /// How a password login ended: the label `outcome` of `chat_logins_total`.
@@ -37,6 +39,8 @@ pub(crate) enum LoginOutcome {
     BadCredentials,
     /// Refused by the failed-login throttle, before any password check.
     Throttled,
+    /// The right password, for an account an operator disabled.
+    Disabled,
     /// A store failed.
     Error,
 }
@@ -47,6 +51,7 @@ impl LoginOutcome {
             Self::Ok => "ok",
             Self::BadCredentials => "bad_credentials",
             Self::Throttled => "throttled",
+            Self::Disabled => "disabled",
             Self::Error => "error",
         }
     }
@@ -86,7 +91,7 @@ impl HttpMetrics {
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "logins",
-            "Password logins by outcome: ok, bad_credentials, throttled, error (tickets minted from a session are not logins)",
+            "Password logins by outcome: ok, bad_credentials, throttled, disabled, error (tickets minted from a session are not logins)",
             self.logins.clone(),
         );
         registry.register(
@@ -347,10 +352,18 @@ pub(crate) fn registry(
     cluster: Option<&Cluster>,
     http: &HttpMetrics,
     connections: &ConnectionMetrics,
+    roster: &Roster,
 ) -> Registry {
     let mut registry = Registry::with_prefix("chat");
     http.register(&mut registry);
     connections.register(&mut registry);
+    let users = roster.clone();
+    sampled(
+        &mut registry,
+        "users_connected",
+        "Distinct users with at least one open WebSocket connection",
+        move || i64::try_from(users.users()).unwrap_or(i64::MAX),
+    );
     node.metrics().register(&mut registry);
     node.log().metrics().register(&mut registry);
     if let Some(cluster) = cluster {

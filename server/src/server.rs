@@ -27,6 +27,7 @@ use crate::backend;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::connection;
+use crate::disabled_accounts;
 use crate::metrics::{self, ConnectionMetrics, HttpMetrics};
 use crate::state::AppState;
 use crate::tls::{self, CertSource};
@@ -38,6 +39,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// refuse them regardless, so this only returns memory; once a minute keeps
 /// the sweep's cost negligible against sessions that last hours.
 const AUTH_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often the server looks for accounts an operator disabled: what
+/// "within about a second" in docs/protocol.md promises. One indexed query
+/// of the disabled accounts only.
+const POLL_DISABLED: Duration = Duration::from_secs(1);
 
 /// A bound, ready-to-run chat server.
 pub struct Server {
@@ -79,13 +85,19 @@ impl Server {
             .with_context(|| format!("binding {}", config.listen))?;
         let http_metrics = HttpMetrics::default();
         let connection_metrics = ConnectionMetrics::default();
+        let roster = connection::roster::Roster::default();
         let metrics = match config.metrics_listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("binding --metrics-listen {addr}"))?;
-                let registry =
-                    metrics::registry(&node, cluster.as_ref(), &http_metrics, &connection_metrics);
+                let registry = metrics::registry(
+                    &node,
+                    cluster.as_ref(),
+                    &http_metrics,
+                    &connection_metrics,
+                    &roster,
+                );
                 Some((listener, Arc::new(registry)))
             }
             None => None,
@@ -105,6 +117,7 @@ impl Server {
             },
             shutdown: shutdown.clone(),
             metrics: connection_metrics,
+            roster: roster.clone(),
         });
         let app = Arc::new(AppState {
             auth,
@@ -185,6 +198,8 @@ impl Server {
             ));
         }
         app.tracker.spawn(prune_expired_auth(app.clone()));
+        app.tracker
+            .spawn(disabled_accounts::enforce(app.clone(), POLL_DISABLED));
         loop {
             let accepted = tokio::select! {
                 () = app.shutdown.cancelled() => break,
@@ -217,7 +232,12 @@ impl Server {
             });
         }
         drop(listener);
-        tracing::info!("shutting down: closing connections");
+        let roster = &app.connections.roster;
+        tracing::info!(
+            connections = roster.connections(),
+            users = roster.users(),
+            "shutting down: closing connections"
+        );
         app.tracker.close();
         let grace = app.config.shutdown_grace + Duration::from_secs(1);
         if tokio::time::timeout(grace, app.tracker.wait())

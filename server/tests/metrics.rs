@@ -75,6 +75,7 @@ async fn metrics_follow_scripted_traffic_and_pass_promtool() {
     alice.next().await; // bob joined
     let joined = until(metrics, "chat_room_memberships", |v| v == 2.0).await;
     assert_eq!(joined.get("chat_connections"), 2.0);
+    assert_eq!(joined.get("chat_users_connected"), 2.0);
     assert_eq!(joined.get("chat_rooms_active"), 1.0);
     for n in 1..=5 {
         alice
@@ -151,6 +152,11 @@ async fn metrics_follow_scripted_traffic_and_pass_promtool() {
     // 4 and 5 to carol; 3, 4 and 5 to dave.
     assert_eq!(resumed.get("chat_resume_replayed_messages_total"), 5.0);
     assert_eq!(resumed.get("chat_connections"), 5.0);
+    assert_eq!(
+        resumed.get("chat_users_connected"),
+        2.0,
+        "three more of bob's"
+    );
     // Only the stalled client below may fall behind.
     for client in [bob, carol, dave, erin] {
         client.close().await;
@@ -190,7 +196,9 @@ async fn metrics_follow_scripted_traffic_and_pass_promtool() {
     );
     drop(stalled);
     alice.close().await;
-    let last = until(metrics, "chat_connections", |v| v == 0.0).await;
+    until(metrics, "chat_connections", |v| v == 0.0).await;
+    // A connection leaves the roster last, once it has ended.
+    let last = until(metrics, "chat_users_connected", |v| v == 0.0).await;
     assert_eq!(last.get("chat_room_memberships"), 0.0);
     assert_eq!(last.get("chat_rooms_active"), 0.0);
 

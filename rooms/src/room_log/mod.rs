@@ -4,8 +4,10 @@
 //! [`RoomLog`] is the boundary; [`SqliteLog`] is the embedded implementation
 //! (one writer thread that group-commits, reads on connections of their own,
 //! WAL checkpoints in the background); [`PgLog`] implements the same trait
-//! on a PostgreSQL database that every node of a cluster shares.
+//! on a PostgreSQL database that every node of a cluster shares. [`inspect`]
+//! reads either store without writing, for an operator's tools.
 
+pub mod inspect;
 mod postgres;
 mod sqlite;
 

@@ -2,7 +2,8 @@
 //! sessions they hold.
 //!
 //! Schema versions (`PRAGMA user_version`): 1 has `users`; 2 adds `sessions`,
-//! so that sessions survive a restart.
+//! so that sessions survive a restart; 3 adds `users.disabled_at`, set while
+//! an operator has disabled the account (`chat-server admin disable`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use super::session::TokenHash;
-use super::stores::{Account, AccountError, AccountStore, BackendError};
+use super::stores::{Account, AccountError, AccountStore, BackendError, Toggled, UserInfo};
 use crate::clock::UnixMillis;
 
 /// Errors of the account database.
@@ -50,7 +51,7 @@ pub struct Accounts {
     conn: Arc<Mutex<Connection>>,
 }
 
-const SCHEMA_VERSION: i32 = 2;
+const SCHEMA_VERSION: i32 = 3;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "chat.db";
@@ -114,12 +115,14 @@ impl Accounts {
     pub(crate) fn find(&self, username: &str) -> Result<Option<Account>, rusqlite::Error> {
         self.conn()
             .query_row(
-                "SELECT username, password_hash FROM users WHERE username = ?1",
+                "SELECT username, password_hash, disabled_at IS NOT NULL
+                 FROM users WHERE username = ?1",
                 params![username],
                 |row| {
                     Ok(Account {
                         username: row.get(0)?,
                         password_hash: row.get(1)?,
+                        disabled: row.get(2)?,
                     })
                 },
             )
@@ -194,6 +197,107 @@ impl Accounts {
         rows.collect()
     }
 
+    /// Every account, by name, with its live sessions at `now`.
+    pub(crate) fn users(&self, now: UnixMillis) -> Result<Vec<UserInfo>, rusqlite::Error> {
+        let conn = self.conn();
+        let mut query = conn.prepare(
+            "SELECT u.username, u.created_at, u.disabled_at,
+                    (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_at > ?1)
+             FROM users u ORDER BY u.username",
+        )?;
+        let rows = query.query_map(params![now], |row| {
+            Ok(UserInfo {
+                name: row.get(0)?,
+                created_at: row.get(1)?,
+                disabled_at: row.get(2)?,
+                sessions: row.get(3)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Disables (`disabled`) or enables an account; none when there is no
+    /// such user. Disabling also deletes the user's sessions, in the same
+    /// transaction, so that they are gone from the file at once, whether a
+    /// server runs or not; a running server drops them from its memory when
+    /// it next polls [`Self::disabled_users`].
+    pub(crate) fn set_disabled(
+        &self,
+        username: &str,
+        disabled: bool,
+    ) -> Result<Option<Toggled>, rusqlite::Error> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let found: Option<(i64, String, bool)> = tx
+            .query_row(
+                "SELECT id, username, disabled_at IS NOT NULL FROM users WHERE username = ?1",
+                params![username],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?;
+        let Some((id, name, was_disabled)) = found else {
+            return Ok(None);
+        };
+        let mut sessions_ended = 0;
+        if disabled {
+            if !was_disabled {
+                tx.execute(
+                    "UPDATE users SET disabled_at = unixepoch() WHERE id = ?1",
+                    params![id],
+                )?;
+            }
+            sessions_ended = tx.execute("DELETE FROM sessions WHERE user_id = ?1", params![id])?;
+        } else if was_disabled {
+            tx.execute(
+                "UPDATE users SET disabled_at = NULL WHERE id = ?1",
+                params![id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Some(Toggled {
+            user: name,
+            changed: was_disabled != disabled,
+            sessions_ended,
+        }))
+    }
+
+    /// Replaces a user's password hash; the canonical name, or none when
+    /// there is no such user.
+    pub(crate) fn set_password_hash(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<Option<String>, rusqlite::Error> {
+        self.conn()
+            .query_row(
+                "UPDATE users SET password_hash = ?2 WHERE username = ?1 RETURNING username",
+                params![username, password_hash],
+                |row| row.get(0),
+            )
+            .optional()
+    }
+
+    /// The names of the disabled accounts. The partial index keeps this a
+    /// read of the disabled ones only, however many accounts there are, as a
+    /// query every second needs.
+    pub(crate) fn disabled_users(&self) -> Result<Vec<String>, rusqlite::Error> {
+        let conn = self.conn();
+        let mut query = conn.prepare_cached(
+            "SELECT username FROM users INDEXED BY users_disabled WHERE disabled_at IS NOT NULL",
+        )?;
+        let rows = query.query_map([], |row| row.get(0))?;
+        rows.collect()
+    }
+
+    /// Rows in `users` and `sessions`.
+    pub(crate) fn counts(&self) -> Result<(u64, u64), rusqlite::Error> {
+        self.conn().query_row(
+            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM sessions)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+    }
+
     /// Runs blocking database work on the blocking pool.
     pub(crate) async fn blocking<T, F>(&self, work: F) -> Result<T, BackendError>
     where
@@ -241,6 +345,16 @@ fn migrate(conn: &mut Connection) -> Result<(), AccountsError> {
              CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions(expires_at);",
         )?;
     }
+    if found < 3 {
+        // Unix seconds, as `created_at`; NULL while the account is enabled.
+        // The partial index holds the disabled accounts only, which servers
+        // poll every second.
+        tx.execute_batch(
+            "ALTER TABLE users ADD COLUMN disabled_at INTEGER;
+             CREATE INDEX IF NOT EXISTS users_disabled ON users(disabled_at)
+                 WHERE disabled_at IS NOT NULL;",
+        )?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
@@ -264,6 +378,10 @@ impl AccountStore for Accounts {
             Err(AccountsError::UsernameTaken) => Err(AccountError::UsernameTaken),
             Err(e) => Err(BackendError::new(e).into()),
         }
+    }
+
+    async fn disabled_users(&self) -> Result<Vec<String>, BackendError> {
+        self.blocking(Accounts::disabled_users).await
     }
 }
 
@@ -317,7 +435,7 @@ mod tests {
         drop(v1);
 
         let accounts = Accounts::open(&path).expect("migrates");
-        assert_eq!(user_version(&path), 2);
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
         let alice = accounts.find("alice").expect("query").expect("kept");
         assert_eq!(alice.password_hash, "hash1");
         let session = StoredSession {
@@ -340,8 +458,8 @@ mod tests {
         );
         drop(accounts);
 
-        Accounts::open(&path).expect("a version-2 database opens as it is");
-        assert_eq!(user_version(&path), 2);
+        Accounts::open(&path).expect("a current database opens as it is");
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
     }
 
     #[test]
@@ -350,12 +468,141 @@ mod tests {
         let path = dir.path().join("chat.db");
         Connection::open(&path)
             .expect("opens")
-            .pragma_update(None, "user_version", 3)
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .expect("sets");
         assert!(matches!(
             Accounts::open(&path),
-            Err(AccountsError::NewerSchema { found: 3 })
+            Err(AccountsError::NewerSchema { found }) if found == SCHEMA_VERSION + 1
         ));
+    }
+
+    #[test]
+    fn a_version_2_database_gains_the_disabled_flag_with_every_account_enabled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("chat.db");
+        let v2 = Connection::open(&path).expect("opens");
+        v2.execute_batch(
+            "CREATE TABLE users (
+                 id            INTEGER PRIMARY KEY,
+                 username      TEXT NOT NULL UNIQUE COLLATE NOCASE,
+                 password_hash TEXT NOT NULL,
+                 created_at    INTEGER NOT NULL DEFAULT (unixepoch())
+             );
+             CREATE TABLE sessions (
+                 id         INTEGER PRIMARY KEY,
+                 token_hash BLOB NOT NULL UNIQUE,
+                 user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                 issued_at  INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL
+             );
+             INSERT INTO users (username, password_hash) VALUES ('Alice', 'hash1');
+             PRAGMA user_version = 2;",
+        )
+        .expect("v2 schema");
+        drop(v2);
+
+        let accounts = Accounts::open(&path).expect("migrates");
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+        let alice = accounts.find("alice").expect("query").expect("kept");
+        assert!(!alice.disabled);
+        assert!(accounts.disabled_users().expect("reads").is_empty());
+    }
+
+    #[test]
+    fn disabling_ends_the_sessions_and_enabling_restores_logins_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let accounts = Accounts::open(&dir.path().join("chat.db")).expect("opens");
+        accounts.create_user("Alice", "hash1").expect("creates");
+        accounts.create_user("bob", "hash2").expect("creates");
+        for (user, token) in [("Alice", "a"), ("bob", "b")] {
+            let session = StoredSession {
+                hash: TokenHash::of(token),
+                user: user.into(),
+                expires: 2_000,
+            };
+            accounts
+                .insert_session(&session, 1_000, &[])
+                .expect("stores");
+        }
+        assert!(accounts
+            .set_disabled("carol", true)
+            .expect("query")
+            .is_none());
+
+        let toggled = accounts
+            .set_disabled("ALICE", true)
+            .expect("query")
+            .expect("found");
+        assert_eq!(
+            (
+                toggled.user.as_str(),
+                toggled.changed,
+                toggled.sessions_ended
+            ),
+            ("Alice", true, 1)
+        );
+        assert!(
+            accounts
+                .find("alice")
+                .expect("query")
+                .expect("kept")
+                .disabled
+        );
+        assert_eq!(accounts.disabled_users().expect("reads"), ["Alice"]);
+        let again = accounts
+            .set_disabled("alice", true)
+            .expect("query")
+            .expect("found");
+        assert!(!again.changed, "disabling twice changes nothing");
+        let live: Vec<String> = accounts
+            .live_sessions(1_500)
+            .expect("reads")
+            .into_iter()
+            .map(|s| s.user)
+            .collect();
+        assert_eq!(live, ["bob"], "only the disabled user's sessions ended");
+
+        let users = accounts.users(1_500).expect("lists");
+        let summary: Vec<_> = users
+            .iter()
+            .map(|u| (u.name.as_str(), u.disabled_at.is_some(), u.sessions))
+            .collect();
+        assert_eq!(summary, [("Alice", true, 0), ("bob", false, 1)]);
+
+        let enabled = accounts
+            .set_disabled("alice", false)
+            .expect("query")
+            .expect("found");
+        assert!(enabled.changed && enabled.sessions_ended == 0);
+        assert!(
+            !accounts
+                .find("alice")
+                .expect("query")
+                .expect("kept")
+                .disabled
+        );
+        assert!(accounts.disabled_users().expect("reads").is_empty());
+
+        assert_eq!(
+            accounts
+                .set_password_hash("ALICE", "hash3")
+                .expect("query")
+                .as_deref(),
+            Some("Alice")
+        );
+        assert_eq!(
+            accounts
+                .find("alice")
+                .expect("query")
+                .expect("kept")
+                .password_hash,
+            "hash3"
+        );
+        assert!(accounts
+            .set_password_hash("carol", "x")
+            .expect("query")
+            .is_none());
+        assert_eq!(accounts.counts().expect("counts"), (2, 1));
     }
 
     #[test]

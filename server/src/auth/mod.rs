@@ -35,7 +35,8 @@ use crate::clock::{millis, Clock, UnixMillis};
 use crate::config::Config;
 use accounts::{Accounts, AccountsError};
 pub(crate) use postgres::migrate;
-use postgres::{PgAccounts, PgSessions};
+pub(crate) use postgres::PgAccounts;
+use postgres::PgSessions;
 pub(crate) use redis_stores::connect_redis;
 pub(crate) use redis_stores::SharedRedis;
 use redis_stores::{RedisThrottle, RedisTickets};
@@ -47,6 +48,8 @@ use stores::{
 use throttle::MemoryThrottle;
 use ticket::MemoryTickets;
 pub(crate) use ticket::TicketError;
+
+pub(crate) use password::hash as hash_password;
 
 /// Shortest password accepted at registration.
 pub(crate) const MIN_PASSWORD_LEN: usize = 8;
@@ -64,6 +67,9 @@ pub(crate) enum AuthError {
     InvalidRequest(String),
     #[error("user name already taken")]
     UsernameTaken,
+    /// The password was right, but an operator disabled the account.
+    #[error("this account is disabled; ask an operator")]
+    AccountDisabled,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -302,7 +308,7 @@ impl Auth {
                 hashes.add_one();
                 match account {
                     Some(account) if password::verify(&password, &account.password_hash) => {
-                        Some(account.username)
+                        Some(account)
                     }
                     Some(_) => None,
                     None => {
@@ -316,7 +322,13 @@ impl Auth {
         };
 
         match found {
-            Some(user) => {
+            // Said only after the password proved right, and after the
+            // same hashing as any login: to anyone without the password a
+            // disabled account looks like every other (401, same time), so
+            // the 403 tells nothing to a guesser, and failures still count.
+            Some(account) if account.disabled => Err(AuthError::AccountDisabled),
+            Some(account) => {
+                let user = account.username;
                 // The password was right, so this login goes on: a count
                 // left behind only brings a later lockout closer.
                 if let Err(e) = self.limiter.clear(&user_key).await {
@@ -398,6 +410,16 @@ impl Auth {
     /// and revoking them would need a session-to-ticket index for little gain.
     pub(crate) async fn logout(&self, session: &str) -> Result<String, SessionError> {
         self.sessions.revoke(session, self.now()).await
+    }
+
+    /// Ends the sessions of every disabled account and returns those
+    /// accounts' names, so the caller can close their connections. Every
+    /// call ends all it finds (sessions a login racing the disable issued
+    /// included), so calling it again and again is safe and is the point.
+    pub(crate) async fn end_disabled(&self) -> Result<(Vec<String>, usize), BackendError> {
+        let disabled = self.accounts.disabled_users().await?;
+        let ended = self.sessions.revoke_users(&disabled).await?;
+        Ok((disabled, ended))
     }
 
     /// Forgets expired sessions and tickets. Lookups refuse them regardless;

@@ -13,7 +13,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 use super::session::{SessionError, TokenHash, MAX_SESSIONS_PER_USER};
-use super::stores::{Account, AccountError, AccountStore, BackendError, SessionStore};
+use super::stores::{
+    Account, AccountError, AccountStore, BackendError, SessionStore, Toggled, UserInfo,
+};
 use crate::clock::UnixMillis;
 
 /// The table that records which of `migrations/` ran. Not sqlx's default
@@ -53,7 +55,8 @@ impl PgAccounts {
 impl AccountStore for PgAccounts {
     async fn find(&self, username: &str) -> Result<Option<Account>, BackendError> {
         let row = sqlx::query(
-            "SELECT username, password_hash FROM users WHERE lower(username) = lower($1)",
+            "SELECT username, password_hash, disabled_at IS NOT NULL
+             FROM users WHERE lower(username) = lower($1)",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -62,9 +65,19 @@ impl AccountStore for PgAccounts {
             Ok(Account {
                 username: row.try_get(0)?,
                 password_hash: row.try_get(1)?,
+                disabled: row.try_get(2)?,
             })
         })
         .transpose()
+    }
+
+    async fn disabled_users(&self) -> Result<Vec<String>, BackendError> {
+        // Answered from the partial index `users_disabled`.
+        Ok(
+            sqlx::query_scalar("SELECT username FROM users WHERE disabled_at IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn create(&self, username: &str, password_hash: &str) -> Result<(), AccountError> {
@@ -84,6 +97,106 @@ impl AccountStore for PgAccounts {
             return Err(AccountError::UsernameTaken);
         }
         Ok(())
+    }
+}
+
+impl PgAccounts {
+    /// Every account, by name, with its live sessions at `now`.
+    pub(crate) async fn users(&self, now: UnixMillis) -> Result<Vec<UserInfo>, sqlx::Error> {
+        let rows = sqlx::query_as::<_, (String, i64, Option<i64>, i64)>(
+            "SELECT u.username,
+                    extract(epoch FROM u.created_at)::bigint,
+                    extract(epoch FROM u.disabled_at)::bigint,
+                    (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_at > $1)
+             FROM users u ORDER BY lower(u.username)",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, created_at, disabled_at, sessions)| UserInfo {
+                name,
+                created_at,
+                disabled_at,
+                sessions: u64::try_from(sessions).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Disables (`disabled`) or enables an account; none when there is no
+    /// such user. Disabling also deletes the user's sessions in the same
+    /// transaction: every node's next lookup refuses them at once.
+    pub(crate) async fn set_disabled(
+        &self,
+        username: &str,
+        disabled: bool,
+    ) -> Result<Option<Toggled>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<(i64, String, bool)> = sqlx::query_as(
+            "SELECT id, username, disabled_at IS NOT NULL FROM users
+             WHERE lower(username) = lower($1) FOR UPDATE",
+        )
+        .bind(username)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, name, was_disabled)) = found else {
+            return Ok(None);
+        };
+        let mut sessions_ended = 0;
+        if disabled {
+            if !was_disabled {
+                sqlx::query("UPDATE users SET disabled_at = now() WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let deleted = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sessions_ended = usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX);
+        } else if was_disabled {
+            sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(Toggled {
+            user: name,
+            changed: was_disabled != disabled,
+            sessions_ended,
+        }))
+    }
+
+    /// Replaces a user's password hash; the canonical name, or none when
+    /// there is no such user.
+    pub(crate) async fn set_password_hash(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "UPDATE users SET password_hash = $2 WHERE lower(username) = lower($1)
+             RETURNING username",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Rows in `users` and `sessions`.
+    pub(crate) async fn counts(&self) -> Result<(u64, u64), sqlx::Error> {
+        let (users, sessions): (i64, i64) =
+            sqlx::query_as("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM sessions)")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((
+            u64::try_from(users).unwrap_or(0),
+            u64::try_from(sessions).unwrap_or(0),
+        ))
     }
 }
 
@@ -177,10 +290,13 @@ impl SessionStore for PgSessions {
 
     async fn lookup(&self, token: &str, now: UnixMillis) -> Result<String, SessionError> {
         let hash = TokenHash::of(token);
+        // A disabled user's session is refused here at once, on every node,
+        // even one a login racing the disable issued after it (the poll of
+        // disabled accounts deletes it within a second).
         let row = sqlx::query(
             "SELECT u.username, s.expires_at
              FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = $1",
+             WHERE s.token_hash = $1 AND u.disabled_at IS NULL",
         )
         .bind(&hash.0[..])
         .fetch_optional(&self.pool)
@@ -205,6 +321,23 @@ impl SessionStore for PgSessions {
         .await
         .map_err(BackendError::from)?;
         answer(row, now)
+    }
+
+    async fn revoke_users(&self, users: &[String]) -> Result<usize, BackendError> {
+        if users.is_empty() {
+            return Ok(0);
+        }
+        // One statement for them all, through the index on lower(username)
+        // and then sessions_by_user: a few index reads per disabled user.
+        let lowered: Vec<String> = users.iter().map(|u| u.to_lowercase()).collect();
+        let deleted = sqlx::query(
+            "DELETE FROM sessions
+             WHERE user_id IN (SELECT id FROM users WHERE lower(username) = ANY($1))",
+        )
+        .bind(lowered)
+        .execute(&self.pool)
+        .await?;
+        Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
     }
 
     async fn prune(&self, now: UnixMillis) -> Result<usize, BackendError> {
@@ -279,7 +412,10 @@ mod tests {
         .fetch_one(&a)
         .await
         .expect("own table");
-        assert_eq!(applied, 1);
+        assert_eq!(
+            applied,
+            i64::try_from(sqlx::migrate!("./migrations").iter().count()).expect("few")
+        );
         let default_table: Option<String> =
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
                 .fetch_one(&a)
@@ -483,6 +619,55 @@ mod tests {
             live += usize::from(nodes[0].lookup(token, 1).await.is_ok());
         }
         assert_eq!(live, MAX_SESSIONS_PER_USER);
+    }
+
+    #[tokio::test]
+    async fn a_disabled_users_sessions_are_refused_everywhere_and_revoked() {
+        let Some(db) = chat_test_engines::postgres().await else {
+            return;
+        };
+        let (a, b, pool) = two_session_stores(&db).await;
+        let accounts = PgAccounts::new(pool.clone());
+        let before = a.issue("alice", 0, TTL).await.expect("issues");
+        let bob = a.issue("bob", 0, TTL).await.expect("issues");
+        let toggled = accounts
+            .set_disabled("ALICE", true)
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(
+            (toggled.user.as_str(), toggled.sessions_ended),
+            ("alice", 1)
+        );
+        assert_eq!(accounts.disabled_users().await.expect("reads"), ["alice"]);
+        // As a login that checked the password just before the disable.
+        let raced = b.issue("alice", 0, TTL).await.expect("issues");
+        for token in [&before, &raced] {
+            assert!(matches!(
+                a.lookup(token, 1).await,
+                Err(SessionError::Unknown)
+            ));
+        }
+        assert_eq!(
+            rows(&pool, "alice").await,
+            1,
+            "the raced one, until the poll"
+        );
+        let disabled = accounts.disabled_users().await.expect("reads");
+        assert_eq!(b.revoke_users(&disabled).await.expect("revokes"), 1);
+        assert_eq!(rows(&pool, "alice").await, 0);
+        assert_eq!(b.revoke_users(&disabled).await.expect("idempotent"), 0);
+        assert_eq!(b.lookup(&bob, 1).await.expect("kept"), "bob");
+
+        let enabled = accounts
+            .set_disabled("alice", false)
+            .await
+            .expect("query")
+            .expect("found");
+        assert!(enabled.changed);
+        assert!(accounts.disabled_users().await.expect("reads").is_empty());
+        let after = a.issue("alice", 0, TTL).await.expect("issues");
+        assert_eq!(b.lookup(&after, 1).await.expect("live"), "alice");
     }
 
     #[tokio::test]

@@ -138,6 +138,14 @@ impl SessionTable {
         true
     }
 
+    /// Every session of `user` (the name as registered), oldest first.
+    pub(crate) fn sessions_of(&self, user: &str) -> Vec<TokenHash> {
+        self.by_user
+            .get(user)
+            .map(|hashes| hashes.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Forgets every expired session; returns how many.
     pub(crate) fn prune(&mut self, now: UnixMillis) -> usize {
         let Self { by_hash, by_user } = self;

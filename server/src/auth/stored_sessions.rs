@@ -131,6 +131,33 @@ impl SessionStore for StoredSessions {
         .await
     }
 
+    async fn revoke_users(&self, users: &[String]) -> Result<usize, BackendError> {
+        // The cache holds every live session, so a user without one in it
+        // has none to end: the usual poll, with nothing to do, costs a map
+        // lookup per disabled user and no I/O.
+        if holding(&self.inner, users).is_empty() {
+            return Ok(0);
+        }
+        let users = users.to_vec();
+        self.write(move |inner| {
+            let mut ended = 0;
+            for user in holding(inner, &users) {
+                let hashes = inner.cache().sessions_of(&user);
+                // The database first, as a logout does: if it fails, the
+                // sessions stay in both places and the next poll tries again.
+                for hash in &hashes {
+                    inner.db.delete_session(hash)?;
+                }
+                let mut cache = inner.cache();
+                for hash in &hashes {
+                    ended += usize::from(cache.remove(hash));
+                }
+            }
+            Ok(ended)
+        })
+        .await
+    }
+
     async fn prune(&self, now: UnixMillis) -> Result<usize, BackendError> {
         self.inner.cache().prune(now);
         // Counted in the database, which also holds the expired sessions
@@ -140,6 +167,18 @@ impl SessionStore for StoredSessions {
             .blocking(move |db| db.delete_expired_sessions(now))
             .await
     }
+}
+
+/// Of `users`, those holding sessions in the cache. Read once to skip the
+/// blocking pool when none does, and again under the write lock, since an
+/// issue may have come in between.
+fn holding(inner: &Inner, users: &[String]) -> Vec<String> {
+    let cache = inner.cache();
+    users
+        .iter()
+        .filter(|user| !cache.sessions_of(user).is_empty())
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -276,5 +315,38 @@ mod tests {
             Err(SessionError::Unknown)
         ));
         assert_eq!(store.lookup(&tokens[2], 1).await.expect("live"), "alice");
+    }
+
+    #[tokio::test]
+    async fn revoking_users_ends_their_sessions_in_memory_and_on_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = load(dir.path(), 0).await;
+        let users = ["alice".to_owned()];
+        assert_eq!(store.revoke_users(&users).await.expect("nothing"), 0);
+        let alice = [issue(&store, 0).await, issue(&store, 0).await];
+        let bob = store.issue("bob", 0, TTL).await.expect("issues");
+        // As `chat-server admin disable` leaves it: the rows already gone,
+        // the cache still holding them.
+        accounts(dir.path())
+            .set_disabled("alice", true)
+            .expect("query");
+        assert_eq!(store.lookup(&alice[0], 1).await.expect("cached"), "alice");
+
+        assert_eq!(store.revoke_users(&users).await.expect("revokes"), 2);
+        for token in &alice {
+            assert!(matches!(
+                store.lookup(token, 1).await,
+                Err(SessionError::Unknown)
+            ));
+        }
+        assert_eq!(store.lookup(&bob, 1).await.expect("kept"), "bob");
+        assert_eq!(store.revoke_users(&users).await.expect("idempotent"), 0);
+        drop(store);
+        let store = load(dir.path(), 1).await;
+        assert!(matches!(
+            store.lookup(&alice[1], 1).await,
+            Err(SessionError::Unknown)
+        ));
+        assert_eq!(rows(dir.path()), 1);
     }
 }

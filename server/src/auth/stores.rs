@@ -69,6 +69,32 @@ pub(crate) struct Account {
     pub(crate) username: String,
     /// argon2id PHC string.
     pub(crate) password_hash: String,
+    /// An operator disabled it: a right password gets 403, not a session.
+    pub(crate) disabled: bool,
+}
+
+/// An account as an operator sees it (`chat-server admin users`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserInfo {
+    /// The name as registered.
+    pub(crate) name: String,
+    /// When it was created, in unix seconds.
+    pub(crate) created_at: i64,
+    /// Since when it is disabled, in unix seconds; none while enabled.
+    pub(crate) disabled_at: Option<i64>,
+    /// Its live sessions.
+    pub(crate) sessions: u64,
+}
+
+/// What disabling or enabling an account did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Toggled {
+    /// The name as registered.
+    pub(crate) user: String,
+    /// Whether it was in the other state before.
+    pub(crate) changed: bool,
+    /// Sessions deleted from the store (disabling only).
+    pub(crate) sessions_ended: usize,
 }
 
 /// Why an account was not created.
@@ -90,6 +116,10 @@ pub(crate) trait AccountStore: Send + Sync {
 
     /// Adds an account; the name must already be validated and the password hashed.
     async fn create(&self, username: &str, password_hash: &str) -> Result<(), AccountError>;
+
+    /// The names (as registered) of the accounts an operator disabled.
+    /// Servers ask every second, so it must cost a read of those only.
+    async fn disabled_users(&self) -> Result<Vec<String>, BackendError>;
 }
 
 /// Login sessions: bearer tokens that mint tickets without the password.
@@ -118,6 +148,11 @@ pub(crate) trait SessionStore: Send + Sync {
     /// Forgets expired sessions; returns how many. Lookups refuse them
     /// regardless: this only gives their space back.
     async fn prune(&self, now: UnixMillis) -> Result<usize, BackendError>;
+
+    /// Ends every session of each of `users` (names as registered); returns
+    /// how many ended. Called every second with the disabled accounts, so
+    /// with nothing to end it should cost no I/O, or one statement.
+    async fn revoke_users(&self, users: &[String]) -> Result<usize, BackendError>;
 }
 
 /// One-time tickets, each opening one socket.

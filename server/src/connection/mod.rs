@@ -4,8 +4,10 @@
 //! [`ClientFrame`] and handles its event with one exhaustive `match`, through
 //! the [`Node`]; the hub fans room events out into each member's [`Outbox`];
 //! the same task writes them out in batches, pings ([writer] has the
-//! timing), and sends the Close frame.
+//! timing), and sends the Close frame. Each connection is listed in the
+//! [`roster`] by user while it lasts.
 
+pub(crate) mod roster;
 mod writer;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,6 +55,8 @@ pub(crate) struct Context {
     pub(crate) shutdown: CancellationToken,
     /// What the sockets count.
     pub(crate) metrics: ConnectionMetrics,
+    /// The live connections by user, to close a disabled user's.
+    pub(crate) roster: roster::Roster,
 }
 
 /// Serves one upgraded connection for `user` until it closes.
@@ -71,6 +75,9 @@ pub(crate) async fn run(
 ) {
     let settings = &context.settings;
     let closer = Closer::new(&context.shutdown);
+    // Listed until this function returns, so that a user's connections can be
+    // closed from outside (an account disabled while connected).
+    let _registered = context.roster.register(&user, closer.clone());
     let (outbox, rx) = Outbox::new(settings.send_queue, closer.clone());
     // Queued before the connection is visible to any room, so it is always first.
     outbox.deliver(&welcome(settings, &user).to_json().into());

@@ -46,7 +46,10 @@ pub(crate) async fn login_session(config: &ClientConfig) -> Result<Login, Client
                 session: login.session,
             })
             .map_err(|e| ClientError::Protocol(format!("unexpected login answer: {e}"))),
-        StatusCode::UNAUTHORIZED => Err(ClientError::Auth(error_message(&body))),
+        // 403: the password is right but the account is disabled (`account_disabled`).
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            Err(ClientError::Auth(error_message(&body)))
+        }
         StatusCode::TOO_MANY_REQUESTS => Err(ClientError::Throttled(
             retry_after.unwrap_or(Duration::from_secs(60)),
         )),

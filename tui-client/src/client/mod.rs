@@ -45,6 +45,10 @@ impl std::fmt::Debug for ClientConfig {
     }
 }
 
+/// Close code of a connection whose account an operator disabled: the
+/// protocol says not to reconnect.
+pub const ACCOUNT_DISABLED: u16 = 4003;
+
 /// Everything that can go wrong talking to a server, grouped by what the user
 /// should do about it (each group has its own exit code in chat-cli).
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +83,27 @@ impl ClientError {
     /// problem that needs the user (wrong password, bad certificate file).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Unreachable(_) | Self::Closed { .. } | Self::Throttled(_) => true,
+            Self::Closed { code, .. } => *code != ACCOUNT_DISABLED,
+            Self::Unreachable(_) | Self::Throttled(_) => true,
             Self::Auth(_) | Self::Protocol(_) | Self::Local(_) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disabled_account_is_not_retried_other_closes_are() {
+        let closed = |code| ClientError::Closed {
+            code,
+            reason: String::new(),
+        };
+        assert!(!closed(ACCOUNT_DISABLED).is_transient());
+        for code in [1001, 1006, 1008] {
+            assert!(closed(code).is_transient(), "{code}");
+        }
+        assert!(!ClientError::Auth("this account is disabled".into()).is_transient());
     }
 }
