@@ -119,8 +119,8 @@ async fn metrics_follow_scripted_traffic_and_pass_promtool() {
         sent.get(r#"chat_request_duration_seconds_count{type="join_room"}"#),
         2.0
     );
-    assert!(sent.get("chat_sent_bytes_total") > 1000.0);
-    assert!(sent.get("chat_send_queue_depth_count") >= 1.0);
+    // Sampled: each connection's first batch at least.
+    assert!(sent.get("chat_send_queue_depth_count") >= 2.0);
 
     // Resumes: exact (after seq 3, within what retention keeps), with a gap
     // (from 0: retention kept only 3..5), and from another epoch.
@@ -199,6 +199,9 @@ async fn metrics_follow_scripted_traffic_and_pass_promtool() {
     until(metrics, "chat_connections", |v| v == 0.0).await;
     // A connection leaves the roster last, once it has ended.
     let last = until(metrics, "chat_users_connected", |v| v == 0.0).await;
+    // Every connection handed its byte count over as it ended: at least the
+    // stalled client's share of 64 KiB messages.
+    assert!(last.get("chat_sent_bytes_total") > 64.0 * 1024.0 * 8.0);
     assert_eq!(last.get("chat_room_memberships"), 0.0);
     assert_eq!(last.get("chat_rooms_active"), 0.0);
 

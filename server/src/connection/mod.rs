@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use crate::metrics::{ConnectionMetrics, RequestKind};
+use crate::metrics::{ConnectionMetrics, RequestKind, WriterTally};
 use crate::ratelimit::TokenBucket;
 
 /// What every connection of this server is held to.
@@ -108,6 +108,7 @@ pub(crate) async fn run(
     let closed = closer.closed();
     tokio::pin!(closed);
 
+    let mut tally = WriterTally::default();
     // Not biased: a busy queue must not starve reading (pongs) or the timer.
     loop {
         tokio::select! {
@@ -116,13 +117,15 @@ pub(crate) async fn run(
                 let Ok(frame) = frame else { break };
                 // A client that stops reading blocks this write; the closer
                 // (fired by its full queue) cuts it short.
-                context.metrics.queue_depth(rx.len() + 1);
+                if tally.samples() {
+                    context.metrics.queue_depth(rx.len() + 1);
+                }
                 let written = tokio::select! {
                     r = writer::write_batch(&mut socket, &rx, frame) => r,
                     () = &mut closed => break,
                 };
                 match written {
-                    Ok(bytes) => context.metrics.sent(bytes),
+                    Ok(bytes) => tally.wrote(bytes, &context.metrics),
                     Err(_) => {
                         closer.close(CloseReason::ConnectionLost);
                         break;
@@ -160,6 +163,7 @@ pub(crate) async fn run(
     }
 
     // Boxed for the same reason as the handlers: it runs once, at the end.
+    tally.flush(&context.metrics);
     Box::pin(close_down(socket, rx, reader, &closer)).await;
     drop(tracked);
 }
