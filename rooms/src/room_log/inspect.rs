@@ -180,25 +180,17 @@ fn rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::room_log::{NewMessage, Retention, RoomLog, SqliteLog};
+    use crate::room_log::{append_and_wait, NewMessage, Retention, RoomLog, SqliteLog};
     use crate::{Durability, Storage};
 
     async fn append(log: &dyn RoomLog, room: &str, text: &str) {
-        let (done, committed) = tokio::sync::oneshot::channel();
         let message = NewMessage {
             room: room.into(),
             sender: "alice".into(),
             client_id: None,
             text: text.into(),
         };
-        log.append(
-            message,
-            Box::new(move |result| {
-                let _ = done.send(result);
-            }),
-        )
-        .await;
-        committed.await.expect("completed").expect("stored");
+        append_and_wait(log, message).await.expect("stored");
     }
 
     #[tokio::test]

@@ -244,3 +244,21 @@ pub fn gap_before(
         to: first - 1,
     })
 }
+
+/// Appends `message` to `log` and waits for its commit, for the unit tests
+/// that want an append's outcome in line.
+#[cfg(test)]
+pub(crate) async fn append_and_wait(
+    log: &dyn RoomLog,
+    message: NewMessage,
+) -> Result<Appended, LogError> {
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    log.append(
+        message,
+        Box::new(move |result| {
+            let _ = done.send(result);
+        }),
+    )
+    .await;
+    outcome.await.unwrap_or(Err(LogError::Closed))
+}

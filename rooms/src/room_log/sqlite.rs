@@ -680,21 +680,13 @@ mod tests {
     }
 
     async fn append(log: &SqliteLog, text: &str) -> Result<Appended, LogError> {
-        let (done, outcome) = oneshot::channel();
         let message = NewMessage {
             room: "r".into(),
             sender: "ann".into(),
             client_id: None,
             text: text.into(),
         };
-        log.append(
-            message,
-            Box::new(move |result| {
-                let _ = done.send(result);
-            }),
-        )
-        .await;
-        outcome.await.expect("completed")
+        crate::room_log::append_and_wait(log, message).await
     }
 
     #[tokio::test]
