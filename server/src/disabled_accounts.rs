@@ -13,11 +13,19 @@ use std::time::Duration;
 
 use chat_rooms::CloseReason;
 use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
 
-use crate::state::AppState;
+use crate::auth::Auth;
+use crate::connection::roster::Roster;
 
-/// Polls every `every` until shutdown.
-pub(crate) async fn enforce(app: Arc<AppState>, every: Duration) {
+/// Polls `auth`'s stores every `every` until `shutdown`, closing the
+/// disabled users' connections in `roster`.
+pub(crate) async fn enforce(
+    auth: Arc<Auth>,
+    roster: Roster,
+    shutdown: CancellationToken,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval(every);
     // A slow store must not cause a burst of catch-up polls.
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -25,11 +33,11 @@ pub(crate) async fn enforce(app: Arc<AppState>, every: Duration) {
     let mut failing = false;
     loop {
         tokio::select! {
-            () = app.shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
         // The store's calls run SQLite on the blocking pool, never here.
-        match app.auth.end_disabled().await {
+        match auth.end_disabled().await {
             Ok((disabled, sessions)) => {
                 if failing {
                     tracing::info!("reading disabled accounts works again");
@@ -39,10 +47,7 @@ pub(crate) async fn enforce(app: Arc<AppState>, every: Duration) {
                     tracing::info!(sessions, "ended the sessions of disabled accounts");
                 }
                 for user in &disabled {
-                    let closed = app
-                        .connections
-                        .roster
-                        .close_user(user, CloseReason::AccountDisabled);
+                    let closed = roster.close_user(user, CloseReason::AccountDisabled);
                     if closed > 0 {
                         tracing::info!(%user, connections = closed, "account disabled: closing its connections");
                     }

@@ -22,7 +22,7 @@ use chat_rooms::room_log::unix_millis;
 use chat_rooms::Node;
 
 use crate::api;
-use crate::auth::PasswordHashes;
+use crate::auth::{Auth, PasswordHashes};
 use crate::backend;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -120,7 +120,7 @@ impl Server {
             roster: roster.clone(),
         });
         let app = Arc::new(AppState {
-            auth,
+            auth: Arc::new(auth),
             connections,
             shutdown,
             tracker: TaskTracker::new(),
@@ -197,9 +197,14 @@ impl Server {
                 app.shutdown.clone(),
             ));
         }
-        app.tracker.spawn(prune_expired_auth(app.clone()));
         app.tracker
-            .spawn(disabled_accounts::enforce(app.clone(), POLL_DISABLED));
+            .spawn(prune_expired_auth(app.auth.clone(), app.shutdown.clone()));
+        app.tracker.spawn(disabled_accounts::enforce(
+            app.auth.clone(),
+            app.connections.roster.clone(),
+            app.shutdown.clone(),
+            POLL_DISABLED,
+        ));
         loop {
             let accepted = tokio::select! {
                 () = app.shutdown.cancelled() => break,
@@ -273,14 +278,14 @@ async fn prune_old_messages(node: Arc<Node>, every: Duration, shutdown: Cancella
 }
 
 /// Forgets expired sessions and tickets every [`AUTH_PRUNE_INTERVAL`] until shutdown.
-async fn prune_expired_auth(app: Arc<AppState>) {
+async fn prune_expired_auth(auth: Arc<Auth>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(AUTH_PRUNE_INTERVAL);
     loop {
         tokio::select! {
-            () = app.shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let pruned = app.auth.prune_expired().await;
+        let pruned = auth.prune_expired().await;
         if pruned.sessions + pruned.tickets > 0 {
             tracing::debug!(
                 sessions = pruned.sessions,

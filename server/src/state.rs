@@ -15,7 +15,7 @@ use crate::readiness::Readiness;
 /// State shared by every request.
 pub(crate) struct AppState {
     pub(crate) config: Config,
-    pub(crate) auth: Auth,
+    pub(crate) auth: Arc<Auth>,
     /// Handed to each upgraded connection: the rooms and its settings.
     pub(crate) connections: Arc<connection::Context>,
     /// Cancelled once to begin shutdown; every connection's closer descends from it.
