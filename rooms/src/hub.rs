@@ -206,7 +206,9 @@ pub struct Hub {
     interest: Option<Arc<Interest>>,
     next_conn: AtomicU64,
     next_room: AtomicU64,
-    metrics: NodeMetrics,
+    /// Shared: each send's commit callback keeps one, and cloning the
+    /// handles themselves would be a dozen reference counts per message.
+    metrics: Arc<NodeMetrics>,
 }
 
 impl Hub {
@@ -236,7 +238,7 @@ impl Hub {
             interest: options.interest,
             next_conn: AtomicU64::new(1),
             next_room: AtomicU64::new(1),
-            metrics: options.metrics,
+            metrics: Arc::new(options.metrics),
         })
     }
 
@@ -246,7 +248,7 @@ impl Hub {
     }
 
     /// What the node counts: the hub's repairs and deliveries among it.
-    pub fn metrics(&self) -> &NodeMetrics {
+    pub fn metrics(&self) -> &Arc<NodeMetrics> {
         &self.metrics
     }
 

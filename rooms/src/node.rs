@@ -100,7 +100,7 @@ impl Node {
     }
 
     /// What this node counts (its hub's handles).
-    pub fn metrics(&self) -> &NodeMetrics {
+    pub fn metrics(&self) -> &Arc<NodeMetrics> {
         self.hub.metrics()
     }
 
