@@ -4,19 +4,17 @@
 
 mod common;
 
-use common::scrape::until;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use chat_protocol::ServerEvent;
+use common::binary::BIN;
 use common::cluster::{Engines, Node};
-use common::{Remote, TestServer, PASSWORD, WAIT};
+use common::scrape::until;
+use common::{Remote, TestServer, PASSWORD};
 use hyper::StatusCode;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
 
 /// Exit codes, as `chat-server admin --help` documents them.
 const NO_SUCH_USER: i32 = 3;
@@ -37,29 +35,17 @@ async fn admin(on: &On<'_>, args: &[&str], stdin: &str) -> Output {
         On::DataDir(dir) => command.arg("--data-dir").arg(dir),
         On::Database(url) => command.args(["--database-url", url]),
     };
-    let mut child = command
+    command
         .arg("admin")
         .args(args)
         // The test's own environment must not choose the store or retention.
         .env_remove("CHAT_DATA_DIR")
         .env_remove("CHAT_DATABASE_URL")
         .env_remove("CHAT_RETAIN_MESSAGES")
-        .env_remove("CHAT_RETAIN_FOR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chat-server admin");
-    let mut input = child.stdin.take().expect("stdin");
-    input
-        .write_all(stdin.as_bytes())
+        .env_remove("CHAT_RETAIN_FOR");
+    common::run_with_input(&mut command, stdin)
         .await
-        .expect("write stdin");
-    drop(input);
-    tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .expect("admin finishes in time")
-        .expect("admin runs")
+        .expect("spawn chat-server admin")
 }
 
 fn stdout(output: &Output) -> String {

@@ -6,9 +6,8 @@ mod common;
 
 use chat_protocol::{ClientEvent, ServerEvent};
 use common::scrape::{scrape, until};
-use common::{TestServer, WAIT};
+use common::TestServer;
 use hyper::StatusCode;
-use tokio::io::AsyncWriteExt;
 
 fn resume(room: &str, since: u64, epoch: &str) -> ClientEvent {
     ClientEvent::JoinRoom {
@@ -240,26 +239,15 @@ async fn metrics_are_off_unless_asked_for() {
 /// `promtool check metrics` reads the exposition on stdin; it fails on a
 /// malformed one and, as a linter, on names that break the conventions.
 async fn promtool_accepts(text: &str) {
-    let Ok(mut child) = tokio::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    else {
+    let mut command = tokio::process::Command::new("promtool");
+    command.args(["check", "metrics"]);
+    let Ok(out) = common::run_with_input(&mut command, text).await else {
         chat_test_engines::missing(
             "promtool",
             "apt-get install --no-install-recommends prometheus",
         );
         return;
     };
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(text.as_bytes()).await.expect("write");
-    drop(stdin);
-    let out = tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .expect("promtool in time")
-        .expect("promtool ran");
     assert!(
         out.status.success(),
         "promtool check metrics failed:\n{}{}\n---\n{text}",

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::{Remote, WAIT};
@@ -13,29 +13,14 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
 
 /// Runs `chat-server user add NAME` on `data_dir`, the password on stdin.
 pub async fn user_add(data_dir: &Path, name: &str, password: &str) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .args([
-            "--data-dir".as_ref(),
-            data_dir.as_os_str(),
-            "user".as_ref(),
-            "add".as_ref(),
-            name.as_ref(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chat-server user add");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(format!("{password}\n").as_bytes())
+    let mut command = Command::new(BIN);
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["user", "add", name]);
+    super::run_with_input(&mut command, &format!("{password}\n"))
         .await
-        .expect("write password");
-    drop(stdin);
-    tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .expect("user add finishes")
-        .expect("user add runs")
+        .expect("spawn chat-server user add")
 }
 
 /// Starts the binary on a free port, logging everything (`RUST_LOG=trace`)

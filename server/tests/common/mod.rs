@@ -31,6 +31,33 @@ pub mod binary;
 pub mod cluster;
 pub mod scrape;
 
+/// Runs `command` with `input` on its standard input and its output
+/// collected, within [`WAIT`]. `Err` only when it cannot be started (such as
+/// a tool that is not installed); anything later fails the test.
+pub async fn run_with_input(
+    command: &mut tokio::process::Command,
+    input: &str,
+) -> std::io::Result<std::process::Output> {
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(input.as_bytes())
+        .await
+        .expect("write stdin");
+    drop(stdin);
+    let output = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{command:?} did not finish within {WAIT:?}"))
+        .expect("collect the output");
+    Ok(output)
+}
+
 /// How long a test waits for any one expected thing before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 pub const PASSWORD: &str = "correct horse battery";
