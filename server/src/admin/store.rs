@@ -43,6 +43,8 @@ pub(crate) enum Store {
         /// Runs the queries; the admin command does nothing else meanwhile.
         runtime: tokio::runtime::Runtime,
         pool: PgPool,
+        /// The accounts and sessions on `pool`.
+        accounts: PgAccounts,
     },
 }
 
@@ -87,7 +89,12 @@ impl Store {
                 .map_err(|e| AdminError::Failed(format!("migrating the accounts schema: {e}")))?;
             Ok::<_, AdminError>(pool)
         })?;
-        Ok(Self::Postgres { runtime, pool })
+        let accounts = PgAccounts::new(pool.clone());
+        Ok(Self::Postgres {
+            runtime,
+            pool,
+            accounts,
+        })
     }
 
     /// Which store this is, for people and for `--json`.
@@ -111,9 +118,9 @@ impl Store {
         let now = now_ms();
         match self {
             Self::Embedded { accounts, .. } => Ok(accounts.users(now)?),
-            Self::Postgres { runtime, pool } => {
-                Ok(runtime.block_on(PgAccounts::new(pool.clone()).users(now))?)
-            }
+            Self::Postgres {
+                runtime, accounts, ..
+            } => Ok(runtime.block_on(accounts.users(now))?),
         }
     }
 
@@ -121,9 +128,9 @@ impl Store {
     pub(crate) fn set_disabled(&self, user: &str, disabled: bool) -> Result<Toggled, AdminError> {
         let toggled = match self {
             Self::Embedded { accounts, .. } => accounts.set_disabled(user, disabled)?,
-            Self::Postgres { runtime, pool } => {
-                runtime.block_on(PgAccounts::new(pool.clone()).set_disabled(user, disabled))?
-            }
+            Self::Postgres {
+                runtime, accounts, ..
+            } => runtime.block_on(accounts.set_disabled(user, disabled))?,
         };
         toggled.ok_or_else(|| AdminError::NoSuchUser(user.to_owned()))
     }
@@ -133,8 +140,10 @@ impl Store {
         use crate::auth::stores::AccountStore;
         let found = match self {
             Self::Embedded { accounts, .. } => accounts.find(user)?,
-            Self::Postgres { runtime, pool } => runtime
-                .block_on(PgAccounts::new(pool.clone()).find(user))
+            Self::Postgres {
+                runtime, accounts, ..
+            } => runtime
+                .block_on(accounts.find(user))
                 .map_err(|e| AdminError::Failed(e.to_string()))?,
         };
         found
@@ -146,9 +155,9 @@ impl Store {
     pub(crate) fn set_password_hash(&self, user: &str, hash: &str) -> Result<String, AdminError> {
         let updated = match self {
             Self::Embedded { accounts, .. } => accounts.set_password_hash(user, hash)?,
-            Self::Postgres { runtime, pool } => {
-                runtime.block_on(PgAccounts::new(pool.clone()).set_password_hash(user, hash))?
-            }
+            Self::Postgres {
+                runtime, accounts, ..
+            } => runtime.block_on(accounts.set_password_hash(user, hash))?,
         };
         updated.ok_or_else(|| AdminError::NoSuchUser(user.to_owned()))
     }
@@ -157,7 +166,7 @@ impl Store {
     pub(crate) fn rooms(&self) -> Result<Vec<RoomStats>, AdminError> {
         match self {
             Self::Embedded { data_dir, .. } => Ok(inspect::sqlite_rooms(data_dir)?),
-            Self::Postgres { runtime, pool } => Ok(runtime.block_on(inspect::pg_rooms(pool))?),
+            Self::Postgres { runtime, pool, .. } => Ok(runtime.block_on(inspect::pg_rooms(pool))?),
         }
     }
 
@@ -173,8 +182,12 @@ impl Store {
                     log,
                 })
             }
-            Self::Postgres { runtime, pool } => runtime.block_on(async {
-                let (users, sessions) = PgAccounts::new(pool.clone()).counts().await?;
+            Self::Postgres {
+                runtime,
+                pool,
+                accounts,
+            } => runtime.block_on(async {
+                let (users, sessions) = accounts.counts().await?;
                 let log = inspect::pg_counts(pool).await?;
                 Ok(Rows {
                     users,
@@ -187,7 +200,7 @@ impl Store {
 
     /// The size of the PostgreSQL database, in bytes.
     pub(crate) fn database_bytes(&self) -> Result<Option<u64>, AdminError> {
-        let Self::Postgres { runtime, pool } = self else {
+        let Self::Postgres { runtime, pool, .. } = self else {
             return Ok(None);
         };
         let bytes: i64 = runtime.block_on(
@@ -201,7 +214,7 @@ impl Drop for Store {
     /// Closes the pool's connections inside the runtime that made them, so
     /// that PostgreSQL sees them end rather than drop.
     fn drop(&mut self) {
-        if let Self::Postgres { runtime, pool } = self {
+        if let Self::Postgres { runtime, pool, .. } = self {
             runtime.block_on(pool.close());
         }
     }
