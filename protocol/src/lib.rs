@@ -19,7 +19,7 @@ pub mod server;
 
 pub use client::{ClientEvent, ClientFrame, DecodeError, RefusedFrame};
 pub use error::ErrorCode;
-pub use server::{ChatMessage, Limits, RoomInfo, ServerEvent};
+pub use server::{ChatMessage, Limits, RoomInfo, ServerEvent, ServerFrame};
 
 /// Version of the protocol this crate speaks, announced in the server's first
 /// frame (`welcome`). It changes only when an existing event changes meaning or

@@ -109,6 +109,33 @@ pub enum ServerEvent {
     },
 }
 
+/// One server frame as a client reads it: the event and, on an answer to a
+/// request, that request's `ref`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerFrame {
+    /// What the server says.
+    pub event: ServerEvent,
+    /// The `ref` of the request this answers (`None` on events that answer
+    /// no request, and on answers to requests sent without one).
+    pub reference: Option<String>,
+}
+
+impl ServerFrame {
+    /// Decodes one text frame. An event of a type this crate does not know is
+    /// an error, which a client should skip (newer servers may add events).
+    pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
+        let mut value: serde_json::Value = serde_json::from_str(text)?;
+        let reference = match value.as_object_mut().and_then(|frame| frame.remove("ref")) {
+            Some(serde_json::Value::String(r)) => Some(r),
+            _ => None,
+        };
+        Ok(Self {
+            event: serde_json::from_value(value)?,
+            reference,
+        })
+    }
+}
+
 impl ServerEvent {
     /// Encodes this event as the JSON text of one frame.
     pub fn to_json(&self) -> String {
@@ -326,6 +353,16 @@ mod tests {
         );
         assert_eq!(left.to_json_with_ref(None), left.to_json());
         let decoded: ServerEvent = serde_json::from_str(&json).expect("ref is ignored");
+        let frame = ServerFrame::decode(&json).expect("a frame");
+        assert_eq!(frame.reference.as_deref(), Some("7"));
+        assert_eq!(frame.event, left);
+        assert_eq!(
+            ServerFrame::decode(&left.to_json())
+                .expect("no ref")
+                .reference,
+            None
+        );
+        assert!(ServerFrame::decode(r#"{"type":"from_the_future","payload":{}}"#).is_err());
         assert_eq!(decoded, left);
     }
 }

@@ -71,6 +71,19 @@ pub enum CliCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Join a room, print its recent messages and then every new one, and
+    /// send each non-empty line of standard input as a message; at the end
+    /// of the input, exit once every message sent is stored. Reconnects on
+    /// its own, resuming the room and resending what was not acknowledged,
+    /// so nothing is missed or stored twice.
+    Chat {
+        /// The room.
+        #[arg(long)]
+        room: String,
+        /// Print each message as a JSON object per line (the `new_message` payload).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Maps an error to chat-cli's exit code.
@@ -107,6 +120,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             result
         }
         CliCommand::Tail { room, since, json } => tail(config, room, since, json).await,
+        CliCommand::Chat { room, json } => chat(config, room, json).await,
     }
 }
 
@@ -201,21 +215,138 @@ async fn tail(
             Some(SessionEvent::Server(ServerEvent::HistoryGap { from, to, .. })) => {
                 eprintln!("chat-cli: messages {from} to {to} are no longer stored on the server");
             }
-            Some(SessionEvent::Server(ServerEvent::Error { message, .. })) => {
+            Some(
+                SessionEvent::Server(ServerEvent::Error { message, .. })
+                | SessionEvent::Refused { message, .. },
+            ) => {
                 quit(&session.commands).await;
                 return Err(ClientError::Protocol(message));
             }
+            Some(SessionEvent::HistoryReset { room }) => history_reset(&room),
             Some(SessionEvent::Fatal(error)) => return Err(error),
-            Some(SessionEvent::State(state)) => {
-                if let ConnState::Reconnecting { delay, reason, .. } = state {
-                    eprintln!("chat-cli: connection lost ({reason}); retrying in {delay:.1?}");
-                }
-            }
+            Some(SessionEvent::State(state)) => report_state(&state),
             Some(_) => {}
         }
     }
     quit(&session.commands).await;
     Ok(())
+}
+
+/// What `chat` has left to do before it may exit.
+#[derive(Debug, Default)]
+struct Outstanding {
+    /// Standard input has ended.
+    input_done: bool,
+    /// Messages handed to the session and not yet stored, refused or
+    /// reported unsent.
+    unconfirmed: usize,
+}
+
+impl Outstanding {
+    fn finished(&self) -> bool {
+        self.input_done && self.unconfirmed == 0
+    }
+
+    fn confirmed(&mut self) {
+        self.unconfirmed = self.unconfirmed.saturating_sub(1);
+    }
+}
+
+async fn chat(config: ClientConfig, room: String, json: bool) -> Result<(), ClientError> {
+    let mut auth = Authenticator::new(config);
+    let first = auth.connect().await?;
+    let mut session = spawn_session_on(auth, vec![(room.clone(), None)], first);
+    let mut lines = stdin_lines();
+    let mut outstanding = Outstanding::default();
+    let mut out = std::io::stdout();
+    let mut print = |m: &ChatMessage| {
+        let line = if json { json_line(m) } else { plain_line(m) };
+        writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+    };
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let mut failure = None;
+    while !outstanding.finished() {
+        tokio::select! {
+            line = lines.recv(), if !outstanding.input_done => match line {
+                Some(text) if text.trim().is_empty() => {}
+                Some(text) => {
+                    outstanding.unconfirmed += 1;
+                    let send = Command::Send { room: room.clone(), text };
+                    if session.commands.send(send).await.is_err() {
+                        break;
+                    }
+                }
+                None => outstanding.input_done = true,
+            },
+            event = session.events.recv() => match event {
+                None => break,
+                Some(SessionEvent::Server(ServerEvent::Joined { room: r, history, .. })) if r == room => {
+                    if !history.iter().all(&mut print) {
+                        break;
+                    }
+                }
+                Some(SessionEvent::Server(ServerEvent::NewMessage(m))) if m.room == room => {
+                    if !print(&m) {
+                        break;
+                    }
+                }
+                Some(SessionEvent::Server(ServerEvent::Ack { .. })) => outstanding.confirmed(),
+                Some(SessionEvent::Server(ServerEvent::HistoryGap { from, to, .. })) => {
+                    eprintln!("chat-cli: messages {from} to {to} are no longer stored on the server");
+                }
+                Some(SessionEvent::Refused { request, code, message }) => {
+                    if matches!(request, ClientEvent::SendMessage { .. }) {
+                        outstanding.confirmed();
+                        eprintln!("chat-cli: message not sent ({}): {message}", code.as_str());
+                        failure = Some(ClientError::Protocol(message));
+                    } else {
+                        quit(&session.commands).await;
+                        return Err(ClientError::Protocol(message));
+                    }
+                }
+                Some(SessionEvent::NotSent { text, .. }) => {
+                    outstanding.confirmed();
+                    eprintln!("chat-cli: not sent (offline): {}", sanitize(&text));
+                    failure = Some(ClientError::Unreachable("messages were not sent".into()));
+                }
+                Some(SessionEvent::HistoryReset { room }) => history_reset(&room),
+                Some(SessionEvent::Fatal(error)) => return Err(error),
+                Some(SessionEvent::State(state)) => report_state(&state),
+                Some(SessionEvent::Server(_)) => {}
+            },
+            () = &mut stop => break,
+        }
+    }
+    quit(&session.commands).await;
+    failure.map_or(Ok(()), Err)
+}
+
+/// Standard input's lines, read on a thread of their own (reading a pipe or
+/// a terminal blocks); the channel closes at the end of the input.
+fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn history_reset(room: &str) {
+    eprintln!(
+        "chat-cli: the server's history of {room} was reset; its messages start again from here"
+    );
+}
+
+fn report_state(state: &ConnState) {
+    if let ConnState::Reconnecting { delay, reason, .. } = state {
+        eprintln!("chat-cli: connection lost ({reason}); retrying in {delay:.1?}");
+    }
 }
 
 /// Asks the session to close its socket and log out, and waits (briefly) for

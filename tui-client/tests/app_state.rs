@@ -404,3 +404,63 @@ fn a_history_gap_is_shown_in_the_room() {
         Some(ChatLine::Error(t)) if t.contains("3 to 5") && t.contains("no longer stored")
     ));
 }
+
+#[test]
+fn a_reset_history_replaces_the_rooms_messages_and_says_so() {
+    let mut app = connected_app();
+    app.update(message("general", "bob", "from the old history"));
+    app.update(AppEvent::Session(SessionEvent::HistoryReset {
+        room: "general".into(),
+    }));
+    let m = |seq: u64, text: &str| ChatMessage {
+        id: format!("n{seq}"),
+        room: "general".into(),
+        seq,
+        from: "bob".into(),
+        text: text.into(),
+        sent_at: "2026-11-24T09:30:00.000Z".into(),
+    };
+    app.update(server(ServerEvent::Joined {
+        room: "general".into(),
+        members: vec!["alice".into(), "bob".into()],
+        last_seq: 1,
+        history: vec![m(1, "the new history")],
+        epoch: "new".into(),
+    }));
+    let lines = &app.rooms[0].lines;
+    assert!(
+        matches!(&lines[0], ChatLine::Error(t) if t.contains("history was reset")),
+        "{lines:?}"
+    );
+    assert!(
+        matches!(&lines[1], ChatLine::Message { text, .. } if text == "the new history"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.len(),
+        2,
+        "nothing of the old history is left: {lines:?}"
+    );
+    assert!(app.rooms[0].members.contains("bob"), "members are kept");
+}
+
+#[test]
+fn a_refused_message_is_reported_in_its_room_and_offered_again() {
+    let mut app = connected_app();
+    app.update(AppEvent::Session(SessionEvent::Refused {
+        request: chat_protocol::ClientEvent::SendMessage {
+            room: "dev".into(),
+            text: "too fast".into(),
+            client_id: Some("c1".into()),
+        },
+        code: chat_protocol::ErrorCode::RateLimited,
+        message: "slow down".into(),
+    }));
+    let dev = app.rooms.iter().find(|r| r.name == "dev").expect("dev");
+    assert!(
+        matches!(dev.lines.last(), Some(ChatLine::Error(t)) if t == "not sent: too fast (slow down)"),
+        "{:?}",
+        dev.lines
+    );
+    assert_eq!(app.input.text(), "too fast");
+}

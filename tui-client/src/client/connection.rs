@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chat_protocol::{ClientEvent, Limits, ServerEvent, PROTOCOL_VERSION};
+use chat_protocol::{ClientEvent, Limits, ServerEvent, ServerFrame, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -99,8 +99,21 @@ impl Connection {
 
     /// Sends one event.
     pub async fn send(&mut self, event: &ClientEvent) -> Result<(), ClientError> {
+        self.send_text(event.to_json()).await
+    }
+
+    /// Sends one request with a `ref`, which the server puts on its answer.
+    pub async fn send_with_ref(
+        &mut self,
+        event: &ClientEvent,
+        reference: &str,
+    ) -> Result<(), ClientError> {
+        self.send_text(event.to_json_with_ref(reference)).await
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), ClientError> {
         self.ws
-            .send(Message::text(event.to_json()))
+            .send(Message::text(text))
             .await
             .map_err(|e| ClientError::Closed {
                 code: ABNORMAL_CLOSURE,
@@ -111,6 +124,11 @@ impl Connection {
     /// The next event. Events of types this client does not know are skipped,
     /// as the protocol asks.
     pub async fn next_event(&mut self) -> Result<ServerEvent, ClientError> {
+        Ok(self.next_frame().await?.event)
+    }
+
+    /// The next event with the `ref` of the request it answers, if any.
+    pub async fn next_frame(&mut self) -> Result<ServerFrame, ClientError> {
         loop {
             let next = tokio::time::timeout(self.idle_limit, self.ws.next())
                 .await
@@ -120,8 +138,8 @@ impl Connection {
                 })?;
             match next {
                 Some(Ok(Message::Text(text))) => {
-                    if let Ok(event) = serde_json::from_str::<ServerEvent>(&text) {
-                        return Ok(event);
+                    if let Ok(frame) = ServerFrame::decode(&text) {
+                        return Ok(frame);
                     }
                 }
                 Some(Ok(Message::Close(frame))) => {

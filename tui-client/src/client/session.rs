@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use chat_protocol::{ClientEvent, ServerEvent};
+use std::collections::HashMap;
+
+use chat_protocol::{ClientEvent, ErrorCode, ServerEvent};
 use tokio::sync::mpsc;
 
 use crate::client::{Authenticator, ClientConfig, ClientError, Connection};
@@ -62,6 +64,23 @@ pub enum SessionEvent {
     State(ConnState),
     /// An event from the server.
     Server(ServerEvent),
+    /// The server refused a request (matched to it by its `ref`): the
+    /// request had no effect. A refused `send_message` is not resent.
+    Refused {
+        /// The request as it was sent.
+        request: ClientEvent,
+        /// Why.
+        code: ErrorCode,
+        /// The server's explanation, for people.
+        message: String,
+    },
+    /// A resume found the room's history replaced (the server's message store
+    /// is new: its `epoch` changed): drop everything held for the room; the
+    /// `joined` that follows starts the new history.
+    HistoryReset {
+        /// The room.
+        room: String,
+    },
     /// A message could not be sent because the connection is down.
     NotSent {
         /// Room.
@@ -130,36 +149,97 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 }
 
 /// Joined rooms in the order they were asked for (so that the first room on
-/// the command line is joined, and shown, first), each with the newest
-/// sequence number received: a rejoin resumes right after it.
+/// the command line is joined, and shown, first), each with where the client
+/// is in it: a rejoin resumes right after the newest message received.
 #[derive(Debug, Default)]
-struct Rooms(Vec<(String, Option<u64>)>);
+struct Rooms(Vec<Position>);
+
+/// How far the client has read one room.
+#[derive(Debug)]
+struct Position {
+    room: String,
+    /// The newest sequence number received.
+    since: Option<u64>,
+    /// The history `since` counts in, from the room's last `joined`.
+    epoch: Option<String>,
+}
 
 impl Rooms {
     fn insert(&mut self, room: String) {
-        if !self.0.iter().any(|(r, _)| *r == room) {
-            self.0.push((room, None));
+        if !self.0.iter().any(|p| p.room == room) {
+            self.0.push(Position {
+                room,
+                since: None,
+                epoch: None,
+            });
         }
     }
 
     fn remove(&mut self, room: &str) {
-        self.0.retain(|(r, _)| r != room);
+        self.0.retain(|p| p.room != room);
+    }
+
+    fn get(&mut self, room: &str) -> Option<&mut Position> {
+        self.0.iter_mut().find(|p| p.room == room)
     }
 
     /// Records that everything up to `seq` of `room` was received.
     fn seen(&mut self, room: &str, seq: u64) {
-        if let Some((_, position)) = self.0.iter_mut().find(|(r, _)| r == room) {
-            *position = Some(position.map_or(seq, |p| p.max(seq)));
+        if let Some(p) = self.get(room) {
+            p.since = Some(p.since.map_or(seq, |s| s.max(seq)));
         }
+    }
+
+    /// Records a `joined`. Returns whether it starts a new history: its epoch
+    /// is not the one the held messages were numbered in, so `since` meant
+    /// nothing and the room starts again from this `joined`.
+    fn joined(&mut self, room: &str, last_seq: u64, epoch: &str) -> bool {
+        self.insert(room.to_owned());
+        let Some(p) = self.get(room) else {
+            return false;
+        };
+        let reset = p.epoch.as_deref().is_some_and(|held| held != epoch);
+        if reset {
+            p.since = Some(last_seq);
+        } else {
+            p.since = Some(p.since.map_or(last_seq, |s| s.max(last_seq)));
+        }
+        p.epoch = Some(epoch.to_owned());
+        reset
     }
 
     /// The join requests for a (re)connection.
     fn joins(&self) -> impl Iterator<Item = ClientEvent> + '_ {
-        self.0.iter().map(|(room, since)| ClientEvent::JoinRoom {
-            room: room.clone(),
-            since: *since,
-            epoch: None,
+        self.0.iter().map(|p| ClientEvent::JoinRoom {
+            room: p.room.clone(),
+            since: p.since,
+            // Without a known epoch (a `since` from the command line), the
+            // server trusts `since` as it is.
+            epoch: p.since.and(p.epoch.clone()),
         })
+    }
+}
+
+/// Requests sent on the current connection and not answered yet, by `ref`:
+/// an `error` is matched to its request by that alone, never by order.
+#[derive(Debug, Default)]
+struct Pending {
+    next: u64,
+    requests: HashMap<String, ClientEvent>,
+}
+
+impl Pending {
+    /// Records `request` under a fresh `ref` and returns the ref.
+    fn add(&mut self, request: ClientEvent) -> String {
+        self.next += 1;
+        let reference = self.next.to_string();
+        self.requests.insert(reference.clone(), request);
+        reference
+    }
+
+    /// The request an answer with `reference` answers.
+    fn answered(&mut self, reference: Option<&str>) -> Option<ClientEvent> {
+        self.requests.remove(reference?)
     }
 }
 
@@ -307,9 +387,11 @@ async fn serve(
         conn.close().await;
         return Ended::Quit;
     }
+    // Answers to an earlier connection's requests never come.
+    let mut pending = Pending::default();
     let joins: Vec<ClientEvent> = rooms.joins().collect();
     for join in joins {
-        if let Err(e) = conn.send(&join).await {
+        if let Err(e) = request(&mut conn, &mut pending, join).await {
             return Ended::Lost(e);
         }
     }
@@ -335,41 +417,71 @@ async fn serve(
                     },
                     Some(Command::ListRooms) => ClientEvent::ListRooms {},
                 };
-                if let Err(e) = conn.send(&event).await {
+                if let Err(e) = request(&mut conn, &mut pending, event).await {
                     return Ended::Lost(e);
                 }
             }
-            event = conn.next_event() => {
-                let event = match event {
-                    Ok(event) => event,
+            frame = conn.next_frame() => {
+                let frame = match frame {
+                    Ok(frame) => frame,
                     Err(e) => return Ended::Lost(e),
                 };
+                let answered = pending.answered(frame.reference.as_deref());
+                let mut told = Vec::new();
                 // Rooms are remembered as the server confirms them, with the
                 // newest message seen, so a rejoin resumes exactly there.
                 let mut resend = Vec::new();
-                match &event {
-                    ServerEvent::Joined { room, last_seq, .. } => {
-                        rooms.insert(room.clone());
-                        rooms.seen(room, *last_seq);
+                match (&frame.event, answered) {
+                    (ServerEvent::Joined { room, last_seq, epoch, .. }, _) => {
+                        if rooms.joined(room, *last_seq, epoch) {
+                            told.push(SessionEvent::HistoryReset { room: room.clone() });
+                        }
                         resend = unacked.for_room(room);
                     }
-                    ServerEvent::NewMessage(m) => rooms.seen(&m.room, m.seq),
-                    ServerEvent::Ack { client_id: Some(id), .. } => unacked.acked(id),
-                    ServerEvent::Left { room } => rooms.remove(room),
+                    (ServerEvent::NewMessage(m), _) => rooms.seen(&m.room, m.seq),
+                    (ServerEvent::Ack { client_id: Some(id), .. }, _) => unacked.acked(id),
+                    (ServerEvent::Left { room }, _) => rooms.remove(room),
+                    (ServerEvent::Error { code, message }, Some(request)) => {
+                        if let ClientEvent::SendMessage { client_id: Some(id), .. } = &request {
+                            // Refused, so not stored: resending it later
+                            // would surprise the user; the application says so.
+                            unacked.acked(id);
+                        }
+                        told.push(SessionEvent::Refused {
+                            request,
+                            code: *code,
+                            message: message.clone(),
+                        });
+                    }
                     _ => {}
                 }
+                if !matches!(told.last(), Some(SessionEvent::Refused { .. })) {
+                    told.push(SessionEvent::Server(frame.event));
+                }
                 for message in resend {
-                    if let Err(e) = conn.send(&message).await {
+                    if let Err(e) = request(&mut conn, &mut pending, message).await {
                         return Ended::Lost(e);
                     }
                 }
-                if events.send(SessionEvent::Server(event)).await.is_err() {
-                    conn.close().await;
-                    return Ended::Quit;
+                for event in told {
+                    if events.send(event).await.is_err() {
+                        conn.close().await;
+                        return Ended::Quit;
+                    }
                 }
             }
         }
     }
+}
+
+/// Sends `event` with a fresh `ref`, remembered until its answer.
+async fn request(
+    conn: &mut Connection,
+    pending: &mut Pending,
+    event: ClientEvent,
+) -> Result<(), ClientError> {
+    let reference = pending.add(event.clone());
+    conn.send_with_ref(&event, &reference).await
 }
 
 #[cfg(test)]
@@ -385,6 +497,7 @@ mod tests {
             rooms.insert(room.to_owned());
         }
         rooms.remove("dev");
+        assert!(!rooms.joined("general", 3, "e1"));
         rooms.seen("general", 7);
         rooms.seen("general", 5);
         let joins: Vec<ClientEvent> = rooms.joins().collect();
@@ -394,7 +507,7 @@ mod tests {
                 ClientEvent::JoinRoom {
                     room: "general".into(),
                     since: Some(7),
-                    epoch: None,
+                    epoch: Some("e1".into()),
                 },
                 ClientEvent::JoinRoom {
                     room: "ops".into(),
@@ -403,6 +516,46 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_new_epoch_starts_the_room_again_from_its_joined() {
+        let mut rooms = Rooms::default();
+        assert!(
+            !rooms.joined("general", 40, "old"),
+            "a first join resets nothing"
+        );
+        rooms.seen("general", 41);
+        assert!(
+            !rooms.joined("general", 41, "old"),
+            "a resume in the same history"
+        );
+        assert!(rooms.joined("general", 2, "new"), "another history");
+        let joins: Vec<ClientEvent> = rooms.joins().collect();
+        assert_eq!(
+            joins,
+            [ClientEvent::JoinRoom {
+                room: "general".into(),
+                since: Some(2),
+                epoch: Some("new".into()),
+            }],
+            "the position is the new history's, not the larger old one"
+        );
+    }
+
+    #[test]
+    fn answers_are_matched_by_ref_once() {
+        let mut pending = Pending::default();
+        let a = pending.add(ClientEvent::ListRooms {});
+        let b = pending.add(ClientEvent::LeaveRoom { room: "r".into() });
+        assert_ne!(a, b);
+        assert_eq!(
+            pending.answered(Some(&b)),
+            Some(ClientEvent::LeaveRoom { room: "r".into() })
+        );
+        assert_eq!(pending.answered(Some(&b)), None, "one answer per request");
+        assert_eq!(pending.answered(None), None);
+        assert_eq!(pending.answered(Some(&a)), Some(ClientEvent::ListRooms {}));
     }
 
     #[test]

@@ -7,13 +7,9 @@ use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph};
 use ratatui::Frame;
 
 use crate::client::ConnState;
-use crate::tui::app::{App, ChatLine, Entry, Focus, Status};
-use crate::tui::text::{width, wrap};
-
-/// Below this width the member list is hidden.
-const MEMBERS_MIN_WIDTH: u16 = 70;
-/// Below this width the room list is hidden too.
-const ROOMS_MIN_WIDTH: u16 = 44;
+use crate::tui::app::{App, Entry, Focus, Status};
+use crate::tui::lines::{side_widths, wrap_parts, ChatLine};
+use crate::tui::text::width;
 
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame<'_>, app: &App) {
@@ -48,20 +44,6 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
 }
 
 /// Widths of the room and member lists for a terminal `total` cells wide.
-fn side_widths(total: u16) -> (u16, u16) {
-    let rooms = if total >= ROOMS_MIN_WIDTH { 22 } else { 0 };
-    let members = if total >= MEMBERS_MIN_WIDTH { 18 } else { 0 };
-    (rooms, members)
-}
-
-/// How many screen lines `line` takes in the chat pane of a terminal
-/// `terminal_width` cells wide (so the app can keep a scrolled view steady).
-pub fn line_height(line: &ChatLine, terminal_width: u16) -> usize {
-    let (rooms, members) = side_widths(terminal_width);
-    let pane = terminal_width.saturating_sub(rooms + members + 2);
-    render_line(line, usize::from(pane)).len()
-}
-
 fn draw_rooms(frame: &mut Frame<'_>, app: &App, area: Rect) {
     let (entries, selected, title) = match &app.focus {
         Focus::Rooms { selected, .. } => (
@@ -181,16 +163,15 @@ fn marker_line(count: usize, pane: usize) -> Line<'static> {
 /// One chat line as wrapped screen lines: `HH:MM name: text`, continuation
 /// lines indented under the text.
 fn render_line(line: &ChatLine, pane: usize) -> Vec<Line<'static>> {
+    let (indent, parts) = wrap_parts(line, pane);
     match line {
         ChatLine::Message {
             time,
             from,
-            text,
             own,
             mention,
+            ..
         } => {
-            let prefix = format!("{time} {from}: ");
-            let indent = width(&prefix).min(pane / 2);
             let name_style = if *own {
                 Style::new().fg(Color::Green).add_modifier(Modifier::BOLD)
             } else {
@@ -201,8 +182,7 @@ fn render_line(line: &ChatLine, pane: usize) -> Vec<Line<'static>> {
             } else {
                 Style::new()
             };
-            let wrapped = wrap(text, pane.saturating_sub(indent).max(1));
-            wrapped
+            parts
                 .into_iter()
                 .enumerate()
                 .map(|(i, part)| {
@@ -221,24 +201,18 @@ fn render_line(line: &ChatLine, pane: usize) -> Vec<Line<'static>> {
                 })
                 .collect()
         }
-        ChatLine::Info(text) => styled_lines(
-            &format!("— {text}"),
-            pane,
+        ChatLine::Info(_) => styled(
+            parts,
             Style::new()
                 .fg(Color::DarkGray)
                 .add_modifier(Modifier::ITALIC),
         ),
-        ChatLine::Error(text) => {
-            styled_lines(&format!("! {text}"), pane, Style::new().fg(Color::Red))
-        }
+        ChatLine::Error(_) => styled(parts, Style::new().fg(Color::Red)),
     }
 }
 
-fn styled_lines(text: &str, width: usize, style: Style) -> Vec<Line<'static>> {
-    wrap(text, width.max(1))
-        .into_iter()
-        .map(|l| Line::styled(l, style))
-        .collect()
+fn styled(parts: Vec<String>, style: Style) -> Vec<Line<'static>> {
+    parts.into_iter().map(|l| Line::styled(l, style)).collect()
 }
 
 fn draw_members(frame: &mut Frame<'_>, app: &App, area: Rect) {

@@ -14,6 +14,10 @@ use chat_tui::client::{self, ClientConfig, Connection, ServerUrl, TlsOptions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod csharp;
+pub mod proxy;
+pub mod tmux;
+
 pub const WAIT: Duration = Duration::from_secs(15);
 pub const PASSWORD: &str = "correct horse battery";
 
