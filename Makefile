@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-.PHONY: run cluster test lint fmt check build clean bench bench-quick bench-build bench-durability
+.PHONY: run cluster test lint fmt check build clean schema bench bench-quick bench-build bench-durability
 
 CARGO ?= cargo
 # Extra flags for the server, e.g. `make run ARGS="--tls"`.
@@ -26,6 +26,10 @@ test:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## schema: regenerate docs/schema/*.json from the protocol crate (after changing an event)
+schema:
+	CHAT_UPDATE_SCHEMA=1 $(CARGO) test -p chat-protocol --test schema
 
 ## fmt: format the code
 fmt:

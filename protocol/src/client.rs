@@ -9,7 +9,7 @@ use crate::ErrorCode;
 /// On the wire: `{"type": "join_room", "payload": {"room": "general"}}`. A missing
 /// or `null` payload counts as `{}`; unknown payload fields are ignored so that
 /// newer clients can talk to older servers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "payload", rename_all = "snake_case")]
 pub enum ClientEvent {
     /// Join a room, creating it if it does not exist. Joining a room one is

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// Clients must treat a code they do not know like a generic error: newer servers
 /// may add codes without changing the protocol version ([`ErrorCode::Other`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The frame was not valid JSON.
@@ -51,8 +51,10 @@ pub enum ErrorCode {
     AccountDisabled,
     /// Something failed on the server; the request may be retried.
     Internal,
-    /// A code this version of the crate does not know.
+    /// A code this version of the crate does not know. Never sent, so not in
+    /// the published schema.
     #[serde(other)]
+    #[schemars(skip)]
     Other,
 }
 

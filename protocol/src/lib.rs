@@ -15,6 +15,7 @@ pub mod client;
 pub mod error;
 pub mod http;
 pub mod names;
+pub mod schema;
 pub mod server;
 
 pub use client::{ClientEvent, ClientFrame, DecodeError, RefusedFrame};

@@ -8,7 +8,7 @@ use crate::ErrorCode;
 ///
 /// Clients should ignore event types they do not know: newer servers may add
 /// events without changing the protocol version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "payload", rename_all = "snake_case")]
 pub enum ServerEvent {
     /// Always the first frame on a new connection.
@@ -162,7 +162,7 @@ impl ServerEvent {
 }
 
 /// Limits announced in `welcome`, so a client can stay within them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Limits {
     /// Largest frame the server accepts, in bytes; larger closes with 1009.
     pub max_message_bytes: usize,
@@ -179,7 +179,7 @@ pub struct Limits {
 }
 
 /// One chat message as delivered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChatMessage {
     /// Opaque id, unique on this server.
     pub id: String,
@@ -196,7 +196,7 @@ pub struct ChatMessage {
 }
 
 /// One entry of `room_list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RoomInfo {
     /// The room name.
     pub name: String,
