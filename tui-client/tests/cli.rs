@@ -5,7 +5,7 @@ mod common;
 use std::process::Stdio;
 
 use chat_protocol::{ChatMessage, ServerEvent};
-use common::{chat_cli, chat_cli_at, outcome, wait_event, TestServer, WAIT};
+use common::{chat_cli, chat_cli_at, outcome, wait_event, ClientSide, TestServer, WAIT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[tokio::test]
@@ -178,7 +178,7 @@ async fn each_failure_has_its_own_exit_code() {
 
 #[tokio::test]
 async fn https_servers_need_their_certificate_trusted() {
-    let server = TestServer::start_tls().await;
+    let server = common::start_tls().await;
     server.register("alice").await; // over https, trusting the generated cert
     let cert = server.cert();
     let cert = cert.to_str().expect("utf-8 path");

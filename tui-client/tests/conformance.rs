@@ -25,9 +25,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chat_protocol::{ClientEvent, ServerEvent};
-use common::proxy::CutProxy;
+use chat_test_server::proxy::CutProxy;
 use common::tmux::Tmux;
-use common::{bin, wait_event, TestServer, PASSWORD, WAIT};
+use common::{bin, wait_event, ClientSide, TestServer, PASSWORD, WAIT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::watch;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use chat_protocol::{ChatMessage, ServerEvent};
-use common::{chat_cli, wait_event, TestServer, PASSWORD, WAIT};
+use common::{chat_cli, wait_event, ClientSide, TestServer, PASSWORD, WAIT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
@@ -312,7 +312,7 @@ async fn csharp_over_wss_trusts_the_generated_certificate_via_cert_sync() {
     }
     let build = tempfile::tempdir().expect("tempdir");
     let exe = build_csharp(build.path());
-    let mut server = TestServer::start_tls().await;
+    let mut server = common::start_tls().await;
     server.register("alice").await;
     server.register("bob").await;
 

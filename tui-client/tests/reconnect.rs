@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chat_protocol::ServerEvent;
 use chat_tui::client::{spawn_session, Authenticator, Command, ConnState, SessionEvent};
-use common::{chat_cli, wait_event, TestServer, WAIT};
+use common::{chat_cli, wait_event, ClientSide, TestServer, WAIT};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 

@@ -5,7 +5,7 @@ mod common;
 
 use chat_protocol::ServerEvent;
 use common::tmux::Tmux;
-use common::{bin, chat_cli, wait_event, TestServer};
+use common::{bin, chat_cli, wait_event, ClientSide, TestServer};
 
 fn launch(tmux: &Tmux, server: &TestServer) {
     let command = format!(

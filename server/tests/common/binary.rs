@@ -7,7 +7,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::{Remote, WAIT};
+use chat_test_server::{Remote, WAIT};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
 

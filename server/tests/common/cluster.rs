@@ -9,7 +9,7 @@ use chat_test_engines::TempDatabase;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::{Remote, WAIT};
+use chat_test_server::{Remote, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
 

@@ -1,125 +1,57 @@
-//! Test support: a real chat-server in this process, restartable on the same
-//! address and data directory, and helpers to run the real client binaries.
+//! The clients' test support: the shared harness ([`chat_test_server`]: a
+//! real chat-server in this process, restartable on the same address and data
+//! directory; the cutting proxy), seen through this crate's client library,
+//! and helpers to run the real client binaries.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_protocol::{ClientEvent, ServerEvent};
-use chat_server::clock::ManualClock;
-use chat_server::{Config, PasswordHashes, Server};
 use chat_tui::client::{self, ClientConfig, Connection, ServerUrl, TlsOptions};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+
+pub use chat_test_server::{TestServer, PASSWORD};
 
 pub mod csharp;
-pub mod proxy;
 pub mod tmux;
 
+/// Longer than the server tests' wait: these tests start whole programs
+/// (Mono, Chromium, a terminal) besides the server.
 pub const WAIT: Duration = Duration::from_secs(15);
-pub const PASSWORD: &str = "correct horse battery";
 
-/// A chat server running in this test process.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    pub data_dir: tempfile::TempDir,
-    /// Serving https/wss with a generated certificate.
-    pub tls: bool,
-    /// Dates sessions and tickets; stands still until a test advances it.
-    pub clock: ManualClock,
-    hashes: PasswordHashes,
-    shutdown: CancellationToken,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+/// A server speaking https/wss with the certificate it generates.
+pub async fn start_tls() -> TestServer {
+    TestServer::with(|config| config.tls = true).await
 }
 
-impl TestServer {
-    pub async fn start() -> Self {
-        Self::start_with(false).await
-    }
-
-    /// A server speaking https/wss with the certificate it generates.
-    pub async fn start_tls() -> Self {
-        Self::start_with(true).await
-    }
-
-    async fn start_with(tls: bool) -> Self {
-        let data_dir = tempfile::tempdir().expect("tempdir");
-        let listen = "127.0.0.1:0".parse().expect("addr");
-        let clock = ManualClock::default();
-        let (addr, hashes, shutdown, handle) = run(data_dir.path(), listen, tls, &clock).await;
-        Self {
-            addr,
-            data_dir,
-            tls,
-            clock,
-            hashes,
-            shutdown,
-            handle: Some(handle),
-        }
-    }
-
+/// The test server as this crate's client library sees it.
+pub trait ClientSide {
     /// The certificate a TLS server generated.
-    pub fn cert(&self) -> PathBuf {
+    fn cert(&self) -> PathBuf;
+    /// How `user` connects with [`PASSWORD`].
+    fn config(&self, user: &str) -> ClientConfig;
+    /// A connected client already in `room` (its own `joined` consumed).
+    async fn member(&self, user: &str, room: &str) -> Connection;
+}
+
+impl ClientSide for TestServer {
+    fn cert(&self) -> PathBuf {
         self.data_dir.path().join("tls").join("cert.pem")
     }
 
-    pub fn url(&self) -> String {
-        if self.tls {
-            format!("https://localhost:{}", self.addr.port())
-        } else {
-            format!("http://{}", self.addr)
-        }
-    }
-
-    /// Stops gracefully (clients get 1001) and waits until it has.
-    pub async fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(handle) = self.handle.take() {
-            tokio::time::timeout(WAIT, handle)
-                .await
-                .expect("server stops")
-                .expect("server task")
-                .expect("server ran cleanly");
-        }
-    }
-
-    /// Starts again on the same address, data directory and clock.
-    pub async fn restart(&mut self) {
-        let (addr, hashes, shutdown, handle) =
-            run(self.data_dir.path(), self.addr, self.tls, &self.clock).await;
-        assert_eq!(addr, self.addr);
-        self.hashes = hashes;
-        self.shutdown = shutdown;
-        self.handle = Some(handle);
-    }
-
-    /// Password checks and hashes the running server has computed since it started.
-    pub fn password_hashes(&self) -> u64 {
-        self.hashes.count()
-    }
-
-    pub fn config(&self, user: &str) -> ClientConfig {
+    fn config(&self, user: &str) -> ClientConfig {
         ClientConfig {
             server: ServerUrl::parse(&self.url()).expect("url"),
             user: user.to_owned(),
             password: PASSWORD.to_owned(),
             tls: TlsOptions {
-                ca_cert: self.tls.then(|| self.cert()),
+                ca_cert: self.tls_cert.clone(),
                 insecure: false,
             },
         }
     }
 
-    pub async fn register(&self, user: &str) {
-        client::register(&self.config(user))
-            .await
-            .expect("register");
-    }
-
-    /// A connected client already in `room` (its own `joined` consumed).
-    pub async fn member(&self, user: &str, room: &str) -> Connection {
+    async fn member(&self, user: &str, room: &str) -> Connection {
         let mut conn = client::connect(&self.config(user)).await.expect("connect");
         conn.send(&ClientEvent::JoinRoom {
             room: room.into(),
@@ -131,36 +63,6 @@ impl TestServer {
         wait_event(&mut conn, |e| matches!(e, ServerEvent::Joined { .. })).await;
         conn
     }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn run(
-    data_dir: &Path,
-    listen: SocketAddr,
-    tls: bool,
-    clock: &ManualClock,
-) -> (
-    SocketAddr,
-    PasswordHashes,
-    CancellationToken,
-    JoinHandle<anyhow::Result<()>>,
-) {
-    let mut config = Config::with_data_dir(data_dir);
-    config.listen = listen;
-    config.tls = tls;
-    config.shutdown_grace = Duration::from_secs(2);
-    let server = Server::bind_with_clock(config, Arc::new(clock.clone()))
-        .await
-        .expect("server binds");
-    let addr = server.local_addr().expect("addr");
-    let hashes = server.password_hashes();
-    let shutdown = server.shutdown_token();
-    (addr, hashes, shutdown, tokio::spawn(server.run()))
 }
 
 /// Reads events until one matches, failing after [`WAIT`].

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use hyper::StatusCode;
 
-use super::{Remote, WAIT};
+use crate::{Remote, WAIT};
 
 /// One scrape: every sample by its name with labels (`name{a="b"}`).
 #[derive(Debug)]
