@@ -95,7 +95,7 @@ function assertConsecutive(messages, firstSeq) {
  * ways, instead of forwarding the first server frame that matches it.
  */
 async function interceptSockets(page) {
-  const ctl = { sockets: [], sent: [], cutOnServerFrame: null };
+  const ctl = { sockets: [], sent: [], received: [], cutOnServerFrame: null };
   await page.routeWebSocket(/\/ws\?/, (ws) => {
     const server = ws.connectToServer();
     const socket = { ws, server, index: ctl.sockets.length };
@@ -105,12 +105,14 @@ async function interceptSockets(page) {
       server.send(m);
     });
     server.onMessage((m) => {
-      if (ctl.cutOnServerFrame?.(JSON.parse(String(m)))) {
+      const event = JSON.parse(String(m));
+      if (ctl.cutOnServerFrame?.(event)) {
         ctl.cutOnServerFrame = null;
         ws.close({ code: 4000, reason: 'dropped by the test' });
         server.close();
         return;
       }
+      ctl.received.push({ socket: socket.index, event });
       ws.send(m);
     });
   });
@@ -123,12 +125,13 @@ function dropSocket(ctl) {
   server.close();
 }
 
-/** Makes every login fail, so the page cannot reconnect until `release()`. */
+/** Makes every ticket request fail, so the page cannot reconnect until
+ * `release()`. */
 async function holdReconnects(page) {
   const abort = (route) => route.abort();
-  await page.route('**/api/login', abort);
+  await page.route('**/api/ticket', abort);
   return async () => {
-    await page.unroute('**/api/login', abort);
+    await page.unroute('**/api/ticket', abort);
     // Skip what is left of the backoff wait, if the page is waiting.
     await page.locator('#retry-now').click({ timeout: 1000 }).catch(() => {});
     await waitForState(page, 'connected');
@@ -326,11 +329,13 @@ test('after a dropped connection the page resumes: every message once, in order,
     // "lost ack" again with the same client_id; the server stored it once.
     const later = ctl.sent.filter((s) => s.socket > 0).map((s) => s.event);
     const joins = later.filter((e) => e.type === 'join_room').map((e) => e.payload);
+    const epoch = ctl.received.find((r) => r.socket === 0 && r.event.type === 'joined').event.payload.epoch;
+    assert.equal(typeof epoch, 'string');
     assert.deepEqual(
       joins.sort((a, b) => (a.room < b.room ? -1 : 1)),
       [
-        { room: 'relay', since: 1 },
-        { room: 'side', since: 1 },
+        { room: 'relay', since: 1, epoch },
+        { room: 'side', since: 1, epoch },
       ],
     );
     const sends = ctl.sent.map((s) => s.event).filter((e) => e.type === 'send_message' && e.payload.text === 'lost ack');
