@@ -127,6 +127,12 @@ export class ChatServer {
     });
   }
 
+  /** POSTs with a session as the bearer credential (`/api/ticket`,
+   * `/api/logout`); resolves with `{status, body, headers}`. */
+  postWithSession(pathname, session) {
+    return request(new URL(pathname, this.url), { method: 'POST', headers: { authorization: `Bearer ${session}` }, ca: this.ca });
+  }
+
   /** GETs a path; resolves with `{status, body, headers}`. */
   get(pathname) {
     return request(new URL(pathname, this.url), { method: 'GET', ca: this.ca });
