@@ -322,3 +322,21 @@ export function runCli(server, user, args, stdio = ['ignore', 'pipe', 'pipe']) {
 export function exitOf(child) {
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
 }
+
+/** Sends each of `lines` to `room` as `user` with chat-cli, which exits once
+ * the server has relayed them all. */
+export async function cliSend(server, user, room, lines) {
+  const child = runCli(server, user, ['send', '--room', room], ['pipe', 'ignore', 'pipe']);
+  const stderr = [];
+  child.stderr.on('data', (c) => stderr.push(String(c)));
+  const exited = exitOf(child);
+  child.stdin.end(`${lines.join('\n')}\n`);
+  let code;
+  try {
+    code = await withTimeout(exited, WAIT, `chat-cli send to ${room} to exit`);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
+  }
+  if (code !== 0) throw new Error(`chat-cli send failed (${code}): ${stderr.join('')}`);
+}

@@ -10,19 +10,17 @@ import { after, before, test } from 'node:test';
 import {
   ChatServer,
   CLI_SKIP,
+  cliSend,
   exactly,
-  exitOf,
   joinRoom,
   launchBrowser,
   messageText,
   openPage,
-  runCli,
   say,
   screenshot,
   signIn,
   WAIT,
   waitForState,
-  withTimeout,
 } from './helpers.js';
 
 const skip = CLI_SKIP;
@@ -37,24 +35,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-/** Sends each of `lines` to `room` as `user` with chat-cli, which exits once
- * the server has relayed them all. */
-async function cliSend(server, user, room, lines) {
-  const child = runCli(server, user, ['send', '--room', room], ['pipe', 'ignore', 'pipe']);
-  const stderr = [];
-  child.stderr.on('data', (c) => stderr.push(String(c)));
-  const exited = exitOf(child);
-  child.stdin.end(`${lines.join('\n')}\n`);
-  let code;
-  try {
-    code = await withTimeout(exited, WAIT, `chat-cli send to ${room} to exit`);
-  } catch (e) {
-    child.kill('SIGKILL');
-    throw e;
-  }
-  assert.equal(code, 0, `chat-cli send failed: ${stderr.join('')}`);
-}
 
 /** The open room's confirmed messages, top to bottom: `{seq, text}`. */
 function shownMessages(page) {
