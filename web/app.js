@@ -266,9 +266,11 @@ function refreshRoomListSoon() {
   }, LIST_DEBOUNCE_MS);
 }
 
-/** Puts an unsent text back where the user typed it. */
+/** Puts an unsent text back where the user typed it: in the box if that
+ * room's log is the one shown (the model may have moved on already; the
+ * box is saved as its draft when the page follows), else in its draft. */
 function giveBack(room, text) {
-  if (room === page.model.current) {
+  if (room === page.shown) {
     const now = ui.composerInput.value;
     ui.composerInput.value = now && now !== text ? `${text}\n${now}` : text;
   } else if (!page.drafts.get(room)) {

@@ -358,7 +358,7 @@ export class Connection {
 
 /** Why a session the server no longer knows sends the user to the form. */
 const SESSION_ENDED_MESSAGE =
-  'Your session has ended (it expired, or was signed out elsewhere). Sign in again to continue.';
+  'Your session has ended (it expired, was signed out elsewhere, or the account was disabled). Sign in again to continue.';
 
 /** The close code of a connection whose account an operator disabled. */
 const ACCOUNT_DISABLED_CLOSE = 4003;

@@ -135,7 +135,9 @@ async function openPage() {
     if (!closing) exit(1, 'the browser closed');
   });
   page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') note(`page ${m.type()}: ${m.text()}`);
+    // A refused socket's URL holds its one-time ticket: no use to anyone
+    // reading this, and a credential for the few seconds it lives.
+    if (m.type() === 'error' || m.type() === 'warning') note(`page ${m.type()}: ${m.text().replace(/ticket=[^&\s'"]+/g, 'ticket=…')}`);
   });
   let response;
   try {
