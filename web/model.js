@@ -306,7 +306,8 @@ export class ChatModel {
     // resumed after says the same.
     const otherHistory =
       r.epoch !== null && epoch !== null ? epoch !== r.epoch : since !== undefined && lastSeq < since;
-    if (otherHistory && (r.lastSeq > 0 || r.entries.length > 0)) {
+    // Worth saying only if something of the old history was held.
+    if (otherHistory && (r.lastSeq > 0 || r.outbox.some((p) => p.seq !== null))) {
       this.#dropHistory(r);
       this.#notice(r, RESET_NOTICE, 'warn');
     }
