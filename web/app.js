@@ -1,25 +1,22 @@
-// The chat page: login form, room list, conversation, members and composer.
-// It holds the page's state and draws it; connection.js talks to the server.
+// The chat page's wiring: the sign-in form, the session, and the events of
+// the page and of the connection, handed to the model (model.js); what the
+// model asks for is sent (connection.js) and its state drawn (render.js).
 
-import { ApiError, Connection, postJson } from './connection.js';
-import { atBottom, cleanText, el, formatTime, plural } from './view.js';
+import { ApiError, Connection, postJson, postWithSession } from './connection.js';
+import { ChatModel } from './model.js';
+import { RoomView, renderMembers, renderRoomList } from './render.js';
+import { forget, loadRooms, loadSession, saveRooms, saveSession } from './storage.js';
+import { plural } from './view.js';
 
-/** Messages kept per room; older ones are dropped from the page (and can be
- * loaded again by scrolling up). */
-const MAX_KEPT = 500;
-/** Older messages asked for per `history` request. */
-const PAGE_SIZE = 50;
-/** Within this distance of the top of a conversation, older messages load. */
-const LOAD_OLDER_PX = 40;
 /** A rejoin the rate limit refused is tried again after this long. */
 const REJOIN_RETRY_MS = 1500;
-/** Consecutive messages of one sender within this time share one header. */
-const GROUP_MS = 3 * 60 * 1000;
 /** docs/protocol.md, section 8. */
 const ROOM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 /** The room list is asked for again this long after membership changes, so
  * that a burst of joins costs one request (each frame costs a rate token). */
 const LIST_DEBOUNCE_MS = 1000;
+/** A stand-in `ref` as long as any the model makes, for measuring a frame. */
+const LONGEST_REF = 'r'.padEnd(16, '9');
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -56,88 +53,26 @@ const ui = {
   sendButton: $('send-button'),
 };
 
-/** What the page knows of one room. */
-class Room {
-  constructor(name) {
-    this.name = name;
-    /** In the room, or to rejoin after a reconnect. */
-    this.joined = false;
-    /** A member on the current connection (its `joined` came). */
-    this.live = false;
-    /** A resume (`join_room` with `since`) is catching up. */
-    this.resuming = false;
-    /** Members (each once, sorted), while joined. */
-    this.members = [];
-    /** Distinct users in the room as of the last `room_list`; null: unlisted. */
-    this.count = null;
-    /** `last_activity` from the last `room_list` (ISO string or null). */
-    this.lastActivity = null;
-    /** Messages from others that arrived while the room was not shown. */
-    this.unread = 0;
-    /** The first of those, where the "new messages" line goes. */
-    this.firstUnread = null;
-    /** The "N new messages" line now in the log, if any. */
-    this.marker = null;
-    /** Messages caught up by a resume while this room was shown. */
-    this.caughtUp = 0;
-    /** The newest `seq` received: a reconnect resumes after it. */
-    this.lastSeq = 0;
-    /** Whether older messages than the oldest shown may exist. */
-    this.hasOlder = false;
-    this.loadingOlder = false;
-    /** Messages sent and not yet confirmed, oldest first:
-     * `{clientId, text, seq, item}` (seq from the `ack`, item: the bubble). */
-    this.outbox = [];
-    /** Unsent text typed for this room, kept while another room is open. */
-    this.draft = '';
-    /** The conversation, kept as its own element so switching rooms is cheap. */
-    this.log = el('ol', {
-      className: 'messages',
-      tabIndex: 0,
-      attrs: { role: 'log', 'aria-live': 'polite', 'aria-label': `Messages in ${name}` },
-    });
-    this.olderButton = el('button', { type: 'button', className: 'load-older-button' }, 'Load older messages');
-    this.olderButton.addEventListener('click', () => loadOlder(this));
-    /** Always the log's first item; hidden when there is nothing older. */
-    this.loader = el('li', { className: 'load-older', hidden: true }, this.olderButton);
-    this.log.append(this.loader);
-    this.log.addEventListener('scroll', () => {
-      if (this.log.scrollTop < LOAD_OLDER_PX) loadOlder(this);
-    });
-    /** The previous message appended, for grouping; null after a notice. */
-    this.last = null;
-    /** The day (toDateString) of the newest message appended. */
-    this.lastDay = null;
-  }
-
-  /** Members now: exact while joined, else the last listed count. */
-  get size() {
-    return this.joined ? this.members.length : this.count;
-  }
-}
-
-const state = {
+/** Everything of one signed-in page; replaced whole at sign-in. */
+const page = {
   /** The live connection, from sign-in to sign-out. */
   conn: null,
-  me: null,
-  /** Every room the page knows, by name. */
-  rooms: new Map(),
-  current: null,
-  /** A room to open once its `joined` arrives. */
-  openOnJoin: null,
-  /** Set once the first `welcome` came: later ones are reconnects. */
-  everConnected: false,
+  /** The session token: in memory and in sessionStorage, nowhere else. */
+  session: null,
+  model: new ChatModel(),
+  /** One RoomView per room drawn, by name. */
+  views: new Map(),
+  /** The room whose log is in the page now. */
+  shown: null,
+  /** Unsent text typed for each room, kept while another one is open. */
+  drafts: new Map(),
+  /** Rooms whose next drawing must end at the bottom (the user just sent). */
+  follow: new Set(),
+  /** The composer takes the focus after the next drawing. */
+  focusComposer: false,
   listTimer: null,
+  timers: new Set(),
 };
-
-function room(name) {
-  let r = state.rooms.get(name);
-  if (!r) {
-    r = new Room(name);
-    state.rooms.set(name, r);
-  }
-  return r;
-}
 
 // ---------------------------------------------------------------- sign in
 
@@ -153,8 +88,11 @@ ui.loginForm.addEventListener('submit', async (e) => {
   showLoginError('');
   try {
     if (action === 'register') await postJson('/api/register', credentials);
-    const { ticket } = await postJson('/api/login', credentials);
-    startSession(credentials, ticket);
+    const { ticket, session } = await postJson('/api/login', credentials);
+    ui.password.value = '';
+    if (typeof session !== 'string' || !session) throw new Error('the server gave no session');
+    saveSession(sessionStorage, { user: credentials.username, token: session });
+    enter({ user: credentials.username, token: session }, ticket, null);
   } catch (err) {
     showLoginError(loginErrorText(err));
   } finally {
@@ -173,6 +111,8 @@ function loginErrorText(err) {
       return `Too many failed attempts. Try again in ${plural(err.retryAfterSecs ?? 60, 'second')}.`;
     case 'registration_disabled':
       return 'This server does not allow sign-ups. Ask its operator for an account.';
+    case 'account_disabled':
+      return 'An operator disabled this account; ask them to enable it again.';
     default:
       return err.message;
   }
@@ -187,45 +127,72 @@ function setBusy(form, busy) {
   form.setAttribute('aria-busy', String(busy));
 }
 
-/** Switches to the chat view with credentials kept in memory only (never in
- * storage): each reconnect logs in again for a fresh ticket. */
-function startSession(credentials, firstTicket) {
-  ui.password.value = '';
+/**
+ * Switches to the chat view on a session: with the login's own ticket right
+ * after a password login, or (after a reload) with one minted from the
+ * session, resuming the rooms of `saved` (a model snapshot).
+ */
+function enter(session, ticket, saved) {
+  page.session = session.token;
+  page.model = new ChatModel();
+  if (saved) page.model.restore(saved);
   ui.loginView.hidden = true;
   ui.chatView.hidden = false;
-  ui.meName.textContent = credentials.username;
-  state.conn = new Connection(credentials, {
+  ui.meName.textContent = session.user;
+  page.conn = new Connection(session.token, {
     onState: showConnectionState,
-    onWelcome: welcome,
-    onEvent: handle,
-    onLost: lost,
+    onWelcome: (payload) => {
+      hideChatError();
+      apply(page.model.welcome(payload.user));
+    },
+    onEvent: received,
+    onLost: (reason) => apply(page.model.lost(reason)),
+    onSessionEnded: (message) => leaveChat(message),
     onFatal: (message) => {
       showChatError(message);
-      render();
+      scheduleRender();
     },
   });
-  state.conn.start(firstTicket);
+  page.conn.start(ticket);
   render();
   ui.roomInput.focus();
 }
 
 ui.signOut.addEventListener('click', () => {
-  state.conn?.stop();
-  state.conn = null;
-  state.me = null;
-  state.rooms.clear();
-  state.current = null;
-  state.openOnJoin = null;
-  state.everConnected = false;
+  const session = page.session;
+  page.conn?.stop();
+  // The session ends on the server too; keepalive lets the request finish
+  // even if the tab closes right away. Either answer means it is over.
+  if (session) postWithSession('/api/logout', session, { keepalive: true }).catch(() => {});
+  leaveChat('');
+});
+
+/** Back to the sign-in form, forgetting the session and the rooms;
+ * `why` (if any) is said in the form. */
+function leaveChat(why) {
+  page.conn?.stop();
+  page.conn = null;
+  page.session = null;
+  forget(sessionStorage);
+  page.model = new ChatModel();
+  for (const view of page.views.values()) view.log.remove();
+  page.views.clear();
+  page.shown = null;
+  page.drafts.clear();
+  page.follow.clear();
+  clearTimeout(page.listTimer);
+  for (const timer of page.timers) clearTimeout(timer);
+  page.timers.clear();
   ui.composerInput.value = '';
   hideChatError();
-  clearTimeout(state.listTimer);
-  for (const log of ui.messageArea.querySelectorAll('.messages')) log.remove();
+  ui.joinError.textContent = '';
   ui.chatView.hidden = true;
   ui.loginView.hidden = false;
   document.title = 'Chat';
-  ui.username.focus();
-});
+  showLoginError(why);
+  if (why && ui.username.value) ui.password.focus();
+  else ui.username.focus();
+}
 
 // ------------------------------------------------------------- connection
 
@@ -253,334 +220,62 @@ function showConnectionState({ state: s, attempt, retryInMs, reason }) {
   updateComposer();
 }
 
-ui.retryNow.addEventListener('click', () => state.conn?.retryNow());
+ui.retryNow.addEventListener('click', () => page.conn?.retryNow());
 
-function welcome(payload) {
-  state.me = String(payload.user);
-  ui.meName.textContent = state.me;
-  const rejoin = [...state.rooms.values()].filter((r) => r.joined);
-  // The open room first, so its conversation resumes soonest.
-  rejoin.sort((a, b) => (b === state.current) - (a === state.current));
-  for (const r of rejoin) rejoinRoom(r);
-  if (state.everConnected && state.current) notice(state.current, 'Reconnected.');
-  state.everConnected = true;
-  hideChatError();
-  render();
+/** Membership changes that make the room list worth asking for again. */
+const CHANGES_MEMBERS = new Set(['joined', 'left', 'member_joined', 'member_left']);
+
+function received(event) {
+  apply(page.model.receive(event));
+  if (CHANGES_MEMBERS.has(event.type)) refreshRoomListSoon();
 }
 
-/** Joins a room again on a new connection: a resume after the newest message
- * we have (the server sends what we missed, once), or a plain join for a room
- * we never received anything from. */
-function rejoinRoom(r) {
-  r.live = false;
-  r.resuming = r.lastSeq > 0;
-  r.caughtUp = 0;
-  const payload = r.resuming ? { room: r.name, since: r.lastSeq } : { room: r.name };
-  return state.conn?.send('join_room', payload);
+/** Carries out what the model asked for, keeps what a reload needs, and
+ * draws the result. */
+function apply(fx) {
+  for (const frame of fx.send) {
+    // A frame that cannot go now is as good as lost in transit: the model
+    // sends what matters again after the next `welcome`.
+    page.conn?.send(frame);
+  }
+  for (const { room, text } of fx.giveBack) giveBack(room, text);
+  for (const room of fx.retryJoin) {
+    later(REJOIN_RETRY_MS, () => {
+      if (page.conn?.connected) apply(page.model.rejoin(room));
+    });
+  }
+  if (fx.joinError) ui.joinError.textContent = fx.joinError;
+  if (fx.chatError) showChatError(fx.chatError);
+  if (fx.focusComposer) page.focusComposer = true;
+  if (page.session) saveRooms(sessionStorage, page.model.snapshot());
+  scheduleRender();
 }
 
-function lost(unanswered, reason) {
-  if (state.current) notice(state.current, `Connection lost: ${reason}.`);
-  for (const r of state.rooms.values()) {
-    r.live = false;
-    r.resuming = false;
-    r.loadingOlder = false;
-    setOlderButton(r);
-  }
-  // Unconfirmed messages stay where they are, as "sending…": they go again,
-  // with the same client_id, once their room is joined again. The server
-  // stores each client_id once, so a message that did arrive is not doubled.
-  render();
-}
-
-/** Every event after `welcome`; `request` is ours that it answers, if any. */
-function handle({ type, payload }, request) {
-  switch (type) {
-    case 'joined':
-      return joined(payload, request);
-    case 'left':
-      return left(payload.room);
-    case 'member_joined':
-      return memberChanged(payload.room, payload.user, true);
-    case 'member_left':
-      return memberChanged(payload.room, payload.user, false);
-    case 'new_message':
-      return newMessage(payload);
-    case 'ack':
-      return acked(payload);
-    case 'history_page':
-      return historyPage(payload);
-    case 'history_gap':
-      return historyGap(payload);
-    case 'room_list':
-      return roomList(payload.rooms);
-    case 'error':
-      return serverError(payload, request);
-    default:
-      // A newer server's event: ignore it, as the protocol asks.
-      return undefined;
-  }
-}
-
-function joined({ room: name, members, last_seq: lastSeq, history }, request) {
-  const r = room(name);
-  const first = !r.joined;
-  r.joined = true;
-  r.live = true;
-  const resumed = r.resuming || request?.payload?.since !== undefined;
-  r.resuming = false;
-  r.caughtUp = 0;
-  r.members = [...new Set((members ?? []).map(String))].sort(byteOrder);
-  const newest = Number(lastSeq ?? 0);
-  if (resumed && newest < r.lastSeq) {
-    // The server's data was reset: its numbers start again.
-    notice(r, 'The server’s message history was reset; earlier messages above may not match.');
-    r.lastSeq = newest;
-  }
-  // Scrollback on a plain join; a resume's messages came before `joined`.
-  const shown = (Array.isArray(history) ? history : []).filter((m) => Number(m.seq) > r.lastSeq);
-  if (shown.length) {
-    const oldest = Number(shown[0].seq);
-    if (r.lastSeq === 0) r.hasOlder = oldest > 1;
-    for (const m of shown) addMessage(r, m, { history: true });
-  }
-  r.lastSeq = Math.max(r.lastSeq, newest);
-  if (first) notice(r, `You joined ${name}.`);
-  setOlderButton(r);
-  resendPending(r);
-  const asked = state.openOnJoin === name;
-  if (asked || !state.current) {
-    state.openOnJoin = null;
-    open(r);
-  }
-  refreshRoomListSoon();
-  render();
-  // Only now is the box enabled; a join the user asked for leads straight to it.
-  if (asked && !ui.roomsPane.classList.contains('open')) ui.composerInput.focus();
-}
-
-function left(name) {
-  const r = state.rooms.get(name);
-  if (!r) return;
-  r.joined = false;
-  r.live = false;
-  r.resuming = false;
-  r.members = [];
-  r.unread = 0;
-  r.firstUnread = null;
-  // Whatever was still unconfirmed goes back to the box.
-  for (const p of r.outbox.splice(0)) {
-    p.item.remove();
-    giveBack(r.name, p.text);
-  }
-  setOlderButton(r);
-  if (state.current === r) {
-    const next = [...state.rooms.values()].find((other) => other.joined);
-    open(next ?? null);
-  }
-  refreshRoomListSoon();
-  render();
-}
-
-function memberChanged(name, user, present) {
-  const r = state.rooms.get(name);
-  if (!r?.live) return;
-  const others = r.members.filter((m) => m !== user);
-  r.members = present ? [...others, String(user)].sort(byteOrder) : others;
-  notice(r, present ? `${user} joined.` : `${user} left.`);
-  refreshRoomListSoon();
-  render();
-}
-
-function newMessage(m) {
-  const r = state.rooms.get(m.room);
-  if (!r?.joined) return;
-  addMessage(r, m);
-  renderRooms();
-}
-
-/** Shows a live or caught-up message once: a `seq` we already have is
- * ignored (the server never repeats one; this is a safety net). */
-function addMessage(r, m, { history = false } = {}) {
-  const seq = Number(m.seq);
-  if (!Number.isSafeInteger(seq) || seq <= r.lastSeq) return;
-  r.lastSeq = seq;
-  const own = m.from === state.me;
-  // Our own message's bubble, if this is the copy of one we sent.
-  const mine = own ? r.outbox.findIndex((p) => p.seq === seq) : -1;
-  if (mine >= 0) r.outbox.splice(mine, 1)[0].item.remove();
-  const item = messageItem(r, m, own);
-  append(r, item, own && !history);
-  if (own || history) return;
-  if (r !== state.current) {
-    if (r.unread === 0) r.firstUnread = item;
-    r.unread += 1;
-  } else if (r.resuming) {
-    // Caught up while this room was shown but the connection was down.
-    r.caughtUp += 1;
-    if (r.caughtUp === 1) placeMarker(r, item, 1);
-    else r.marker.textContent = plural(r.caughtUp, 'new message');
-  }
-}
-
-function acked({ room: name, seq, client_id: clientId }) {
-  const r = state.rooms.get(name);
-  const p = r?.outbox.find((q) => q.clientId === clientId);
-  if (!p) return;
-  p.seq = Number(seq);
-  // A resend of a message that had arrived: its copy is already shown.
-  if (p.seq <= r.lastSeq) {
-    r.outbox.splice(r.outbox.indexOf(p), 1);
-    p.item.remove();
-  }
-}
-
-function historyGap({ room: name, from, to }) {
-  const r = state.rooms.get(name);
-  if (!r?.joined) return;
-  const text =
-    Number(from) === Number(to)
-      ? `Message ${from} is no longer available.`
-      : `Messages ${from}–${to} are no longer available.`;
-  append(r, el('li', { className: 'notice gap', attrs: { role: 'note' } }, text));
-  r.last = null;
-  r.lastSeq = Math.max(r.lastSeq, Number(to) || 0);
-}
-
-/** Asks for the page of messages before the oldest one shown. */
-function loadOlder(r) {
-  if (!r.hasOlder || r.loadingOlder || !r.live) return;
-  const oldest = oldestSeq(r);
-  if (oldest === null) {
-    r.hasOlder = false;
-    setOlderButton(r);
-    return;
-  }
-  if (state.conn?.send('history', { room: r.name, before: oldest, limit: PAGE_SIZE })) return;
-  r.loadingOlder = true;
-  setOlderButton(r);
-}
-
-function historyPage({ room: name, messages, first_seq: firstSeq }) {
-  const r = state.rooms.get(name);
-  if (!r) return;
-  r.loadingOlder = false;
-  const oldest = oldestSeq(r);
-  const page = (Array.isArray(messages) ? messages : []).filter(
-    (m) => oldest === null || Number(m.seq) < oldest,
-  );
-  r.hasOlder = page.length > 0 && firstSeq !== null && firstSeq !== undefined && Number(page[0].seq) > Number(firstSeq);
-  keepInView(r, () => {
-    if (page.length) prepend(r, page);
-    setOlderButton(r);
-  });
-}
-
-/** Runs `change` (above what is shown) keeping the oldest message shown at
- * the same place on screen. */
-function keepInView(r, change) {
-  const anchor = r.log.querySelector('.msg[data-seq]');
-  if (!anchor) {
-    change();
-    return;
-  }
-  const offset = () => anchor.getBoundingClientRect().top - r.log.getBoundingClientRect().top;
-  const before = offset();
-  change();
-  r.log.scrollTop += offset() - before;
-}
-
-function roomList(listed) {
-  const names = new Set();
-  for (const { name, members, last_activity: lastActivity } of listed) {
-    names.add(name);
-    const r = room(name);
-    r.count = members;
-    r.lastActivity = lastActivity ?? null;
-  }
-  for (const [name, r] of state.rooms) {
-    if (names.has(name)) continue;
-    r.count = null;
-    // A room with neither members nor messages has ceased to exist; forget
-    // it unless it is ours.
-    if (!r.joined && r !== state.current) state.rooms.delete(name);
-  }
-  renderRooms();
-}
-
-function serverError({ code, message }, request) {
-  const what = request?.type;
-  if (what === 'join_room') {
-    const r = state.rooms.get(request.payload.room);
-    if (r?.joined && code === 'rate_limited') {
-      // A rejoin after a reconnect: try again shortly.
-      setTimeout(() => {
-        if (r.joined && !r.live && state.conn?.connected) rejoinRoom(r);
-      }, REJOIN_RETRY_MS);
-      return;
-    }
-    ui.joinError.textContent =
-      code === 'too_many_rooms' ? 'You are in as many rooms as the server allows; leave one first.' : message;
-    // A rejoin the server refused: stop pretending to be in that room.
-    if (r?.joined) left(r.name);
-    return;
-  }
-  if (what === 'send_message') {
-    const r = state.rooms.get(request.payload.room);
-    const i = r ? r.outbox.findIndex((p) => p.clientId === request.payload.client_id) : -1;
-    if (i < 0) return; // Confirmed meanwhile, or given back already.
-    const [p] = r.outbox.splice(i, 1);
-    p.item.remove();
-    giveBack(r.name, p.text);
-    const why =
-      code === 'rate_limited'
-        ? 'You are sending too fast'
-        : code === 'not_in_room'
-          ? 'You are not in that room any more'
-          : message;
-    showChatError(`Not sent: ${why}. Your message is back in the box.`);
-    return;
-  }
-  if (what === 'history') {
-    const r = state.rooms.get(request.payload.room);
-    if (r) {
-      r.loadingOlder = false;
-      setOlderButton(r);
-    }
-    if (code === 'rate_limited' || code === 'not_in_room') return; // Scrolling up asks again.
-  }
-  if (what === 'list_rooms' && code === 'rate_limited') return; // Asked again later anyway.
-  showChatError(message);
-}
-
-/** Puts an unsent text back where the user typed it. */
-function giveBack(name, text) {
-  const r = state.rooms.get(name);
-  if (!r) return;
-  if (r === state.current) {
-    const now = ui.composerInput.value;
-    ui.composerInput.value = now && now !== text ? `${text}\n${now}` : text;
-  } else if (!r.draft) {
-    r.draft = text;
-  }
-}
-
-/** Sends again, with their client_id, the messages of `r` never confirmed. */
-function resendPending(r) {
-  for (const p of r.outbox) {
-    if (p.seq !== null) continue; // Confirmed; its copy is on its way.
-    sendPending(r, p);
-  }
-}
-
-function sendPending(r, p) {
-  if (!state.conn) return 'offline';
-  return state.conn.send('send_message', { room: r.name, text: p.text, client_id: p.clientId });
+function later(ms, run) {
+  const timer = setTimeout(() => {
+    page.timers.delete(timer);
+    run();
+  }, ms);
+  page.timers.add(timer);
 }
 
 function refreshRoomListSoon() {
-  clearTimeout(state.listTimer);
-  state.listTimer = setTimeout(() => state.conn?.send('list_rooms', {}), LIST_DEBOUNCE_MS);
+  clearTimeout(page.listTimer);
+  page.listTimer = setTimeout(() => {
+    if (page.conn?.connected) apply(page.model.listRooms());
+  }, LIST_DEBOUNCE_MS);
+}
+
+/** Puts an unsent text back where the user typed it: in the box if that
+ * room's log is the one shown (the model may have moved on already; the
+ * box is saved as its draft when the page follows), else in its draft. */
+function giveBack(room, text) {
+  if (room === page.shown) {
+    const now = ui.composerInput.value;
+    ui.composerInput.value = now && now !== text ? `${text}\n${now}` : text;
+  } else if (!page.drafts.get(room)) {
+    page.drafts.set(room, text);
+  }
 }
 
 // ------------------------------------------------------------ user actions
@@ -589,8 +284,7 @@ ui.joinForm.addEventListener('submit', (e) => {
   e.preventDefault();
   const name = ui.roomInput.value.trim().replace(/^#/, '');
   if (!ROOM_NAME.test(name)) {
-    ui.joinError.textContent =
-      'Room names are 1 to 64 letters, digits, dots, dashes or underscores.';
+    ui.joinError.textContent = 'Room names are 1 to 64 letters, digits, dots, dashes or underscores.';
     ui.roomInput.focus();
     return;
   }
@@ -604,27 +298,22 @@ ui.roomInput.addEventListener('input', () => {
 
 function openOrJoin(name) {
   ui.joinError.textContent = '';
-  const r = state.rooms.get(name);
-  if (r?.joined) {
-    open(r);
-    closeDrawers();
-    ui.composerInput.focus();
-    return;
-  }
-  const why = state.conn?.send('join_room', { room: name });
-  if (why) {
+  if (!page.model.rooms.get(name)?.joined && !page.conn?.connected) {
     ui.joinError.textContent = 'Not connected; try again once the connection is back.';
     return;
   }
-  state.openOnJoin = name;
   closeDrawers();
+  apply(page.model.join(name));
 }
 
 ui.leaveRoom.addEventListener('click', () => {
-  if (!state.current) return;
-  if (state.conn?.send('leave_room', { room: state.current.name })) {
+  const room = page.model.current;
+  if (!room) return;
+  if (!page.conn?.connected) {
     showChatError('Not connected; try again once the connection is back.');
+    return;
   }
+  apply(page.model.leave(room));
 });
 
 ui.composer.addEventListener('submit', (e) => {
@@ -644,31 +333,24 @@ ui.composerInput.addEventListener('keydown', (e) => {
 ui.composerInput.addEventListener('input', hideChatError);
 
 function sendComposed() {
-  const r = state.current;
+  const room = page.model.current;
   const text = ui.composerInput.value;
-  if (!r || !text.trim()) return;
-  if (!state.conn?.connected) {
+  if (!room || !text.trim()) return;
+  if (!page.conn?.connected) {
     showChatError('Not connected: your message is kept here until the connection is back.');
     return;
   }
-  const p = { clientId: newClientId(), text, seq: null, item: null };
-  if (state.conn.tooBig('send_message', { room: r.name, text, client_id: p.clientId })) {
-    const max = state.conn.limits.max_message_bytes;
+  const clientId = newClientId();
+  const probe = { type: 'send_message', payload: { room, text, client_id: clientId }, ref: LONGEST_REF };
+  if (page.conn.tooBig(probe)) {
+    const max = page.conn.limits.max_message_bytes;
     showChatError(`That message is too long: the server takes at most ${Math.floor(max / 1024)} KiB.`);
     return;
   }
-  // While its room is rejoining, the message waits as "sending…" and goes
-  // once the room's `joined` arrives (resendPending).
-  if (r.live && sendPending(r, p)) {
-    showChatError('Not connected: your message is kept here until the connection is back.');
-    return;
-  }
-  p.item = pendingItem(text);
-  r.outbox.push(p);
-  r.log.append(p.item);
-  r.log.scrollTop = r.log.scrollHeight;
   ui.composerInput.value = '';
   hideChatError();
+  page.follow.add(room);
+  apply(page.model.send(room, text, clientId));
 }
 
 /** A random id for a message, so that resending it can never double it. */
@@ -707,138 +389,103 @@ document.addEventListener('keydown', (e) => {
 
 // ------------------------------------------------------------------ drawing
 
-/** Shows `r`'s conversation (or none). */
-function open(r) {
-  if (state.current === r) return;
-  if (state.current) state.current.draft = ui.composerInput.value;
-  state.current?.log.remove();
-  state.current = r;
-  if (r) {
-    ui.messageArea.append(r.log);
-    r.marker?.remove();
-    r.marker = null;
-    if (r.unread > 0) {
-      // Where what arrived meanwhile begins, scrolled into view.
-      placeMarker(r, r.firstUnread?.isConnected ? r.firstUnread : null, r.unread);
-      r.log.scrollTop = Math.max(0, r.marker.offsetTop - r.log.offsetTop - 16);
-    } else {
-      r.log.scrollTop = r.log.scrollHeight;
+/** The view of `name`, made on first use; its buttons act on that room. */
+function viewOf(name) {
+  let view = page.views.get(name);
+  if (!view) {
+    view = new RoomView(name, {
+      loadOlder: () => apply(page.model.loadOlder(name)),
+      retry: (clientId) => {
+        if (page.conn?.connected) apply(page.model.retry(name, clientId));
+        else showChatError('Not connected; try again once the connection is back.');
+      },
+      discard: (clientId) => apply(page.model.discard(name, clientId)),
+    });
+    page.views.set(name, view);
+  }
+  return view;
+}
+
+let renderQueued = false;
+
+/** Draws once for however many events arrive meanwhile (a resume may bring
+ * thousands at once): at the next frame, or soon in a tab that draws no
+ * frames because it is hidden, so that its title still counts the unread. */
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  let frame = null;
+  let timer = null;
+  const run = () => {
+    cancelAnimationFrame(frame);
+    clearTimeout(timer);
+    if (!renderQueued) return;
+    render();
+  };
+  frame = requestAnimationFrame(run);
+  timer = setTimeout(run, 100);
+}
+
+/** Draws the whole page from the model. */
+function render() {
+  renderQueued = false;
+  const model = page.model;
+  const room = model.current === null ? null : model.rooms.get(model.current) ?? null;
+  const switched = page.shown !== (room?.name ?? null);
+  if (switched) switchLog(room);
+  if (room) viewOf(room.name).render(room, { follow: page.follow.delete(room.name) });
+  if (switched && room) viewOf(room.name).showStart();
+  // Rooms the model forgot take their views along.
+  for (const [name, view] of page.views) {
+    if (!model.rooms.has(name)) {
+      view.log.remove();
+      page.views.delete(name);
     }
-    r.unread = 0;
-    r.firstUnread = null;
-    ui.composerInput.value = r.draft;
-    r.draft = '';
+  }
+
+  const unread = renderRoomList(ui.roomList, ui.roomsEmpty, model, openOrJoin);
+  ui.roomsToggleUnread.hidden = unread === 0;
+  ui.roomsToggleUnread.textContent = String(unread);
+  document.title = unread ? `(${unread}) Chat` : room ? `${room.name} · Chat` : 'Chat';
+
+  ui.noRoom.hidden = room !== null;
+  ui.leaveRoom.hidden = room === null;
+  ui.roomTitle.textContent = room ? `# ${room.name}` : 'No room open';
+  ui.roomMeta.textContent = room ? plural(room.members.length, 'member') : '';
+  ui.composerInput.placeholder = room ? `Message #${room.name}` : 'Join a room to chat';
+  ui.composerInput.setAttribute('aria-label', room ? `Message to ${room.name}` : 'Message');
+  renderMembers(ui.memberList, room?.members ?? [], model.me);
+  ui.membersToggle.textContent = `Members (${room?.members.length ?? 0})`;
+  updateComposer();
+
+  if (page.focusComposer && room) {
+    page.focusComposer = false;
+    if (!ui.roomsPane.classList.contains('open')) ui.composerInput.focus();
+  }
+}
+
+/** Puts the log of `room` (or none) in the page, swapping the drafts. */
+function switchLog(room) {
+  if (page.shown !== null) {
+    page.drafts.set(page.shown, ui.composerInput.value);
+    page.views.get(page.shown)?.log.remove();
+  }
+  page.shown = room?.name ?? null;
+  if (room) {
+    ui.messageArea.append(viewOf(room.name).log);
+    ui.composerInput.value = page.drafts.get(room.name) ?? '';
+    page.drafts.delete(room.name);
   } else {
     ui.composerInput.value = '';
   }
   hideChatError();
-  render();
-}
-
-/** Puts the "N new messages" line before `item` (null: at the top). */
-function placeMarker(r, item, count) {
-  r.marker?.remove();
-  r.marker = el('li', { className: 'unread-marker', attrs: { role: 'separator' } }, plural(count, 'new message'));
-  r.log.insertBefore(r.marker, item ?? r.loader.nextSibling);
-}
-
-function render() {
-  renderRooms();
-  renderConversation();
-  renderMembers();
-  updateComposer();
-}
-
-function renderRooms() {
-  const rooms = [...state.rooms.values()].sort((a, b) => byteOrder(a.name, b.name));
-  ui.roomList.replaceChildren(
-    ...rooms.map((r) => {
-      const size = r.size;
-      const label = [
-        r.name,
-        size === null ? null : plural(size, 'member'),
-        r.joined ? 'joined' : 'not joined',
-        r.unread ? plural(r.unread, 'unread message') : null,
-        r.lastActivity ? `last message ${activityText(r.lastActivity).long}` : null,
-      ]
-        .filter(Boolean)
-        .join(', ');
-      const button = el(
-        'button',
-        {
-          type: 'button',
-          className: `room-button${r.joined ? ' joined' : ''}`,
-          attrs: { 'aria-label': label, ...(r === state.current ? { 'aria-current': 'true' } : {}) },
-          dataset: { room: r.name },
-        },
-        el('span', { className: 'room-hash', attrs: { 'aria-hidden': 'true' } }, '#'),
-        el('span', { className: 'room-name' }, r.name),
-        r.joined ? el('span', { className: 'joined-mark', title: 'Joined' }, 'joined') : null,
-        r.unread ? el('span', { className: 'badge unread' }, String(r.unread)) : null,
-        r.lastActivity
-          ? el(
-              'time',
-              { className: 'room-activity', dateTime: String(r.lastActivity), title: `Last message: ${activityText(r.lastActivity).long}` },
-              activityText(r.lastActivity).short,
-            )
-          : null,
-        size === null ? null : el('span', { className: 'room-count', title: plural(size, 'member') }, String(size)),
-      );
-      button.addEventListener('click', () => openOrJoin(r.name));
-      return el('li', {}, button);
-    }),
-  );
-  ui.roomsEmpty.hidden = rooms.length > 0;
-  const unread = rooms.reduce((sum, r) => sum + r.unread, 0);
-  ui.roomsToggleUnread.hidden = unread === 0;
-  ui.roomsToggleUnread.textContent = String(unread);
-  document.title = unread ? `(${unread}) Chat` : state.current ? `${state.current.name} · Chat` : 'Chat';
-}
-
-/** When a room was last written in: the time today, else the date. */
-function activityText(iso) {
-  const at = new Date(iso);
-  if (Number.isNaN(at.getTime())) return { short: '', long: '' };
-  const today = at.toDateString() === new Date().toDateString();
-  return {
-    short: today
-      ? at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
-      : at.toLocaleDateString([], { month: 'short', day: 'numeric' }),
-    long: formatTime(iso).long,
-  };
-}
-
-function renderConversation() {
-  const r = state.current;
-  ui.noRoom.hidden = r !== null;
-  ui.leaveRoom.hidden = r === null;
-  ui.roomTitle.textContent = r ? `# ${r.name}` : 'No room open';
-  ui.roomMeta.textContent = r ? plural(r.members.length, 'member') : '';
-  ui.composerInput.placeholder = r ? `Message #${r.name}` : 'Join a room to chat';
-  ui.composerInput.setAttribute('aria-label', r ? `Message to ${r.name}` : 'Message');
-}
-
-function renderMembers() {
-  const members = state.current?.members ?? [];
-  ui.memberList.replaceChildren(
-    ...members.map((name) =>
-      el(
-        'li',
-        { className: name === state.me ? 'member me' : 'member' },
-        avatar(name),
-        el('bdi', {}, name),
-        name === state.me ? el('span', { className: 'you' }, '(you)') : null,
-      ),
-    ),
-  );
-  ui.membersToggle.textContent = `Members (${members.length})`;
 }
 
 function updateComposer() {
-  const room = state.current !== null;
+  const room = page.model.current !== null;
   ui.composerInput.disabled = !room;
   // Typing goes on while offline; only sending waits for the connection.
-  ui.sendButton.disabled = !room || !state.conn?.connected;
+  ui.sendButton.disabled = !room || !page.conn?.connected;
 }
 
 function showChatError(text) {
@@ -851,136 +498,19 @@ function hideChatError() {
   ui.chatError.textContent = '';
 }
 
-/** Adds an item to a room's log (above any "sending…" bubbles), keeping the
- * view at the bottom if it was. */
-function append(r, item, forceScroll = false) {
-  const follow = forceScroll || atBottom(r.log);
-  r.log.insertBefore(item, r.outbox.find((p) => p.item?.isConnected)?.item ?? null);
-  let trimmed = false;
-  while (r.log.childElementCount > MAX_KEPT + 1) {
-    r.loader.nextElementSibling.remove();
-    trimmed = true;
-  }
-  if (trimmed && !r.hasOlder) {
-    r.hasOlder = true;
-    setOlderButton(r);
-  }
-  if (follow) r.log.scrollTop = r.log.scrollHeight;
-}
+// ------------------------------------------------------------------ start
 
-function notice(r, text) {
-  r.last = null;
-  append(r, el('li', { className: 'notice' }, text));
-}
+/** For test drivers (tests/conformance-client.js): what the model holds of a
+ * room, as copies. Read-only; nothing here changes the page. */
+Object.defineProperty(window, 'chatDebug', {
+  value: Object.freeze({ held: (room) => page.model.held(String(room)) }),
+});
 
-/** A message's item, preceded in the log by a day line when the day changes. */
-function messageItem(r, m, own) {
-  const day = new Date(m.sent_at).toDateString();
-  if (r.lastDay !== day) {
-    append(r, dayItem(m.sent_at));
-    r.last = null;
-  }
-  r.lastDay = day;
-  const item = renderMessage(m, own, r.last);
-  r.last = { from: m.from, at: new Date(m.sent_at), day };
-  return item;
+// A reload of a signed-in tab goes straight back in, on the saved session.
+const saved = loadSession(sessionStorage);
+if (saved) {
+  ui.username.value = saved.user;
+  enter(saved, null, loadRooms(sessionStorage));
+} else {
+  ui.username.focus();
 }
-
-function dayItem(sentAt) {
-  const at = new Date(sentAt);
-  return el('li', { className: 'day', dataset: { day: at.toDateString() } }, at.toLocaleDateString([], { dateStyle: 'medium' }));
-}
-
-/** One message; `previous` (or null) is the one above it, for grouping. */
-function renderMessage(m, own, previous) {
-  const at = new Date(m.sent_at);
-  const day = at.toDateString();
-  const grouped = previous !== null && previous.from === m.from && previous.day === day && at - previous.at < GROUP_MS;
-  const time = formatTime(m.sent_at);
-  return el(
-    'li',
-    {
-      className: `msg${own ? ' own' : ''}${grouped ? ' grouped' : ''}`,
-      dataset: { id: String(m.id), seq: String(m.seq) },
-    },
-    own || grouped ? null : avatar(m.from),
-    el(
-      'div',
-      { className: 'body' },
-      grouped
-        ? null
-        : el(
-            'div',
-            { className: 'meta' },
-            el('bdi', { className: 'from' }, own ? 'You' : String(m.from)),
-            el('time', { dateTime: String(m.sent_at), title: time.long }, time.short),
-          ),
-      el('p', { className: 'text', dir: 'auto' }, cleanText(m.text)),
-      grouped ? el('time', { className: 'grouped-time', dateTime: String(m.sent_at), title: time.long }, time.short) : null,
-    ),
-  );
-}
-
-/** Our own message before the server confirmed it. */
-function pendingItem(text) {
-  return el(
-    'li',
-    { className: 'msg own pending' },
-    el(
-      'div',
-      { className: 'body' },
-      el('div', { className: 'meta' }, el('bdi', { className: 'from' }, 'You'), el('span', { className: 'status' }, 'Sending…')),
-      el('p', { className: 'text', dir: 'auto' }, cleanText(text)),
-    ),
-  );
-}
-
-/** Puts a page of older messages (oldest first) above what is shown. */
-function prepend(r, page) {
-  const items = [];
-  let previous = null;
-  let lastDay = null;
-  for (const m of page) {
-    const day = new Date(m.sent_at).toDateString();
-    if (day !== lastDay) {
-      items.push(dayItem(m.sent_at));
-      previous = null;
-    }
-    lastDay = day;
-    items.push(renderMessage(m, m.from === state.me, previous));
-    previous = { from: m.from, at: new Date(m.sent_at), day };
-  }
-  const next = r.loader.nextElementSibling;
-  // The day line that used to open the log is now said by the page's own.
-  if (next?.classList.contains('day') && next.dataset.day === lastDay) next.remove();
-  r.loader.after(...items);
-  if (r.lastDay === null) r.lastDay = lastDay;
-}
-
-/** The smallest `seq` shown in `r`, or null. */
-function oldestSeq(r) {
-  const first = r.log.querySelector('.msg[data-seq]');
-  return first ? Number(first.dataset.seq) : null;
-}
-
-function setOlderButton(r) {
-  r.loader.hidden = !r.hasOlder;
-  r.olderButton.disabled = r.loadingOlder || !r.live;
-  r.olderButton.textContent = r.loadingOlder ? 'Loading older messages…' : 'Load older messages';
-  r.log.setAttribute('aria-busy', String(r.loadingOlder));
-}
-
-/** A round badge with the name's initial, coloured by a hash of the name so
- * each person keeps the same colour (classes, since the CSP forbids inline style). */
-function avatar(name) {
-  let hash = 0;
-  for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
-  return el('span', { className: `avatar hue-${hash % 8}`, attrs: { 'aria-hidden': 'true' } }, name.slice(0, 1).toUpperCase());
-}
-
-/** The server sorts names by byte value; so do we, for the same order. */
-function byteOrder(a, b) {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-ui.username.focus();

@@ -1,6 +1,8 @@
-// The link to chat-server: login over HTTP for a one-time ticket, then one
-// WebSocket, reconnected with backoff and jitter whenever it drops. It knows
-// the protocol (docs/protocol.md) but nothing of the page.
+// The link to chat-server: a one-time ticket from the session over HTTP,
+// then one WebSocket, reconnected with backoff and jitter (and a fresh ticket
+// from the same session) whenever it drops. It knows the protocol
+// (docs/protocol.md, sections 1-3) but nothing of the page, and it does not
+// read the frames it carries: matching answers to requests is the model's.
 
 /** The protocol version this client speaks (`welcome.protocol_version`). */
 export const PROTOCOL_VERSION = 1;
@@ -27,13 +29,21 @@ export class ApiError extends Error {
  * parsed answer; rejects with ApiError for a refusal, or TypeError when the
  * server cannot be reached at all.
  */
-export async function postJson(path, body) {
-  const response = await fetch(path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-    cache: 'no-store',
-  });
+export function postJson(path, body) {
+  return post(path, { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+}
+
+/**
+ * POSTs with the session as the bearer credential (`/api/ticket`,
+ * `/api/logout`): in the header only, never in a URL. Resolves and rejects
+ * as `postJson`; a 204 resolves with null.
+ */
+export function postWithSession(path, session, { keepalive = false } = {}) {
+  return post(path, { headers: { authorization: `Bearer ${session}` }, keepalive });
+}
+
+async function post(path, { headers, body, keepalive = false }) {
+  const response = await fetch(path, { method: 'POST', headers, body, cache: 'no-store', keepalive });
   let json = null;
   try {
     json = await response.json();
@@ -66,21 +76,28 @@ export function retryDelay(attempt, random = Math.random) {
 }
 
 /**
- * One user's connection, kept up until `stop()`.
+ * One user's connection, kept up until `stop()`, on the `session` token of a
+ * password login (`POST /api/login`). Every socket, the first included unless
+ * `start` is given the login's own ticket, opens with a fresh ticket minted
+ * from the session; the password is never needed again.
  *
  * Callbacks (all optional):
  * - `onState({state, attempt, retryInMs, reason})`; state is one of
  *   `connecting`, `connected`, `reconnecting`, `offline`.
  * - `onWelcome(payload)` once per socket, before any other event.
- * - `onEvent(event, request)`: every server event after `welcome`. `request`
- *   is the `{type, payload}` this client sent that the event answers
- *   (`joined`, `left`, `ack`, `history_page`, `room_list` or `error`), else null.
- * - `onLost(unanswered)`: the socket dropped; `unanswered` lists the requests
- *   the server never answered (a message in it may or may not have arrived).
- * - `onFatal(message)`: giving up for good (wrong password, unknown version).
+ * - `onEvent({type, payload, ref})`: every server event after `welcome`.
+ *   Answers to this connection's own keep-alive requests come too (their
+ *   `ref` starts with `keepalive-`): a `room_list` is news to the page all the same.
+ * - `onLost(reason)`: the socket dropped; what was sent on it and not
+ *   answered may or may not have arrived.
+ * - `onSessionEnded(message)`: the server no longer knows the session (401
+ *   `invalid_session`: logged out, expired, or ended by newer ones); only a
+ *   password login can go on. The connection has stopped.
+ * - `onFatal(message)`: giving up for good (a disabled account, an unknown
+ *   protocol version).
  */
 export class Connection {
-  #credentials;
+  #session;
   #callbacks;
   #ws = null;
   #user = null;
@@ -90,12 +107,11 @@ export class Connection {
   #pollTimer = null;
   #lastFrameAt = 0;
   #stopped = false;
-  /** Requests sent on the current socket and not answered yet, oldest first
-   * (see `#answered`). */
-  #pending = [];
+  /** Numbers this connection's own requests (the keep-alive `list_rooms`). */
+  #lastRef = 0;
 
-  constructor(credentials, callbacks) {
-    this.#credentials = credentials;
+  constructor(session, callbacks) {
+    this.#session = session;
     this.#callbacks = callbacks;
     // Coming back online is worth an attempt at once, whatever the backoff said.
     this.onOnline = () => {
@@ -118,7 +134,7 @@ export class Connection {
     return this.#ws !== null && this.#user !== null && this.#ws.readyState === WebSocket.OPEN;
   }
 
-  /** Connects, with a ticket the caller already has, or by logging in. */
+  /** Connects, with a ticket the caller already has, or with one from the session. */
   start(ticket = null) {
     if (ticket) {
       this.#state('connecting');
@@ -146,29 +162,26 @@ export class Connection {
       this.#ws.close(1000, 'signed out');
       this.#ws = null;
     }
-    this.#credentials = null;
+    this.#session = null;
   }
 
   /**
-   * Sends one event. Returns null when sent, else why not: `offline`, or
-   * `too_big` when the frame exceeds the server's `max_message_bytes`.
+   * Sends one frame (`{type, payload, ref}`) as it is. Returns null when
+   * sent, else why not: `offline`, or `too_big` when the frame exceeds the
+   * server's `max_message_bytes`.
    */
-  send(type, payload) {
+  send(frame) {
     if (!this.connected) return 'offline';
-    const frame = JSON.stringify({ type, payload });
-    if (this.#tooBig(frame)) return 'too_big';
-    this.#ws.send(frame);
-    // A resuming join is answered once its catch-up is done, possibly after
-    // the answers to later requests (docs/protocol.md, section 4).
-    const resume = type === 'join_room' && payload.since !== undefined;
-    this.#pending.push({ type, payload, resume, started: false });
+    const text = JSON.stringify(frame);
+    if (this.#tooBig(text)) return 'too_big';
+    this.#ws.send(text);
     return null;
   }
 
-  /** Whether an event would exceed the server's `max_message_bytes` (false
+  /** Whether a frame would exceed the server's `max_message_bytes` (false
    * before the first `welcome`: the limit is not known yet). */
-  tooBig(type, payload) {
-    return this.#limits !== null && this.#tooBig(JSON.stringify({ type, payload }));
+  tooBig(frame) {
+    return this.#limits !== null && this.#tooBig(JSON.stringify(frame));
   }
 
   #tooBig(frame) {
@@ -185,15 +198,13 @@ export class Connection {
     let ticket;
     try {
       // A fresh ticket every time: they are single use and short-lived.
-      ({ ticket } = await postJson('/api/login', this.#credentials));
+      ({ ticket } = await postWithSession('/api/ticket', this.#session));
     } catch (e) {
       if (this.#stopped) return;
-      if (e instanceof ApiError && e.code === 'invalid_credentials') {
-        this.#fatal('The server no longer accepts this user name and password. Sign in again.');
-      } else if (e instanceof ApiError && e.code === 'account_disabled') {
-        this.#fatal(ACCOUNT_DISABLED_MESSAGE);
+      if (e instanceof ApiError && e.status === 401 && e.code === 'invalid_session') {
+        this.#sessionEnded();
       } else if (e instanceof ApiError && e.retryAfterSecs !== null) {
-        this.#retry(`login refused: ${e.message}`, e.retryAfterSecs * 1000);
+        this.#retry(`the server refused a ticket: ${e.message}`, e.retryAfterSecs * 1000);
       } else {
         this.#retry(e instanceof ApiError ? e.message : 'the server cannot be reached');
       }
@@ -207,7 +218,6 @@ export class Connection {
     const ws = new WebSocket(socketUrl(ticket));
     this.#ws = ws;
     this.#user = null;
-    this.#pending = [];
     // Each handler first checks that its socket is still the current one: a
     // socket abandoned by the watchdog may still report events later.
     ws.addEventListener('open', () => {
@@ -252,8 +262,7 @@ export class Connection {
       this.#welcome(event.type, payload);
       return;
     }
-    const request = this.#answered(event.type, payload);
-    this.#callbacks.onEvent?.({ type: event.type, payload }, request);
+    this.#callbacks.onEvent?.({ type: event.type, payload, ref: event.ref });
   }
 
   #welcome(type, payload) {
@@ -276,79 +285,22 @@ export class Connection {
     this.#attempt = 0;
     this.#callbacks.onWelcome?.(payload);
     this.#state('connected');
-    this.send('list_rooms', {});
+    this.#keepAlive();
     clearInterval(this.#pollTimer);
     const silence = Math.max(2 * POLL_MS, this.#limits.ping_interval_ms + this.#limits.pong_timeout_ms);
     this.#pollTimer = setInterval(() => {
       if (Date.now() - this.#lastFrameAt > silence + 5000) {
         this.#abandon('the server stopped answering');
       } else {
-        this.send('list_rooms', {});
+        this.#keepAlive();
       }
     }, POLL_MS);
   }
 
-  /**
-   * Which of our requests this event answers, if any (and forgets it).
-   *
-   * The server handles a connection's requests in order, and answers them in
-   * that order, with one exception: a resuming `join_room` (with `since`) is
-   * accepted or refused in order (`rate_limited` and the like), but its
-   * `joined`, or a late `too_many_rooms` or `internal`, comes after its
-   * catch-up, possibly after answers to later requests. So answers that name
-   * their request (`joined` and `history_page` by room, `ack` by `client_id`,
-   * ...) are matched by that, and an `error`, which names nothing, goes to the
-   * oldest request still due an answer in order; resumes known to be past
-   * that point ("started") only take the errors a catch-up can end with.
-   */
-  #answered(type, payload) {
-    const pending = this.#pending;
-    const take = (match) => {
-      const i = pending.findIndex(match);
-      if (i < 0) return null;
-      // An in-order answer to this request: every resume sent before it got
-      // past its own in-order step without an error.
-      for (const earlier of pending.slice(0, i)) if (earlier.resume) earlier.started = true;
-      return pending.splice(i, 1)[0];
-    };
-    const room = payload.room;
-    switch (type) {
-      case 'joined':
-        // The resume (or plain join) for this room, wherever it is in line.
-        return strip(take((r) => r.type === 'join_room' && r.payload.room === room));
-      case 'left':
-        return strip(take((r) => r.type === 'leave_room' && r.payload.room === room));
-      case 'ack':
-        return strip(
-          take((r) => r.type === 'send_message' && r.payload.room === room && (r.payload.client_id ?? null) === (payload.client_id ?? null)),
-        );
-      case 'history_page':
-        return strip(take((r) => r.type === 'history' && r.payload.room === room));
-      case 'room_list':
-        return strip(take((r) => r.type === 'list_rooms'));
-      case 'new_message':
-      case 'history_gap':
-        // Not answers; but a catch-up under way shows its resume was accepted.
-        for (const r of pending) if (r.resume && r.payload.room === room) r.started = true;
-        return null;
-      case 'error': {
-        const late = payload.code === 'too_many_rooms' || payload.code === 'internal';
-        const due = pending.findIndex((r) => !(r.resume && r.started));
-        const head = pending[due];
-        // A late refusal of a resume, unless the request due in order could
-        // have earned that same code itself.
-        const couldBeHead =
-          head !== undefined &&
-          (payload.code === 'internal' ? head.type !== 'leave_room' : head.type === 'join_room');
-        if (late && !couldBeHead) {
-          const resumed = pending.findIndex((r) => r.resume && r.started);
-          if (resumed >= 0) return strip(pending.splice(resumed, 1)[0]);
-        }
-        return due < 0 ? null : strip(take((r, i) => i === due));
-      }
-      default:
-        return null;
-    }
+  /** Asks for the room list: its answer proves the server alive. */
+  #keepAlive() {
+    this.#lastRef += 1;
+    this.send({ type: 'list_rooms', payload: {}, ref: `keepalive-${this.#lastRef}` });
   }
 
   /** Gives up on a silent socket without waiting for a close handshake that
@@ -362,13 +314,11 @@ export class Connection {
 
   #lost(reason) {
     clearInterval(this.#pollTimer);
-    const unanswered = this.#pending.map(strip);
-    this.#pending = [];
     this.#ws = null;
     const wasConnected = this.#user !== null;
     this.#user = null;
     if (this.#stopped) return;
-    if (wasConnected) this.#callbacks.onLost?.(unanswered, reason);
+    if (wasConnected) this.#callbacks.onLost?.(reason);
     if (this.#fatalMessage) return;
     this.#retry(reason);
   }
@@ -383,22 +333,32 @@ export class Connection {
   #fatalMessage = null;
 
   #fatal(message) {
+    this.#giveUp(message);
+    this.#callbacks.onFatal?.(message);
+  }
+
+  #sessionEnded() {
+    this.#giveUp(SESSION_ENDED_MESSAGE);
+    this.#callbacks.onSessionEnded?.(SESSION_ENDED_MESSAGE);
+  }
+
+  #giveUp(message) {
     this.#fatalMessage = message;
     this.#stopped = true;
     clearInterval(this.#pollTimer);
+    window.removeEventListener('online', this.onOnline);
     if (this.#ws) {
       this.#ws.close(1000, 'giving up');
       this.#ws = null;
     }
+    this.#session = null;
     this.#state('offline', { reason: message });
-    this.#callbacks.onFatal?.(message);
   }
 }
 
-/** A request as it was sent, without the bookkeeping. */
-function strip(request) {
-  return request === null ? null : { type: request.type, payload: request.payload };
-}
+/** Why a session the server no longer knows sends the user to the form. */
+const SESSION_ENDED_MESSAGE =
+  'Your session has ended (it expired, was signed out elsewhere, or the account was disabled). Sign in again to continue.';
 
 /** The close code of a connection whose account an operator disabled. */
 const ACCOUNT_DISABLED_CLOSE = 4003;

@@ -188,29 +188,53 @@ test('received markup is shown as text and never runs', async () => {
   }
 });
 
-test('a message refused by the rate limit stays in the box, with a visible reason', async () => {
-  // No refill and a small burst: the sixth frame or so is refused, for sure.
+test('messages refused by the rate limit are marked failed: exactly those whose ref the errors name', async () => {
+  // No refill and a small burst: of a quick run of messages, the last few are
+  // refused, for sure, while the first ones are still being answered.
   const strict = await ChatServer.start({ args: ['--rate', '0', '--burst', '5'] });
   const { context, page, watch } = await openPage(browser, strict);
+  const sent = [];
+  const answers = [];
+  page.on('websocket', (ws) => {
+    ws.on('framesent', ({ payload }) => sent.push(JSON.parse(String(payload))));
+    ws.on('framereceived', ({ payload }) => answers.push(JSON.parse(String(payload))));
+  });
   try {
     await strict.register('hasty');
     await signIn(page, 'hasty');
     await joinRoom(page, 'fast');
     const box = page.locator('#composer-input');
-    const error = page.locator('#chat-error:not([hidden])');
-    let refused = null;
-    for (let i = 1; i <= 10 && refused === null; i += 1) {
-      const text = `message ${i}`;
+    const texts = Array.from({ length: 6 }, (_, i) => `message ${i + 1}`);
+    for (const text of texts) {
       await box.fill(text);
       await box.press('Enter');
-      // Either the echo comes back, or the error does: wait for whichever.
-      await messageText(page, text, { own: true }).or(error).waitFor();
-      if (await error.isVisible()) refused = text;
     }
-    assert.notEqual(refused, null, 'the server never refused a message');
-    assert.match(await error.textContent(), /Not sent: You are sending too fast/);
-    assert.equal(await box.inputValue(), refused);
-    assert.equal(await messageText(page, refused).count(), 0);
+    // Each ends up either shown as sent, or marked as not sent.
+    const failed = page.locator('#message-area .msg.pending.failed');
+    for (const text of texts) {
+      await messageText(page, text, { own: true }).or(failed.filter({ has: page.locator('.text', { hasText: exactly(text) }) })).waitFor();
+    }
+    const refusedTexts = await failed.locator('.text').allTextContents();
+    assert.ok(refusedTexts.length > 0, 'the server never refused a message');
+    assert.ok(refusedTexts.length < texts.length, 'the server refused every message');
+    await page.locator('#chat-error', { hasText: 'Not sent: You are sending too fast' }).waitFor();
+    assert.match(await failed.first().locator('.status').textContent(), /Not sent: You are sending too fast/);
+    assert.equal(await box.inputValue(), '', 'the text stays in its bubble, not in the box');
+    for (const text of refusedTexts) assert.equal(await messageText(page, text).count(), 0);
+
+    // Every request went with its own ref, and each error names the very
+    // message that the page marked failed.
+    const requests = new Map(sent.map((frame) => [frame.ref, frame]));
+    assert.equal(requests.size, sent.length, 'a ref was missing or used twice');
+    const refused = answers.filter((e) => e.type === 'error' && requests.get(e.ref)?.type === 'send_message');
+    const refusedIds = refused.map((e) => requests.get(e.ref).payload.client_id).sort();
+    const markedIds = (await failed.evaluateAll((items) => items.map((li) => li.dataset.clientId))).sort();
+    assert.deepEqual(markedIds, refusedIds);
+    assert.deepEqual(refused.map((e) => requests.get(e.ref).payload.text).sort(), [...refusedTexts].sort());
+
+    // Discarded, a failed message is gone for good.
+    await failed.first().getByRole('button', { name: 'Discard' }).click();
+    await page.waitForFunction((n) => document.querySelectorAll('#message-area .msg.failed').length === n, refusedTexts.length - 1);
     assert.deepEqual(watch.errors, []);
   } finally {
     await context.close();

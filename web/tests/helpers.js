@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
+import { embedsTree, serveTreeFiles, TREE_FILES_BROWSER_ARGS } from './tree-files.js';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '../..');
 export const SERVER_BIN = process.env.CHAT_SERVER_BIN || path.join(REPO, 'target/debug/chat-server');
@@ -41,6 +43,8 @@ export class ChatServer {
     this.tls = tls;
     this.dataDir = dataDir;
     this.url = null;
+    /** The Prometheus endpoint, when started with `--metrics-listen`. */
+    this.metricsUrl = null;
     this.child = null;
     this.log = [];
   }
@@ -68,6 +72,8 @@ export class ChatServer {
     this.url = await withTimeout(
       new Promise((resolve, reject) => {
         lines.on('line', (line) => {
+          const metrics = /^metrics on (http:\/\/\S+)$/.exec(line);
+          if (metrics) this.metricsUrl = metrics[1];
           const m = /^chat-server listening on (https?:\/\/\S+)$/.exec(line);
           if (m) resolve(m[1]);
         });
@@ -121,9 +127,29 @@ export class ChatServer {
     });
   }
 
+  /** POSTs with a session as the bearer credential (`/api/ticket`,
+   * `/api/logout`); resolves with `{status, body, headers}`. */
+  postWithSession(pathname, session) {
+    return request(new URL(pathname, this.url), { method: 'POST', headers: { authorization: `Bearer ${session}` }, ca: this.ca });
+  }
+
   /** GETs a path; resolves with `{status, body, headers}`. */
   get(pathname) {
     return request(new URL(pathname, this.url), { method: 'GET', ca: this.ca });
+  }
+
+  /** The server's metrics, by name with labels as written (for example
+   * `chat_logins_total{outcome="ok"}`); needs `--metrics-listen`. */
+  async metrics() {
+    if (!this.metricsUrl) throw new Error('this server was started without --metrics-listen');
+    const { status, body } = await request(new URL(this.metricsUrl), { method: 'GET' });
+    if (status !== 200) throw new Error(`GET ${this.metricsUrl}: ${status}`);
+    const values = new Map();
+    for (const line of body.split('\n')) {
+      const m = /^([a-z_:][a-z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+      if (m) values.set(m[1], Number(m[2]));
+    }
+    return values;
   }
 
   async register(...users) {
@@ -140,7 +166,10 @@ function request(url, { method, headers = {}, body, ca }) {
     const req = client.request(url, { method, headers, ca }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      res.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        resolve({ status: res.statusCode, headers: res.headers, body: raw.toString(), raw });
+      });
     });
     req.on('error', reject);
     req.setTimeout(WAIT, () => req.destroy(new Error(`${method} ${url}: no answer`)));
@@ -173,6 +202,7 @@ export function launchBrowser({ insecure = false } = {}) {
     '--no-first-run',
   ];
   if (insecure) args.push('--ignore-certificate-errors');
+  if (!servesThisTree()) args.push(...TREE_FILES_BROWSER_ARGS);
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args });
 }
 
@@ -183,6 +213,7 @@ export function launchBrowser({ insecure = false } = {}) {
 export async function openPage(browser, server, { viewport = { width: 1280, height: 800 } } = {}) {
   const context = await browser.newContext({ viewport, ignoreHTTPSErrors: server.tls });
   context.setDefaultTimeout(WAIT);
+  if (!servesThisTree()) await serveTreeFiles(context, server.url);
   const page = await context.newPage();
   const watch = { errors: [], dialogs: [], frames: [], sockets: [], response: null };
   page.on('pageerror', (e) => watch.errors.push(String(e)));
@@ -199,6 +230,26 @@ export async function openPage(browser, server, { viewport = { width: 1280, heig
   });
   watch.response = await page.goto(server.url);
   return { context, page, watch };
+}
+
+/** Whether SERVER_BIN serves this tree's web/ files; if not, says once
+ * that the browser gets them from disk instead (see tree-files.js). */
+let embedded = null;
+function servesThisTree() {
+  if (embedded === null) {
+    embedded = !existsSync(SERVER_BIN) || embedsTree(SERVER_BIN);
+    if (!embedded) {
+      process.stderr.write(
+        `note: ${SERVER_BIN} embeds other web/ files than this tree's: the browser gets these from disk, with the server's headers (rebuild chat-server to test what it embeds)\n`,
+      );
+    }
+  }
+  return embedded;
+}
+
+/** The session token the page keeps in sessionStorage (null: none). */
+export function sessionToken(page) {
+  return page.evaluate(() => JSON.parse(sessionStorage.getItem('chat.session') ?? 'null')?.token ?? null);
 }
 
 /** Signs in (registering first if asked) and waits for the connection. */
@@ -270,4 +321,22 @@ export function runCli(server, user, args, stdio = ['ignore', 'pipe', 'pipe']) {
 /** Resolves with a child's exit code (or the signal that ended it). */
 export function exitOf(child) {
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
+}
+
+/** Sends each of `lines` to `room` as `user` with chat-cli, which exits once
+ * the server has relayed them all. */
+export async function cliSend(server, user, room, lines) {
+  const child = runCli(server, user, ['send', '--room', room], ['pipe', 'ignore', 'pipe']);
+  const stderr = [];
+  child.stderr.on('data', (c) => stderr.push(String(c)));
+  const exited = exitOf(child);
+  child.stdin.end(`${lines.join('\n')}\n`);
+  let code;
+  try {
+    code = await withTimeout(exited, WAIT, `chat-cli send to ${room} to exit`);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
+  }
+  if (code !== 0) throw new Error(`chat-cli send failed (${code}): ${stderr.join('')}`);
 }

@@ -10,19 +10,17 @@ import { after, before, test } from 'node:test';
 import {
   ChatServer,
   CLI_SKIP,
+  cliSend,
   exactly,
-  exitOf,
   joinRoom,
   launchBrowser,
   messageText,
   openPage,
-  runCli,
   say,
   screenshot,
   signIn,
   WAIT,
   waitForState,
-  withTimeout,
 } from './helpers.js';
 
 const skip = CLI_SKIP;
@@ -37,24 +35,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-/** Sends each of `lines` to `room` as `user` with chat-cli, which exits once
- * the server has relayed them all. */
-async function cliSend(server, user, room, lines) {
-  const child = runCli(server, user, ['send', '--room', room], ['pipe', 'ignore', 'pipe']);
-  const stderr = [];
-  child.stderr.on('data', (c) => stderr.push(String(c)));
-  const exited = exitOf(child);
-  child.stdin.end(`${lines.join('\n')}\n`);
-  let code;
-  try {
-    code = await withTimeout(exited, WAIT, `chat-cli send to ${room} to exit`);
-  } catch (e) {
-    child.kill('SIGKILL');
-    throw e;
-  }
-  assert.equal(code, 0, `chat-cli send failed: ${stderr.join('')}`);
-}
 
 /** The open room's confirmed messages, top to bottom: `{seq, text}`. */
 function shownMessages(page) {
@@ -95,7 +75,7 @@ function assertConsecutive(messages, firstSeq) {
  * ways, instead of forwarding the first server frame that matches it.
  */
 async function interceptSockets(page) {
-  const ctl = { sockets: [], sent: [], cutOnServerFrame: null };
+  const ctl = { sockets: [], sent: [], received: [], cutOnServerFrame: null };
   await page.routeWebSocket(/\/ws\?/, (ws) => {
     const server = ws.connectToServer();
     const socket = { ws, server, index: ctl.sockets.length };
@@ -105,12 +85,14 @@ async function interceptSockets(page) {
       server.send(m);
     });
     server.onMessage((m) => {
-      if (ctl.cutOnServerFrame?.(JSON.parse(String(m)))) {
+      const event = JSON.parse(String(m));
+      if (ctl.cutOnServerFrame?.(event)) {
         ctl.cutOnServerFrame = null;
         ws.close({ code: 4000, reason: 'dropped by the test' });
         server.close();
         return;
       }
+      ctl.received.push({ socket: socket.index, event });
       ws.send(m);
     });
   });
@@ -123,12 +105,13 @@ function dropSocket(ctl) {
   server.close();
 }
 
-/** Makes every login fail, so the page cannot reconnect until `release()`. */
+/** Makes every ticket request fail, so the page cannot reconnect until
+ * `release()`. */
 async function holdReconnects(page) {
   const abort = (route) => route.abort();
-  await page.route('**/api/login', abort);
+  await page.route('**/api/ticket', abort);
   return async () => {
-    await page.unroute('**/api/login', abort);
+    await page.unroute('**/api/ticket', abort);
     // Skip what is left of the backoff wait, if the page is waiting.
     await page.locator('#retry-now').click({ timeout: 1000 }).catch(() => {});
     await waitForState(page, 'connected');
@@ -326,11 +309,13 @@ test('after a dropped connection the page resumes: every message once, in order,
     // "lost ack" again with the same client_id; the server stored it once.
     const later = ctl.sent.filter((s) => s.socket > 0).map((s) => s.event);
     const joins = later.filter((e) => e.type === 'join_room').map((e) => e.payload);
+    const epoch = ctl.received.find((r) => r.socket === 0 && r.event.type === 'joined').event.payload.epoch;
+    assert.equal(typeof epoch, 'string');
     assert.deepEqual(
       joins.sort((a, b) => (a.room < b.room ? -1 : 1)),
       [
-        { room: 'relay', since: 1 },
-        { room: 'side', since: 1 },
+        { room: 'relay', since: 1, epoch },
+        { room: 'side', since: 1, epoch },
       ],
     );
     const sends = ctl.sent.map((s) => s.event).filter((e) => e.type === 'send_message' && e.payload.text === 'lost ack');

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { retryDelay, socketUrl } from '../connection.js';
+import { retryDelay, socketUrl } from '../../connection.js';
 
 test('reconnect delays grow exponentially, are capped, and are jittered', () => {
   // With the lowest and highest random draws: half the ceiling up to all of it.
