@@ -54,6 +54,21 @@ const ASSETS: &[Asset] = &[
         body: web_file!("connection.js"),
     },
     Asset {
+        path: "/model.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: web_file!("model.js"),
+    },
+    Asset {
+        path: "/render.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: web_file!("render.js"),
+    },
+    Asset {
+        path: "/storage.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: web_file!("storage.js"),
+    },
+    Asset {
         path: "/view.js",
         content_type: "text/javascript; charset=utf-8",
         body: web_file!("view.js"),

@@ -46,6 +46,9 @@ async fn every_file_the_page_uses_is_served_with_its_type() {
         ("/app.css", "text/css; charset=utf-8"),
         ("/app.js", "text/javascript; charset=utf-8"),
         ("/connection.js", "text/javascript; charset=utf-8"),
+        ("/model.js", "text/javascript; charset=utf-8"),
+        ("/render.js", "text/javascript; charset=utf-8"),
+        ("/storage.js", "text/javascript; charset=utf-8"),
         ("/view.js", "text/javascript; charset=utf-8"),
         ("/favicon.svg", "image/svg+xml"),
     ] {

@@ -21,6 +21,7 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -210,7 +211,6 @@ impl Piped {
     }
 
     /// Waits for a line that `what` accepts.
-    #[allow(dead_code)]
     async fn wait_line(&mut self, what: impl Fn(&str) -> bool) -> String {
         let mut lines = self.lines.clone();
         let waited =
@@ -324,6 +324,80 @@ async fn chat_tui() {
         ));
         tmux.wait_for("connected to").await;
         Tui(tmux)
+    })
+    .await;
+}
+
+// ----- the browser client -----
+
+struct Browser(Piped);
+
+impl Subject for Browser {
+    async fn send(&mut self, text: &str) {
+        self.0
+            .write_line(&serde_json::json!({ "send": text }).to_string())
+            .await;
+    }
+
+    async fn held(&mut self) -> Vec<Held> {
+        let before = self.0.lines().len();
+        self.0.write_line(r#"{"held":true}"#).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(held) = self.0.lines()[before..]
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find_map(|v| v.get("held").cloned())
+            {
+                return held
+                    .as_array()
+                    .expect("held is a list")
+                    .iter()
+                    .map(|m| Held {
+                        seq: m["seq"].as_u64(),
+                        text: m["text"].as_str().unwrap_or_default().to_owned(),
+                    })
+                    .collect();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no answer to held");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn finish(mut self) {
+        self.0.write_line(r#"{"quit":true}"#).await;
+        self.0.end().await;
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[tokio::test]
+async fn browser() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() && missing("Chromium", "apt-get install -y chromium") {
+        return;
+    }
+    let web = repo().join("web");
+    if !web.join("node_modules/playwright-core").exists()
+        && missing("playwright-core", "(cd web && npm ci)")
+    {
+        return;
+    }
+    scenario("browser", async |url: &str| {
+        let mut command = tokio::process::Command::new("node");
+        command
+            .arg(web.join("tests/conformance-client.js"))
+            .env("CHROMIUM", &chromium)
+            .env("CONF_URL", url)
+            .env("CONF_USER", "alice")
+            .env("CONF_PASSWORD", PASSWORD)
+            .env("CONF_ROOM", ROOM);
+        let mut piped = Piped::spawn(&mut command);
+        piped.wait_line(|l| l.contains("\"ready\"")).await;
+        Browser(piped)
     })
     .await;
 }

@@ -10,9 +10,6 @@
 //   CONF_ROOM      room to join, through the room field (required)
 //   CHROMIUM       the browser (default /usr/bin/chromium)
 //   CONF_TIMEOUT_MS  how long any one step may take (default 15000)
-//   CONF_WEB_DIR   serve the page's files from this directory instead of
-//                  the server's embedded ones (for a server built before
-//                  them; see tree-files.js)
 //
 // Once signed in and in the room (its `joined` handled), prints
 // {"ready":true}. Then reads one command per line on stdin:
@@ -32,7 +29,6 @@ import { createInterface } from 'node:readline';
 
 import { chromium } from 'playwright-core';
 
-import { serveTreeFiles, TREE_FILES_BROWSER_ARGS } from './tree-files.js';
 
 const env = {
   url: process.env.CONF_URL,
@@ -40,7 +36,6 @@ const env = {
   password: process.env.CONF_PASSWORD,
   room: process.env.CONF_ROOM,
   chromium: process.env.CHROMIUM || '/usr/bin/chromium',
-  webDir: process.env.CONF_WEB_DIR || null,
   timeout: Number(process.env.CONF_TIMEOUT_MS || 15000),
 };
 
@@ -114,7 +109,6 @@ async function openPage() {
     '--disable-sync',
     '--no-first-run',
   ];
-  if (env.webDir) args.push(...TREE_FILES_BROWSER_ARGS);
   try {
     context = await chromium.launchPersistentContext(profile, {
       executablePath: env.chromium,
@@ -126,7 +120,6 @@ async function openPage() {
     throw new Failure(`cannot launch Chromium at ${env.chromium}: ${e.message.split('\n')[0]}`);
   }
   context.setDefaultTimeout(env.timeout);
-  if (env.webDir) await serveTreeFiles(context, env.url, path.resolve(env.webDir));
   const page = context.pages()[0] ?? (await context.newPage());
   // An exception the page did not catch is a bug of the client: stop there.
   page.on('pageerror', (e) => exit(1, `the page threw: ${e.message}`));

@@ -2,7 +2,7 @@
 // Chromium driven by playwright-core, with a few page-level helpers.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,6 @@ import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
-import { embedsTree, serveTreeFiles, TREE_FILES_BROWSER_ARGS } from './tree-files.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '../..');
@@ -202,7 +201,7 @@ export function launchBrowser({ insecure = false } = {}) {
     '--no-first-run',
   ];
   if (insecure) args.push('--ignore-certificate-errors');
-  if (!servesThisTree()) args.push(...TREE_FILES_BROWSER_ARGS);
+  assertServesThisTree();
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args });
 }
 
@@ -213,7 +212,6 @@ export function launchBrowser({ insecure = false } = {}) {
 export async function openPage(browser, server, { viewport = { width: 1280, height: 800 } } = {}) {
   const context = await browser.newContext({ viewport, ignoreHTTPSErrors: server.tls });
   context.setDefaultTimeout(WAIT);
-  if (!servesThisTree()) await serveTreeFiles(context, server.url);
   const page = await context.newPage();
   const watch = { errors: [], dialogs: [], frames: [], sockets: [], response: null };
   page.on('pageerror', (e) => watch.errors.push(String(e)));
@@ -232,19 +230,21 @@ export async function openPage(browser, server, { viewport = { width: 1280, heig
   return { context, page, watch };
 }
 
-/** Whether SERVER_BIN serves this tree's web/ files; if not, says once
- * that the browser gets them from disk instead (see tree-files.js). */
-let embedded = null;
-function servesThisTree() {
-  if (embedded === null) {
-    embedded = !existsSync(SERVER_BIN) || embedsTree(SERVER_BIN);
-    if (!embedded) {
-      process.stderr.write(
-        `note: ${SERVER_BIN} embeds other web/ files than this tree's: the browser gets these from disk, with the server's headers (rebuild chat-server to test what it embeds)\n`,
-      );
-    }
+/** chat-server embeds web/ when it is built (server/src/web.rs): a binary
+ * built before these files changed would test other files than these, so
+ * the tests refuse to run against it. */
+function assertServesThisTree() {
+  if (!existsSync(SERVER_BIN)) return;
+  const image = readFileSync(SERVER_BIN);
+  const dir = path.join(REPO, 'web');
+  const stale = readdirSync(dir)
+    .filter((name) => /\.(html|js|css|svg)$/.test(name))
+    .filter((name) => !image.includes(readFileSync(path.join(dir, name))));
+  if (stale.length > 0) {
+    throw new Error(
+      `${SERVER_BIN} embeds other versions of web/${stale.join(', web/')}: rebuild it (cargo build --bin chat-server)`,
+    );
   }
-  return embedded;
 }
 
 /** The session token the page keeps in sessionStorage (null: none). */

@@ -67,7 +67,7 @@ pub async fn until(addr: SocketAddr, series: &str, wanted: impl Fn(f64) -> bool)
 
 /// docs/metrics.md, which names every metric.
 pub fn metrics_doc() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
     std::fs::read_to_string(path).expect("docs/metrics.md")
 }
 
