@@ -206,3 +206,31 @@ pub async fn outcome(command: &mut tokio::process::Command) -> (Option<i32>, Str
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+impl TestServer {
+    /// A plain (no TLS) server on a config that `tweak` adjusted first, e.g. retention.
+    /// `restart` brings it back on the plain config.
+    pub async fn start_tweaked(tweak: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let clock = ManualClock::default();
+        let mut config = Config::with_data_dir(data_dir.path());
+        config.listen = "127.0.0.1:0".parse().expect("addr");
+        config.shutdown_grace = Duration::from_secs(2);
+        tweak(&mut config);
+        let server = Server::bind_with_clock(config, Arc::new(clock.clone()))
+            .await
+            .expect("server binds");
+        let addr = server.local_addr().expect("addr");
+        let hashes = server.password_hashes();
+        let shutdown = server.shutdown_token();
+        Self {
+            addr,
+            data_dir,
+            tls: false,
+            clock,
+            hashes,
+            shutdown,
+            handle: Some(tokio::spawn(server.run())),
+        }
+    }
+}
