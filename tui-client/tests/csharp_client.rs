@@ -139,6 +139,13 @@ fn parse_joined(line: &str) -> Option<(String, Vec<String>, u64, String)> {
     Some((room, members, last_seq, epoch))
 }
 
+/// A `reconnecting MS WHY` line after a failed attempt, not after a close.
+fn refused_attempt(line: &str) -> bool {
+    line.strip_prefix("reconnecting ")
+        .and_then(|rest| rest.split_once(' '))
+        .is_some_and(|(_, why)| !why.starts_with("closed "))
+}
+
 /// The running C# program: its stdin, and its stdout read line by line.
 struct CSharp {
     child: Child,
@@ -700,11 +707,7 @@ async fn a_resume_after_a_restart_brings_what_was_missed_once_and_in_order() {
     cli_send(&server, "alice", "general", "while away 1").await;
     cli_send(&server, "alice", "general", "while away 2").await;
     let hashes = server.password_hashes();
-    csharp
-        .expect("an attempt refused", |l| {
-            l.starts_with("reconnecting ") && !l.contains(" closed ")
-        })
-        .await;
+    csharp.expect("an attempt refused", refused_attempt).await;
 
     proxy.open();
     csharp
@@ -774,11 +777,7 @@ async fn a_message_whose_ack_was_cut_off_is_resent_and_stored_once() {
         })
         .await;
     cli_send(&server, "alice", "general", "meanwhile").await;
-    csharp
-        .expect("an attempt refused", |l| {
-            l.starts_with("reconnecting ") && !l.contains(" closed ")
-        })
-        .await;
+    csharp.expect("an attempt refused", refused_attempt).await;
     proxy.open();
 
     // Back: its own message comes in the resumed backlog, then the resend is acked with the
