@@ -1,9 +1,10 @@
-// chat-client: a console program on top of ChatClient.cs.
+// chat-client: a console program on top of the Chat.Client library.
 //
 //   chat-client --server URL --user NAME --room ROOM [--room ROOM ...] [options]
 //
-// Joins the rooms, prints every event as one line on standard output, and sends each
-// non-blank line of standard input as a message to the first room. See README.md.
+// Joins the rooms, prints every event as one line on standard output (Output.cs), and sends
+// each non-blank line of standard input as a message to the first room; `/history` pages
+// back. See README.md.
 
 using System;
 using System.Collections.Generic;
@@ -29,61 +30,59 @@ namespace Chat.Console
   --no-stdin          do not read standard input; run until interrupted or closed
   --exit-on-close     do not reconnect: exit when the server closes the connection
 
-Output, one line per event: connected USER protocol N | joined ROOM A,B | left ROOM |
-member_joined ROOM USER | member_left ROOM USER | new_message ROOM FROM: TEXT |
-room_list NAME:COUNT ... | error CODE MESSAGE | closed CODE REASON | reconnecting MS WHY | ignored TYPE
+Standard input: a line is a message to the first room; /history [LIMIT] asks for the
+page of older messages; //TEXT sends /TEXT.
 
-Exit codes: 0 done (stdin ended and every message was relayed, or the server closed with
-1000/1001 under --exit-on-close), 1 local problem, 2 usage, 3 login refused,
+Output, one line per event: login password|session | connected USER protocol N |
+joined ROOM A,B LAST_SEQ EPOCH | message ROOM SEQ FROM: TEXT | ack ROOM SEQ CLIENT_ID |
+history_gap ROOM FROM TO | epoch_changed ROOM | history_start ROOM | left ROOM |
+member_joined ROOM USER | member_left ROOM USER | room_list NAME:COUNT ... |
+error CODE MESSAGE (for REQUEST) | closed CODE REASON | reconnecting MS WHY | ignored TYPE
+
+Exit codes: 0 done (stdin ended and every message was acknowledged and seen, or the server
+closed with 1000/1001 under --exit-on-close), 1 local problem, 2 usage, 3 login refused,
 4 server unreachable at start (or untrusted), connection lost under --exit-on-close, or
-messages not confirmed; 5 the server refused to join a room (invalid name, too many rooms);
+messages not delivered; 5 the server refused to join a room (invalid name, too many rooms);
 6 protocol version not supported. Once connected, it reconnects.";
 
-        static readonly object OutputLock = new object();
-        static TextWriter stdout;
+        /// <summary>How long the end of input waits for the messages sent to be confirmed.</summary>
+        static readonly TimeSpan SettleTimeout = TimeSpan.FromSeconds(30);
+        /// <summary>How long a stop waits for the session to finish its close handshake.</summary>
+        static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(6);
 
-        static void Print(string line)
-        {
-            lock (OutputLock)
-            {
-                stdout.Write(line);
-                stdout.Write('\n');
-                stdout.Flush();
-            }
-        }
-
-        static void Fail(string message)
-        {
-            lock (OutputLock)
-            {
-                System.Console.Error.WriteLine("chat-client: " + message);
-                System.Console.Error.Flush();
-            }
-        }
+        static Output output;
 
         public static int Main(string[] args)
         {
             // UTF-8 both ways whatever the locale (Mono follows LANG; a test has none).
-            stdout = new StreamWriter(System.Console.OpenStandardOutput(), new UTF8Encoding(false));
+            output = new Output(new StreamWriter(System.Console.OpenStandardOutput(), new UTF8Encoding(false)));
             try
             {
                 return Run(args).GetAwaiter().GetResult();
             }
             catch (Exception e)
             {
-                Fail(e.Message);
+                output.Fail(e.Message);
                 return 1;
             }
         }
 
-        static async Task<int> Run(string[] args)
+        /// <summary>The command line, parsed.</summary>
+        sealed class Options
         {
-            string server = Environment.GetEnvironmentVariable("CHAT_SERVER") ?? "http://127.0.0.1:8080";
-            string user = Environment.GetEnvironmentVariable("CHAT_USER");
-            string passwordEnv = "CHAT_PASSWORD";
-            var rooms = new List<string>();
-            var sends = new List<string>();
-            bool readStdin = true, exitOnClose = false;
+            public string Server = Environment.GetEnvironmentVariable("CHAT_SERVER") ?? "http://127.0.0.1:8080";
+            public string User = Environment.GetEnvironmentVariable("CHAT_USER");
+            public string PasswordEnv = "CHAT_PASSWORD";
+            public readonly List<string> Rooms = new List<string>();
+            public readonly List<string> Sends = new List<string>();
+            public bool ReadStdin = true;
+            public bool ExitOnClose;
+        }
+
+        /// <summary>Parses <paramref name="args"/>; null after printing help; throws ArgumentException.</summary>
+        static Options Parse(string[] args)
+        {
+            var o = new Options();
             for (int i = 0; i < args.Length; i++)
             {
                 string arg = args[i];
@@ -92,215 +91,191 @@ messages not confirmed; 5 the server refused to join a room (invalid name, too m
                     if (i + 1 >= args.Length) throw new ArgumentException(arg + " needs a value");
                     return args[++i];
                 };
-                try
+                switch (arg)
                 {
-                    switch (arg)
-                    {
-                        case "--server": server = value(); break;
-                        case "--user": user = value(); break;
-                        case "--password-env": passwordEnv = value(); break;
-                        case "--room": rooms.Add(value()); break;
-                        case "--send": sends.Add(value()); break;
-                        case "--no-stdin": readStdin = false; break;
-                        case "--exit-on-close": exitOnClose = true; break;
-                        case "-h": case "--help": stdout.Write(Usage + "\n"); stdout.Flush(); return 0;
-                        default: throw new ArgumentException("unknown argument " + arg);
-                    }
-                }
-                catch (ArgumentException e)
-                {
-                    Fail(e.Message + "\n" + Usage);
-                    return 2;
+                    case "--server": o.Server = value(); break;
+                    case "--user": o.User = value(); break;
+                    case "--password-env": o.PasswordEnv = value(); break;
+                    case "--room": o.Rooms.Add(value()); break;
+                    case "--send": o.Sends.Add(value()); break;
+                    case "--no-stdin": o.ReadStdin = false; break;
+                    case "--exit-on-close": o.ExitOnClose = true; break;
+                    case "-h": case "--help": return null;
+                    default: throw new ArgumentException("unknown argument " + arg);
                 }
             }
-            string password = Environment.GetEnvironmentVariable(passwordEnv);
-            if (string.IsNullOrEmpty(user) || rooms.Count == 0 || string.IsNullOrEmpty(password))
+            return o;
+        }
+
+        static async Task<int> Run(string[] args)
+        {
+            Options o;
+            try { o = Parse(args); }
+            catch (ArgumentException e) { output.Fail(e.Message + "\n" + Usage); return 2; }
+            if (o == null) { output.Print(Usage); return 0; }
+            string password = Environment.GetEnvironmentVariable(o.PasswordEnv);
+            if (string.IsNullOrEmpty(o.User) || o.Rooms.Count == 0 || string.IsNullOrEmpty(password))
             {
-                Fail((string.IsNullOrEmpty(user) ? "--user is required" : rooms.Count == 0 ? "at least one --room is required"
-                      : "no password: set " + passwordEnv) + "\n" + Usage);
+                output.Fail((string.IsNullOrEmpty(o.User) ? "--user is required" : o.Rooms.Count == 0 ? "at least one --room is required"
+                      : "no password: set " + o.PasswordEnv) + "\n" + Usage);
                 return 2;
             }
             ServerUrl url;
-            try { url = new ServerUrl(server); }
-            catch (ArgumentException e) { Fail(e.Message); return 2; }
+            try { url = new ServerUrl(o.Server); }
+            catch (ArgumentException e) { output.Fail(e.Message); return 2; }
 
             var session = new ChatSession(new ChatSessionOptions
             {
                 Server = url,
-                User = user,
+                User = o.User,
                 Password = password,
-                Reconnect = !exitOnClose,
+                Reconnect = !o.ExitOnClose,
             });
-            string mainRoom = rooms[0];
-            string me = user;
-            var pending = new LinkedList<string>(); // sent texts not yet seen relayed
-            var allRelayed = new TaskCompletionSource<bool>();
-            var firstJoined = new TaskCompletionSource<bool>();
+            string mainRoom = o.Rooms[0];
+            var joinRefused = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
             int lastClose = 0;
-
-            session.Connected += welcome =>
+            session.Events += e =>
             {
-                me = welcome.User;
-                Print("connected " + welcome.User + " protocol " + welcome.ProtocolVersion);
+                output.Show(e);
+                var closed = e as Closed;
+                if (closed != null) lastClose = closed.Code;
+                // A join refused for good: nothing can be sent to that room.
+                var error = e as ServerError;
+                if (error != null && error.Request != null && error.Request.Type == "join_room"
+                    && (error.Code == "invalid_room_name" || error.Code == "too_many_rooms"))
+                    joinRefused.TrySetResult("the server refused to join " + error.Request.Room + ": " + error.Message);
             };
-            session.Closed += (code, reason) =>
-            {
-                lastClose = code;
-                Print("closed " + code + " " + Inert(reason));
-            };
-            session.Reconnecting += (delay, why) => Print("reconnecting " + (int)delay.TotalMilliseconds + "ms " + Inert(why));
-            session.EventReceived += e => Handle(e, me, mainRoom, pending, allRelayed, firstJoined);
-            foreach (string room in rooms) await session.JoinAsync(room);
+            foreach (string room in o.Rooms) session.Join(room);
 
             Task run = session.RunAsync(CancellationToken.None);
 
-            // Ctrl+C / SIGINT: close properly.
+            // Ctrl+C / SIGINT: close properly, then end the session on the server.
             System.Console.CancelKeyPress += (sender, e) =>
             {
                 e.Cancel = true;
-                session.StopAsync().Wait(TimeSpan.FromSeconds(6));
+                session.StopAsync().Wait(StopTimeout);
             };
 
-            Task input = Task.Run(async () =>
+            Task input = Task.Run(() => ReadInputAsync(session, mainRoom, o));
+            try
             {
-                await Task.WhenAny(firstJoined.Task, run);
-                if (run.IsCompleted) return;
-                if (firstJoined.Task.IsFaulted) throw firstJoined.Task.Exception.GetBaseException();
-                foreach (string text in sends) await SendTracked(session, mainRoom, text, pending);
-                if (!readStdin) { await Task.Delay(Timeout.Infinite, CancellationToken.None).ContinueWith(_ => { }); return; }
-                var reader = new StreamReader(System.Console.OpenStandardInput(), new UTF8Encoding(false));
-                string line;
-                while ((line = await reader.ReadLineAsync()) != null)
+                Task first = await Task.WhenAny(run, input, joinRefused.Task);
+                if (first == joinRefused.Task)
                 {
-                    if (line.Trim().Length == 0) continue; // the server would answer empty_message
-                    await SendTracked(session, mainRoom, line, pending);
-                }
-            });
-
-            Task first = await Task.WhenAny(run, input);
-            if (first == input && !run.IsCompleted)
-            {
-                if (input.IsFaulted)
-                {
-                    var refused = input.Exception.GetBaseException() as RefusedException;
-                    if (refused == null) throw input.Exception.GetBaseException();
-                    Fail(refused.Message);
-                    await session.StopAsync();
-                    await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(6)));
+                    output.Fail(joinRefused.Task.Result);
+                    await StopAsync(session, run);
                     return 5;
                 }
-                // Standard input ended: wait until the server has relayed what we sent, then close.
-                bool relayed;
-                lock (pending) { if (pending.Count == 0) allRelayed.TrySetResult(true); }
-                relayed = await Task.WhenAny(allRelayed.Task, Task.Delay(TimeSpan.FromSeconds(15))) == allRelayed.Task;
-                await session.StopAsync();
-                await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(6)));
-                if (!relayed)
+                if (first == input && !run.IsCompleted)
                 {
-                    Fail(pending.Count + " message(s) not confirmed by the server");
-                    return 4;
+                    if (input.IsFaulted) throw input.Exception.GetBaseException();
+                    // Standard input ended: wait until what was sent is acknowledged and seen, then close.
+                    Task settled = session.WhenSettledAsync();
+                    Task done = await Task.WhenAny(settled, run, Task.Delay(SettleTimeout));
+                    if (done != run)
+                    {
+                        await StopAsync(session, run);
+                        if (done != settled)
+                        {
+                            output.Fail(session.Unsettled + " message(s) not confirmed by the server");
+                            return 4;
+                        }
+                        if (session.Undelivered > 0)
+                        {
+                            output.Fail(session.Undelivered + " message(s) refused by the server");
+                            return 4;
+                        }
+                        return 0;
+                    }
                 }
-                return 0;
+                return await Outcome(run, () => lastClose);
             }
+            finally
+            {
+                // Every way out ends the session on the server: nobody will use it again.
+                await session.LogoutAsync();
+            }
+        }
+
+        static async Task StopAsync(ChatSession session, Task run)
+        {
+            await session.StopAsync();
+            await Task.WhenAny(run, Task.Delay(StopTimeout));
+        }
+
+        /// <summary>The exit code once the session ended on its own.</summary>
+        static async Task<int> Outcome(Task run, Func<int> lastClose)
+        {
             try
             {
                 await run;
             }
-            catch (LoginException e)
+            catch (ApiException e)
             {
-                Fail("login refused: " + e.Code + ": " + e.Message);
+                output.Fail("login refused: " + e.Code + ": " + e.Message);
                 return e.Code == "invalid_credentials" || e.Code == "too_many_attempts" ? 3 : 4;
             }
             catch (ProtocolVersionException e)
             {
-                Fail(e.Message);
+                output.Fail(e.Message);
                 return 6;
             }
             catch (Exception e) when (e is System.Net.Http.HttpRequestException || e is System.Net.WebSockets.WebSocketException
                                       || e is IOException || e is ConnectionClosedException)
             {
-                Fail("cannot connect: " + Describe(e));
+                output.Fail("cannot connect: " + Describe(e));
                 return 4;
             }
-            return lastClose == 1000 || lastClose == 1001 ? 0 : 4;
+            int code = lastClose();
+            return code == 1000 || code == 1001 ? 0 : 4;
         }
 
-        static async Task SendTracked(ChatSession session, string room, string text, LinkedList<string> pending)
+        /// <summary>Sends the --send texts, then reads standard input to its end (never, with --no-stdin).</summary>
+        static async Task ReadInputAsync(ChatSession session, string room, Options o)
         {
-            lock (pending) pending.AddLast(text);
-            await session.SendMessageAsync(room, text);
+            foreach (string text in o.Sends) session.Send(room, text);
+            if (!o.ReadStdin)
+            {
+                await Task.Delay(Timeout.Infinite);
+                return;
+            }
+            var reader = new StreamReader(System.Console.OpenStandardInput(), new UTF8Encoding(false));
+            string line;
+            while ((line = await reader.ReadLineAsync()) != null)
+            {
+                if (line.Trim().Length == 0) continue; // the server would answer empty_message
+                if (line.StartsWith("//")) { session.Send(room, line.Substring(1)); continue; }
+                if (!line.StartsWith("/")) { session.Send(room, line); continue; }
+                Command(session, room, line);
+            }
         }
 
-        static void Handle(ChatEvent e, string me, string mainRoom, LinkedList<string> pending,
-                           TaskCompletionSource<bool> allRelayed, TaskCompletionSource<bool> firstJoined)
+        static void Command(ChatSession session, string room, string line)
         {
-            var message = e as NewMessage;
-            if (message != null)
+            string[] words = line.Split(new[] { ' ' }, StringSplitOptions.RemoveEmptyEntries);
+            if (words[0] != "/history")
             {
-                ChatMessage m = message.Message;
-                Print("new_message " + m.Room + " " + m.From + ": " + Inert(m.Text));
-                if (m.From == me && m.Room == mainRoom)
-                {
-                    lock (pending)
-                    {
-                        if (pending.Count > 0 && pending.First.Value == m.Text) pending.RemoveFirst();
-                        if (pending.Count == 0) allRelayed.TrySetResult(true);
-                    }
-                }
+                output.Fail("unknown command " + words[0] + " (to send a line that starts with /, write //)");
                 return;
             }
-            var joined = e as Joined;
-            if (joined != null)
+            int limit = 0;
+            if (words.Length > 2 || (words.Length == 2 && (!int.TryParse(words[1], out limit) || limit < 1)))
             {
-                Print("joined " + joined.Room + " " + string.Join(",", joined.Members));
-                if (joined.Room == mainRoom) firstJoined.TrySetResult(true);
+                output.Fail("usage: /history [LIMIT], LIMIT a positive number");
                 return;
             }
-            var left = e as Left;
-            if (left != null) { Print("left " + left.Room); return; }
-            var mj = e as MemberJoined;
-            if (mj != null) { Print("member_joined " + mj.Room + " " + mj.User); return; }
-            var ml = e as MemberLeft;
-            if (ml != null) { Print("member_left " + ml.Room + " " + ml.User); return; }
-            var list = e as RoomList;
-            if (list != null)
+            switch (session.RequestHistory(room, words.Length == 2 ? limit : (int?)null))
             {
-                var parts = new List<string>();
-                foreach (RoomInfo r in list.Rooms) parts.Add(r.Name + ":" + r.Members);
-                Print("room_list " + string.Join(" ", parts));
-                return;
+                case HistoryRequestResult.AtStart:
+                    output.Show(new HistoryStart { Room = room });
+                    break;
+                case HistoryRequestResult.NotJoined:
+                    output.Fail("/history: " + room + " is not joined right now; try again once it is");
+                    break;
+                case HistoryRequestResult.Pending:
+                    output.Fail("/history: a page of " + room + " is already on its way");
+                    break;
             }
-            var error = e as ServerError;
-            if (error != null)
-            {
-                Print("error " + error.Code + " " + Inert(error.Message));
-                // Only join_room answers these: joining the rooms failed, so nothing can be sent.
-                if (error.Code == "invalid_room_name" || error.Code == "too_many_rooms")
-                    firstJoined.TrySetException(new RefusedException("the server refused to join: " + error.Message));
-                return;
-            }
-            Print("ignored " + Inert(e.Type)); // an event type newer than this client
-        }
-
-        /// <summary>Received text is shown inert: control characters become visible symbols
-        /// (U+2400 block), so they cannot act on a terminal or break the one-line format.</summary>
-        static string Inert(string text)
-        {
-            if (text == null) return "";
-            var b = new StringBuilder(text.Length);
-            foreach (char c in text)
-            {
-                if (c < 0x20) b.Append((char)(0x2400 + c));
-                else if (c == 0x7f) b.Append('\u2421');
-                else if (c >= 0x80 && c < 0xa0) b.Append('\ufffd');
-                else b.Append(c);
-            }
-            return b.ToString();
-        }
-
-        sealed class RefusedException : Exception
-        {
-            public RefusedException(string message) : base(message) { }
         }
 
         static string Describe(Exception e)

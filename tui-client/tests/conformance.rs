@@ -401,3 +401,89 @@ async fn browser() {
     })
     .await;
 }
+
+// ----- the C# client -----
+
+struct CSharp(Piped);
+
+impl Subject for CSharp {
+    async fn send(&mut self, text: &str) {
+        self.0.write_line(text).await;
+    }
+
+    /// `message ROOM SEQ FROM: TEXT` lines, minus what an `epoch_changed`
+    /// dropped.
+    async fn held(&mut self) -> Vec<Held> {
+        let mut held = Vec::new();
+        for line in self.0.lines() {
+            if line == format!("epoch_changed {ROOM}") {
+                held.clear();
+            }
+            let Some(rest) = line.strip_prefix(&format!("message {ROOM} ")) else {
+                continue;
+            };
+            let Some((seq, rest)) = rest.split_once(' ') else {
+                continue;
+            };
+            let Some((_, text)) = rest.split_once(": ") else {
+                continue;
+            };
+            held.push(Held {
+                seq: seq.parse().ok(),
+                text: text.to_owned(),
+            });
+        }
+        held
+    }
+
+    /// Its message was acknowledged in the end (by the resend), and no
+    /// password login came after the first.
+    async fn finish(self) {
+        let lines = self.0.lines();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("ack {ROOM} 3 "))),
+            "the resend was acknowledged with the stored seq: {lines:?}"
+        );
+        assert_eq!(
+            lines.iter().filter(|l| *l == "login password").count(),
+            1,
+            "{lines:?}"
+        );
+        assert!(lines.iter().any(|l| l == "login session"), "{lines:?}");
+        self.0.end().await;
+    }
+}
+
+#[tokio::test]
+async fn csharp() {
+    let installed = |tool: &str| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    };
+    let install = "apt-get install -y --no-install-recommends mono-mcs mono-runtime \
+                   libmono-system-net-http4.0-cil libmono-system-runtime-serialization4.0-cil";
+    if !(installed("mcs") && installed("mono")) && missing("Mono", install) {
+        return;
+    }
+    let build = tempfile::tempdir().expect("tempdir");
+    let exe = common::csharp::build(build.path());
+    scenario("csharp", async |url: &str| {
+        let mut command = tokio::process::Command::new("mono");
+        command
+            .arg(&exe)
+            .args(["--server", url, "--user", "alice", "--room", ROOM])
+            .env("CHAT_PASSWORD", PASSWORD);
+        let mut piped = Piped::spawn(&mut command);
+        piped
+            .wait_line(|l| l.starts_with(&format!("joined {ROOM} ")))
+            .await;
+        CSharp(piped)
+    })
+    .await;
+}

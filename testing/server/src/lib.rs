@@ -130,10 +130,13 @@ impl TestServer {
     }
 
     /// Stops the server gracefully and starts a new one on the same address,
-    /// data directory and clock, so clients reconnect to the URL they had.
+    /// clock and `data_dir` (the same one, unless the test replaced it), so
+    /// clients reconnect to the URL they had.
     pub async fn restart(&mut self) {
         self.stop().await;
         self.config.listen = self.remote.addr;
+        // A test may have swapped in a fresh data directory (a new store).
+        self.config.data_dir = self.data_dir.path().to_path_buf();
         let running = run(&self.config, &self.clock).await;
         assert_eq!(
             running.addr, self.remote.addr,
