@@ -9,18 +9,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use chat_protocol::{ChatMessage, ClientEvent, ServerEvent};
+use chat_test_server::proxy::CutProxy;
 use common::{chat_cli, wait_event, ClientSide, TestServer, PASSWORD, WAIT};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
-use tokio::sync::watch;
 
 /// Whether `program` runs at all (`--version` is enough for mcs, mono and cert-sync's host).
 fn installed(program: &str) -> bool {
@@ -304,118 +300,6 @@ async fn stored(server: &TestServer, user: &str, room: &str) -> Vec<Shown> {
     }
 }
 
-/// A TCP proxy between the C# program and the server, standing for the network: the test
-/// can cut every connection through it and refuse new ones for as long as it likes, or cut
-/// the connection that carries the next `ack` just before the ack reaches the client.
-struct Proxy {
-    addr: SocketAddr,
-    control: Arc<ProxyControl>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-struct ProxyControl {
-    /// New connections are let through; when false they are closed at once.
-    open: AtomicBool,
-    /// The next server frame that is an `ack` is not forwarded: its connection is cut and
-    /// the proxy closes.
-    cut_at_ack: AtomicBool,
-    /// Bumped to cut every connection through the proxy.
-    cuts: watch::Sender<u64>,
-}
-
-impl ProxyControl {
-    fn close(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        self.cuts.send_modify(|generation| *generation += 1);
-    }
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
-        let addr = listener.local_addr().expect("proxy addr");
-        let control = Arc::new(ProxyControl {
-            open: AtomicBool::new(true),
-            cut_at_ack: AtomicBool::new(false),
-            cuts: watch::channel(0).0,
-        });
-        let shared = control.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                if shared.open.load(Ordering::SeqCst) {
-                    tokio::spawn(relay(client, upstream, shared.clone()));
-                } // else: dropped, so the client sees its connection closed at once
-            }
-        });
-        Self {
-            addr,
-            control,
-            accept,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Cuts every connection and refuses new ones until [`Proxy::open`].
-    fn close(&self) {
-        self.control.close();
-    }
-
-    fn open(&self) {
-        self.control.open.store(true, Ordering::SeqCst);
-    }
-
-    /// Arms the cut before the next `ack` the server sends through the proxy.
-    fn cut_at_next_ack(&self) {
-        self.control.cut_at_ack.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.control.close();
-    }
-}
-
-/// Copies bytes both ways until either side ends or the proxy cuts. Server frames are not
-/// masked, so an ack's JSON shows in the stream as is (a message text saying the same would
-/// be escaped: `\"type\"`).
-async fn relay(client: TcpStream, upstream: SocketAddr, control: Arc<ProxyControl>) {
-    let mut cut = control.cuts.subscribe();
-    let Ok(server) = TcpStream::connect(upstream).await else {
-        return;
-    };
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    let up = tokio::io::copy(&mut client_read, &mut server_write);
-    let down = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = server_read.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<(), std::io::Error>(());
-            }
-            let chunk = &buf[..n];
-            if control.cut_at_ack.load(Ordering::SeqCst)
-                && chunk.windows(12).any(|w| w == br#""type":"ack""#)
-            {
-                control.cut_at_ack.store(false, Ordering::SeqCst);
-                control.close();
-                return Ok(());
-            }
-            client_write.write_all(chunk).await?;
-        }
-    };
-    tokio::select! {
-        _ = up => {}
-        _ = down => {}
-        _ = cut.changed() => {}
-    }
-}
-
 #[tokio::test]
 async fn csharp_and_chat_cli_talk_in_one_room_and_the_csharp_side_reconnects() {
     if mono_missing() {
@@ -646,7 +530,7 @@ async fn a_resume_after_a_restart_brings_what_was_missed_once_and_in_order() {
     let mut server = TestServer::start().await;
     server.register("alice").await;
     server.register("bob").await;
-    let proxy = Proxy::start(server.addr).await;
+    let proxy = CutProxy::start(server.addr).await;
 
     let mut csharp = CSharp::spawn_at(&exe, &proxy.url(), "bob", &["--room", "general"], None);
     let (_, _, _, epoch) = csharp.expect_joined("general").await;
@@ -655,7 +539,7 @@ async fn a_resume_after_a_restart_brings_what_was_missed_once_and_in_order() {
 
     // The C# program is cut off (the proxy refuses it) while the server restarts and alice
     // writes twice.
-    proxy.close();
+    proxy.cut_all();
     csharp
         .expect("the connection lost", |l| {
             l.starts_with("closed ") && !l.starts_with("closed 1000")
@@ -668,7 +552,7 @@ async fn a_resume_after_a_restart_brings_what_was_missed_once_and_in_order() {
     let hashes = server.password_hashes();
     csharp.expect("an attempt refused", refused_attempt).await;
 
-    proxy.open();
+    proxy.let_through();
     csharp
         .expect("a ticket from its session", |l| l == "login session")
         .await;
@@ -719,7 +603,7 @@ async fn a_message_whose_ack_was_cut_off_is_resent_and_stored_once() {
     let server = TestServer::start().await;
     server.register("alice").await;
     server.register("bob").await;
-    let proxy = Proxy::start(server.addr).await;
+    let proxy = CutProxy::start(server.addr).await;
 
     let mut csharp = CSharp::spawn_at(&exe, &proxy.url(), "bob", &["--room", "general"], None);
     csharp.expect_joined("general").await;
@@ -728,7 +612,7 @@ async fn a_message_whose_ack_was_cut_off_is_resent_and_stored_once() {
 
     // The server stores the message, but its ack (and all after it) never reaches the
     // program; then connections are refused, for at least one attempt, while alice writes.
-    proxy.cut_at_next_ack();
+    proxy.cut_before_next_ack();
     csharp.send_line("through the cut").await;
     csharp
         .expect("the connection lost", |l| {
@@ -737,7 +621,7 @@ async fn a_message_whose_ack_was_cut_off_is_resent_and_stored_once() {
         .await;
     cli_send(&server, "alice", "general", "meanwhile").await;
     csharp.expect("an attempt refused", refused_attempt).await;
-    proxy.open();
+    proxy.let_through();
 
     // Back: its own message comes in the resumed backlog, then the resend is acked with the
     // same seq instead of being stored again.
@@ -779,7 +663,7 @@ async fn a_resume_past_what_retention_kept_reports_the_gap_then_goes_on() {
     let server = TestServer::with(|config| config.retain_messages = Some(3)).await;
     server.register("alice").await;
     server.register("bob").await;
-    let proxy = Proxy::start(server.addr).await;
+    let proxy = CutProxy::start(server.addr).await;
 
     let mut csharp = CSharp::spawn_at(&exe, &proxy.url(), "bob", &["--room", "general"], None);
     csharp.expect_joined("general").await;
@@ -787,7 +671,7 @@ async fn a_resume_past_what_retention_kept_reports_the_gap_then_goes_on() {
     csharp.expect_message("general", "alice", "m2").await;
 
     // While the program is away, 6 more arrive; the server keeps only the newest 3.
-    proxy.close();
+    proxy.cut_all();
     csharp
         .expect("the connection lost", |l| {
             l.starts_with("closed ") && !l.starts_with("closed 1000")
@@ -805,7 +689,7 @@ async fn a_resume_past_what_retention_kept_reports_the_gap_then_goes_on() {
             .expect("send");
         wait_event(&mut alice, |e| matches!(e, ServerEvent::Ack { .. })).await;
     }
-    proxy.open();
+    proxy.let_through();
 
     // Resumed after 2: 3..5 are gone, said so, then 6..8 follow, and then live messages.
     csharp

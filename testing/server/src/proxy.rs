@@ -1,7 +1,8 @@
 //! A TCP proxy in front of a server that can cut a client's WebSocket right
 //! before the server's next `ack` reaches it, and then refuse connections
 //! until told to let them through: the message is stored, the sender never
-//! learns it, and has to find out by resuming and resending.
+//! learns it, and has to find out by resuming and resending. It can also cut
+//! every connection at once, as a network that goes away.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +26,14 @@ struct Switches {
     /// Told when a cut happened.
     cut: Notify,
     cuts: std::sync::atomic::AtomicUsize,
+    /// Cancelled (and replaced) to cut every connection open now.
+    live: std::sync::Mutex<CancellationToken>,
+}
+
+impl Switches {
+    fn live(&self) -> CancellationToken {
+        self.live.lock().expect("proxy switches").clone()
+    }
 }
 
 /// The running proxy; it stops when dropped.
@@ -39,8 +48,11 @@ impl CutProxy {
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
-        let switches = Arc::new(Switches::default());
         let stop = CancellationToken::new();
+        let switches = Arc::new(Switches {
+            live: std::sync::Mutex::new(stop.child_token()),
+            ..Switches::default()
+        });
         let (s, token) = (switches.clone(), stop.clone());
         tokio::spawn(async move {
             loop {
@@ -53,7 +65,7 @@ impl CutProxy {
                     drop(client);
                     continue;
                 }
-                tokio::spawn(relay(client, upstream, s.clone(), token.child_token()));
+                tokio::spawn(relay(client, upstream, s.clone(), s.live()));
             }
         });
         Self {
@@ -83,6 +95,18 @@ impl CutProxy {
             }
             notified.await;
         }
+    }
+
+    /// Cuts every connection open now and refuses new ones until
+    /// [`Self::let_through`].
+    pub fn cut_all(&self) {
+        self.switches.refusing.store(true, Ordering::SeqCst);
+        let next = self.stop.child_token();
+        let old = std::mem::replace(
+            &mut *self.switches.live.lock().expect("proxy switches"),
+            next,
+        );
+        old.cancel();
     }
 
     /// Connections go through again.
