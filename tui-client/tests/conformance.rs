@@ -159,9 +159,7 @@ async fn say(bob: &mut chat_tui::client::Connection, text: &str) {
 /// Whether a client's runtime is missing: a note and a skip on a developer's
 /// machine, a failure in CI.
 fn missing(what: &str, install: &str) -> bool {
-    let note = format!("SKIPPED: {what} is not available; install it with: {install}");
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{note}");
-    eprintln!("{note}");
+    chat_test_engines::missing(what, install);
     true
 }
 
@@ -313,7 +311,7 @@ impl Subject for Tui {
 
 #[tokio::test]
 async fn chat_tui() {
-    if !Tmux::available() && missing("tmux", "apt-get install -y tmux") {
+    if Tmux::missing() {
         return;
     }
     scenario("tui", async |url: &str| {
@@ -458,17 +456,7 @@ impl Subject for CSharp {
 
 #[tokio::test]
 async fn csharp() {
-    let installed = |tool: &str| {
-        std::process::Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    };
-    let install = "apt-get install -y --no-install-recommends mono-mcs mono-runtime \
-                   libmono-system-net-http4.0-cil libmono-system-runtime-serialization4.0-cil";
-    if !(installed("mcs") && installed("mono")) && missing("Mono", install) {
+    if common::csharp::mono_missing() {
         return;
     }
     let build = tempfile::tempdir().expect("tempdir");

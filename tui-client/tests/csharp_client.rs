@@ -14,33 +14,10 @@ use std::process::Stdio;
 
 use chat_protocol::{ChatMessage, ClientEvent, ServerEvent};
 use chat_test_server::proxy::CutProxy;
+use common::csharp::{installed, mono_missing, setup};
 use common::{chat_cli, wait_event, ClientSide, TestServer, PASSWORD, WAIT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
-
-/// Whether `program` runs at all (`--version` is enough for mcs, mono and cert-sync's host).
-fn installed(program: &str) -> bool {
-    std::process::Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-fn mono_missing() -> bool {
-    for tool in ["mcs", "mono"] {
-        if !installed(tool) {
-            eprintln!(
-                "SKIPPED: `{tool}` is not installed; the C# client test needs Mono \
-                 (apt-get install -y --no-install-recommends mono-mcs mono-runtime \
-                 libmono-system-net-http4.0-cil libmono-system-runtime-serialization4.0-cil)"
-            );
-            return true;
-        }
-    }
-    false
-}
 
 /// A `message ROOM SEQ FROM: TEXT` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,14 +279,9 @@ async fn stored(server: &TestServer, user: &str, room: &str) -> Vec<Shown> {
 
 #[tokio::test]
 async fn csharp_and_chat_cli_talk_in_one_room_and_the_csharp_side_reconnects() {
-    if mono_missing() {
+    let Some((_build, exe, mut server)) = setup(|_| {}).await else {
         return;
-    }
-    let build = tempfile::tempdir().expect("tempdir");
-    let exe = common::csharp::build(build.path());
-    let mut server = TestServer::start().await;
-    server.register("alice").await;
-    server.register("bob").await;
+    };
 
     // bob, in C#, joins first; then alice follows the room with chat-cli tail.
     let mut csharp = CSharp::spawn(&exe, &server, "bob", &["--room", "general"], None);
@@ -410,13 +382,9 @@ async fn csharp_and_chat_cli_talk_in_one_room_and_the_csharp_side_reconnects() {
 
 #[tokio::test]
 async fn own_messages_are_known_by_their_ack_not_their_text() {
-    if mono_missing() {
+    let Some((_build, exe, server)) = setup(|_| {}).await else {
         return;
-    }
-    let build = tempfile::tempdir().expect("tempdir");
-    let exe = common::csharp::build(build.path());
-    let server = TestServer::start().await;
-    server.register("bob").await;
+    };
 
     let mut csharp = CSharp::spawn(&exe, &server, "bob", &["--room", "general"], None);
     csharp.expect_joined("general").await;
@@ -446,13 +414,9 @@ async fn own_messages_are_known_by_their_ack_not_their_text() {
 
 #[tokio::test]
 async fn every_error_is_reported_with_the_request_it_answers() {
-    if mono_missing() {
+    let Some((_build, exe, server)) = setup(|_| {}).await else {
         return;
-    }
-    let build = tempfile::tempdir().expect("tempdir");
-    let exe = common::csharp::build(build.path());
-    let server = TestServer::start().await;
-    server.register("bob").await;
+    };
 
     // More lines at once than the rate limit's burst (20, and the join took one token).
     let mut csharp = CSharp::spawn(&exe, &server, "bob", &["--room", "general"], None);
@@ -522,14 +486,9 @@ async fn every_error_is_reported_with_the_request_it_answers() {
 
 #[tokio::test]
 async fn a_resume_after_a_restart_brings_what_was_missed_once_and_in_order() {
-    if mono_missing() {
+    let Some((_build, exe, mut server)) = setup(|_| {}).await else {
         return;
-    }
-    let build = tempfile::tempdir().expect("tempdir");
-    let exe = common::csharp::build(build.path());
-    let mut server = TestServer::start().await;
-    server.register("alice").await;
-    server.register("bob").await;
+    };
     let proxy = CutProxy::start(server.addr).await;
 
     let mut csharp = CSharp::spawn_at(&exe, &proxy.url(), "bob", &["--room", "general"], None);
@@ -595,14 +554,9 @@ async fn a_resume_after_a_restart_brings_what_was_missed_once_and_in_order() {
 
 #[tokio::test]
 async fn a_message_whose_ack_was_cut_off_is_resent_and_stored_once() {
-    if mono_missing() {
+    let Some((_build, exe, server)) = setup(|_| {}).await else {
         return;
-    }
-    let build = tempfile::tempdir().expect("tempdir");
-    let exe = common::csharp::build(build.path());
-    let server = TestServer::start().await;
-    server.register("alice").await;
-    server.register("bob").await;
+    };
     let proxy = CutProxy::start(server.addr).await;
 
     let mut csharp = CSharp::spawn_at(&exe, &proxy.url(), "bob", &["--room", "general"], None);
@@ -655,14 +609,9 @@ async fn a_message_whose_ack_was_cut_off_is_resent_and_stored_once() {
 
 #[tokio::test]
 async fn a_resume_past_what_retention_kept_reports_the_gap_then_goes_on() {
-    if mono_missing() {
+    let Some((_build, exe, server)) = setup(|config| config.retain_messages = Some(3)).await else {
         return;
-    }
-    let build = tempfile::tempdir().expect("tempdir");
-    let exe = common::csharp::build(build.path());
-    let server = TestServer::with(|config| config.retain_messages = Some(3)).await;
-    server.register("alice").await;
-    server.register("bob").await;
+    };
     let proxy = CutProxy::start(server.addr).await;
 
     let mut csharp = CSharp::spawn_at(&exe, &proxy.url(), "bob", &["--room", "general"], None);
@@ -740,14 +689,9 @@ async fn seed(server: &TestServer, user: &str, room: &str, count: usize) {
 
 #[tokio::test]
 async fn history_pages_back_to_the_first_message() {
-    if mono_missing() {
+    let Some((_build, exe, server)) = setup(|_| {}).await else {
         return;
-    }
-    let build = tempfile::tempdir().expect("tempdir");
-    let exe = common::csharp::build(build.path());
-    let server = TestServer::start().await;
-    server.register("alice").await;
-    server.register("bob").await;
+    };
     seed(&server, "alice", "general", 55).await;
 
     // A plain join brings the newest 50: 6..55.
@@ -787,14 +731,9 @@ async fn history_pages_back_to_the_first_message() {
 
 #[tokio::test]
 async fn a_new_epoch_drops_the_room_and_starts_from_the_new_history() {
-    if mono_missing() {
+    let Some((_build, exe, mut server)) = setup(|_| {}).await else {
         return;
-    }
-    let build = tempfile::tempdir().expect("tempdir");
-    let exe = common::csharp::build(build.path());
-    let mut server = TestServer::start().await;
-    server.register("alice").await;
-    server.register("bob").await;
+    };
 
     let mut csharp = CSharp::spawn(&exe, &server, "bob", &["--room", "general"], None);
     let (_, _, _, old_epoch) = csharp.expect_joined("general").await;

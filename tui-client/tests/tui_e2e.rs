@@ -18,8 +18,7 @@ fn launch(tmux: &Tmux, server: &TestServer) {
 
 #[tokio::test]
 async fn messages_flow_both_ways_between_chat_tui_and_chat_cli() {
-    if !Tmux::available() {
-        eprintln!("SKIPPED: tmux is not installed (apt-get install -y tmux)");
+    if Tmux::missing() {
         return;
     }
     let server = TestServer::start().await;
@@ -64,8 +63,7 @@ async fn messages_flow_both_ways_between_chat_tui_and_chat_cli() {
 
 #[tokio::test]
 async fn chat_tui_reconnects_and_rejoins_after_a_server_restart() {
-    if !Tmux::available() {
-        eprintln!("SKIPPED: tmux is not installed (apt-get install -y tmux)");
+    if Tmux::missing() {
         return;
     }
     let mut server = TestServer::start().await;

@@ -13,6 +13,15 @@ pub struct Tmux {
 }
 
 impl Tmux {
+    /// Whether tmux is missing: a skip with a note, or a failure in CI.
+    pub fn missing() -> bool {
+        let missing = !Self::available();
+        if missing {
+            chat_test_engines::missing("tmux, for chat-tui's tests", "apt-get install -y tmux");
+        }
+        missing
+    }
+
     pub fn available() -> bool {
         Command::new("tmux")
             .arg("-V")
