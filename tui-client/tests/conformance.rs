@@ -108,22 +108,20 @@ async fn scenario<S: Subject>(name: &str, start: impl AsyncFnOnce(&str) -> S) {
     say(&mut bob, &text(5)).await;
     let expected: Vec<String> = (1..=5).map(text).collect();
     let held = wait_held(&mut subject, &expected).await;
+    assert_eq!(
+        server.password_hashes(),
+        hashes,
+        "the client reconnected with its session, without a password login"
+    );
 
     // The room's stored sequence: each message once, numbered 1..=5, the
     // resend not stored again.
-    bob.send(&ClientEvent::History {
-        room: ROOM.into(),
-        before: None,
-        limit: Some(50),
-    })
-    .await
-    .expect("history");
-    let ServerEvent::HistoryPage { messages, .. } =
-        wait_event(&mut bob, |e| matches!(e, ServerEvent::HistoryPage { .. })).await
-    else {
-        unreachable!()
-    };
-    let stored: Vec<(u64, String)> = messages.into_iter().map(|m| (m.seq, m.text)).collect();
+    let stored: Vec<(u64, String)> = server
+        .stored("bob", ROOM)
+        .await
+        .into_iter()
+        .map(|m| (m.seq, m.text))
+        .collect();
     assert_eq!(
         stored,
         expected
@@ -137,11 +135,6 @@ async fn scenario<S: Subject>(name: &str, start: impl AsyncFnOnce(&str) -> S) {
             assert_eq!(held_seq, *seq, "{h:?} has the stored seq");
         }
     }
-    assert_eq!(
-        server.password_hashes(),
-        hashes,
-        "the client reconnected with its session, without a password login"
-    );
     subject.finish().await;
 }
 

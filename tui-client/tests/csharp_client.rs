@@ -257,24 +257,14 @@ async fn cli_send(server: &TestServer, user: &str, room: &str, text: &str) {
     assert_eq!(status.code(), Some(0), "chat-cli send {text:?}");
 }
 
-/// What the server stores of `room` (up to its history-on-join, 50), as a fresh member sees it.
+/// What the server stores of `room`, as the program would show it.
 async fn stored(server: &TestServer, user: &str, room: &str) -> Vec<Shown> {
-    let mut conn = chat_tui::client::connect(&server.config(user))
+    server
+        .stored(user, room)
         .await
-        .expect("connect");
-    conn.send(&ClientEvent::JoinRoom {
-        room: room.into(),
-        since: None,
-        epoch: None,
-    })
-    .await
-    .expect("join");
-    let joined = wait_event(&mut conn, |e| matches!(e, ServerEvent::Joined { .. })).await;
-    conn.close().await;
-    match joined {
-        ServerEvent::Joined { history, .. } => history.iter().map(Shown::of).collect(),
-        _ => unreachable!(),
-    }
+        .iter()
+        .map(Shown::of)
+        .collect()
 }
 
 #[tokio::test]

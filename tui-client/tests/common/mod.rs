@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chat_protocol::{ClientEvent, ServerEvent};
+use chat_protocol::{ChatMessage, ClientEvent, ServerEvent};
 use chat_tui::client::{self, ClientConfig, Connection, ServerUrl, TlsOptions};
 
 pub use chat_test_server::{TestServer, PASSWORD};
@@ -32,6 +32,9 @@ pub trait ClientSide {
     fn config(&self, user: &str) -> ClientConfig;
     /// A connected client already in `room` (its own `joined` consumed).
     async fn member(&self, user: &str, room: &str) -> Connection;
+    /// What the server stores of `room` (its newest 200), oldest first, as
+    /// `user` reads it with `history`.
+    async fn stored(&self, user: &str, room: &str) -> Vec<ChatMessage>;
 }
 
 impl ClientSide for TestServer {
@@ -62,6 +65,23 @@ impl ClientSide for TestServer {
         .expect("join");
         wait_event(&mut conn, |e| matches!(e, ServerEvent::Joined { .. })).await;
         conn
+    }
+
+    async fn stored(&self, user: &str, room: &str) -> Vec<ChatMessage> {
+        let mut conn = self.member(user, room).await;
+        conn.send(&ClientEvent::History {
+            room: room.into(),
+            before: None,
+            limit: Some(200),
+        })
+        .await
+        .expect("history");
+        let page = wait_event(&mut conn, |e| matches!(e, ServerEvent::HistoryPage { .. })).await;
+        conn.close().await;
+        match page {
+            ServerEvent::HistoryPage { messages, .. } => messages,
+            _ => unreachable!("waited for a history_page"),
+        }
     }
 }
 
