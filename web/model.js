@@ -160,11 +160,20 @@ export class ChatModel {
   }
 
   /** What a reload needs to resume: the rooms joined, with the newest `seq`
-   * and the `epoch` of each, and the open room. Plain data, for storage. */
+   * and the `epoch` of each, the messages sent there and not yet
+   * acknowledged (with their client_id, so a resend after the reload cannot
+   * double them), and the open room. Plain data, for storage. */
   snapshot() {
     const rooms = [...this.rooms.values()]
       .filter((r) => r.joined)
-      .map((r) => ({ name: r.name, lastSeq: r.lastSeq, epoch: r.epoch }));
+      .map((r) => {
+        const saved = { name: r.name, lastSeq: r.lastSeq, epoch: r.epoch };
+        const unsent = r.outbox
+          .filter((p) => p.seq === null && p.status === 'sending')
+          .map(({ clientId, text }) => ({ clientId, text }));
+        if (unsent.length > 0) saved.unsent = unsent;
+        return saved;
+      });
     return { rooms, current: this.current };
   }
 
@@ -180,6 +189,14 @@ export class ChatModel {
       r.epoch = typeof saved.epoch === 'string' && saved.epoch ? saved.epoch : null;
       r.restored = r.lastSeq > 0;
       r.hasOlder = r.lastSeq > 0;
+      for (const p of Array.isArray(saved.unsent) ? saved.unsent : []) {
+        const wellFormed =
+          typeof p?.clientId === 'string' && p.clientId.length > 0 && p.clientId.length <= 64 &&
+          typeof p.text === 'string' && p.text.length > 0;
+        if (wellFormed && !r.outbox.some((q) => q.clientId === p.clientId)) {
+          r.outbox.push({ clientId: p.clientId, text: p.text, seq: null, status: 'sending', reason: null });
+        }
+      }
     }
     const current = snapshot?.current;
     if (typeof current === 'string' && this.rooms.get(current)?.joined) this.current = current;

@@ -109,6 +109,33 @@ describe('joining', () => {
   });
 });
 
+describe('a reload with a message not yet acknowledged', () => {
+  test('the message is saved with its client_id and resent once its room is rejoined', () => {
+    const before = joinedModel({ history: [message(1)] });
+    const [send] = before.send('general', 'typed before the reload', 'c-r1').send;
+    assert.equal(send.payload.client_id, 'c-r1');
+    // The reload comes before the ack.
+    const saved = JSON.parse(JSON.stringify(before.snapshot()));
+    assert.deepEqual(saved.rooms[0].unsent, [{ clientId: 'c-r1', text: 'typed before the reload' }]);
+
+    const model = new ChatModel();
+    model.restore(saved);
+    model.restore({ rooms: [{ name: 'general', unsent: [{ clientId: '', text: 'x' }, { clientId: 'c-r1', text: 'twice' }, null] }] });
+    const [resume] = model.welcome('alice').send;
+    const fx = model.receive({ type: 'joined', ref: resume.ref, payload: { room: 'general', members: ['alice'], last_seq: 1, history: [], epoch: EPOCH } });
+    const resends = fx.send.filter((f) => f.type === 'send_message');
+    assert.deepEqual(
+      resends.map((f) => [f.payload.client_id, f.payload.text]),
+      [['c-r1', 'typed before the reload']],
+      'resent once, with the same client_id; malformed and repeated entries are ignored',
+    );
+    model.receive({ type: 'ack', ref: resends[0].ref, payload: { room: 'general', seq: 2, id: 'id2', client_id: 'c-r1' } });
+    model.receive({ type: 'new_message', payload: { ...message(2, 'alice'), text: 'typed before the reload' } });
+    assert.deepEqual(model.held('general'), [{ seq: 2, from: 'alice', text: 'typed before the reload' }]);
+    assert.equal(model.snapshot().rooms[0].unsent, undefined, 'nothing left to save once acknowledged');
+  });
+});
+
 describe('new messages', () => {
   test('a repeated or out-of-order new_message is dropped; others are held once, in order', () => {
     const model = joinedModel({ history: [message(1)] });
