@@ -126,22 +126,28 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
 
 /// Joins `room`, sends each non-blank line, and waits for the server's
 /// acknowledgement of each (it is stored by then), resending rate-limited ones
-/// with the same client id, so a message is never stored twice.
+/// with the same client id, so a message is never stored twice. Each request
+/// goes with a `ref` (the join `join`, a message its client id), and an
+/// `error` is taken as the answer to the request its `ref` names.
 async fn send_all(
     conn: &mut Connection,
     room: &str,
     lines: Vec<String>,
 ) -> Result<(), ClientError> {
-    conn.send(&ClientEvent::JoinRoom {
+    const JOIN: &str = "join";
+    let join = ClientEvent::JoinRoom {
         room: room.into(),
         since: None,
         epoch: None,
-    })
-    .await?;
+    };
+    conn.send_with_ref(&join, JOIN).await?;
     loop {
-        match conn.next_event().await? {
+        let frame = conn.next_frame().await?;
+        match frame.event {
             ServerEvent::Joined { room: joined, .. } if joined == room => break,
-            ServerEvent::Error { message, .. } => return Err(ClientError::Protocol(message)),
+            ServerEvent::Error { message, .. } if answers(&frame.reference, JOIN) => {
+                return Err(ClientError::Protocol(message))
+            }
             _ => {}
         }
     }
@@ -158,9 +164,10 @@ async fn send_all(
             text,
             client_id: Some(client_id.clone()),
         };
-        conn.send(&event).await?;
+        conn.send_with_ref(&event, &client_id).await?;
         loop {
-            match conn.next_event().await? {
+            let frame = conn.next_frame().await?;
+            match frame.event {
                 ServerEvent::Ack {
                     client_id: Some(acked),
                     ..
@@ -168,16 +175,25 @@ async fn send_all(
                 ServerEvent::Error {
                     code: ErrorCode::RateLimited,
                     ..
-                } => {
+                } if answers(&frame.reference, &client_id) => {
                     tokio::time::sleep(pause).await;
-                    conn.send(&event).await?;
+                    conn.send_with_ref(&event, &client_id).await?;
                 }
-                ServerEvent::Error { message, .. } => return Err(ClientError::Protocol(message)),
+                ServerEvent::Error { message, .. } if answers(&frame.reference, &client_id) => {
+                    return Err(ClientError::Protocol(message))
+                }
                 _ => {}
             }
         }
     }
     Ok(())
+}
+
+/// Whether an answer with `reference` answers the request sent as `ours`.
+/// An `error` without a `ref` answers a frame the server could not read at
+/// all, and this client sends none of those but its own: take it as ours.
+fn answers(reference: &Option<String>, ours: &str) -> bool {
+    reference.as_deref().is_none_or(|r| r == ours)
 }
 
 async fn tail(

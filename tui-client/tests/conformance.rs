@@ -297,6 +297,7 @@ impl Subject for Tui {
     async fn finish(self) {
         self.0.key("C-c");
         // Back at the shell, which reports how chat-tui ended.
+        self.0.wait_for_shell().await;
         self.0.type_line("echo tui-exit-$?");
         self.0.wait_for("tui-exit-0").await;
     }

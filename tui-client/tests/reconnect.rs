@@ -194,3 +194,101 @@ async fn chat_cli_tail_reconnects_after_a_restart_without_the_password() {
     );
     let _ = tail.kill().await;
 }
+
+/// A server whose message store does not outlive it (`--storage memory`)
+/// comes back with a new epoch: the session's resume names the old one, so
+/// the server answers a plain join, and the session first says the room's
+/// history was reset, then carries on in the new numbering.
+#[tokio::test]
+async fn a_new_epoch_after_a_restart_resets_the_room_instead_of_resuming_into_it() {
+    let mut server = TestServer::with(|config| config.storage = chat_server::Storage::Memory).await;
+    server.register("alice").await;
+    server.register("bob").await;
+    let mut session = spawn_session(server.config("alice"), vec![("general".into(), None)]);
+    let old_epoch = match wait_session(&mut session.events, |e| {
+        matches!(e, SessionEvent::Server(ServerEvent::Joined { .. }))
+    })
+    .await
+    {
+        SessionEvent::Server(ServerEvent::Joined { epoch, .. }) => epoch,
+        _ => unreachable!(),
+    };
+    let mut bob = server.member("bob", "general").await;
+    for text in ["old 1", "old 2"] {
+        bob.send(&chat_protocol::ClientEvent::SendMessage {
+            room: "general".into(),
+            text: text.into(),
+            client_id: None,
+        })
+        .await
+        .expect("send");
+    }
+    wait_session(
+        &mut session.events,
+        |e| matches!(e, SessionEvent::Server(ServerEvent::NewMessage(m)) if m.text == "old 2"),
+    )
+    .await;
+    bob.close().await;
+
+    server.restart().await;
+    wait_session(
+        &mut session.events,
+        |e| matches!(e, SessionEvent::HistoryReset { room } if room == "general"),
+    )
+    .await;
+    let SessionEvent::Server(ServerEvent::Joined {
+        epoch, last_seq, ..
+    }) = wait_session(&mut session.events, |e| {
+        matches!(e, SessionEvent::Server(ServerEvent::Joined { .. }))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_ne!(epoch, old_epoch);
+    assert_eq!(last_seq, 0, "the new store is empty");
+
+    // The new numbering from 1; and a refusal comes back matched to its
+    // request by its ref.
+    session
+        .commands
+        .send(Command::Send {
+            room: "general".into(),
+            text: "new 1".into(),
+        })
+        .await
+        .expect("send");
+    let SessionEvent::Server(ServerEvent::NewMessage(m)) = wait_session(&mut session.events, |e| {
+        matches!(e, SessionEvent::Server(ServerEvent::NewMessage(_)))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!((m.seq, m.text.as_str()), (1, "new 1"));
+    session
+        .commands
+        .send(Command::Send {
+            room: "nowhere".into(),
+            text: "lost".into(),
+        })
+        .await
+        .expect("send");
+    let refused = wait_session(&mut session.events, |e| {
+        matches!(e, SessionEvent::Refused { .. })
+    })
+    .await;
+    let SessionEvent::Refused { request, code, .. } = refused else {
+        unreachable!()
+    };
+    assert_eq!(code, chat_protocol::ErrorCode::NotInRoom);
+    assert!(
+        matches!(
+            &request,
+            chat_protocol::ClientEvent::SendMessage { room, text, client_id: Some(_) }
+                if room == "nowhere" && text == "lost"
+        ),
+        "{request:?}"
+    );
+    let _ = session.commands.send(Command::Quit).await;
+}

@@ -51,11 +51,7 @@ async fn messages_flow_both_ways_between_chat_tui_and_chat_cli() {
 
     // Ctrl+C quits and hands back a working terminal: the shell runs commands again.
     tmux.key("C-c");
-    tmux.wait_until("returned to the shell", |screen| {
-        let last = screen.trim_end();
-        !screen.contains("connected to") && (last.ends_with('$') || last.ends_with('#'))
-    })
-    .await;
+    tmux.wait_for_shell().await;
     tmux.type_line("echo restored-$((40+2))");
     tmux.wait_for("restored-42").await;
     bob.close().await;

@@ -87,6 +87,16 @@ impl Tmux {
             .await
     }
 
+    /// Waits until chat-tui has handed the terminal back to the shell (its
+    /// screen gone, a prompt at the end), so that typing reaches the shell.
+    pub async fn wait_for_shell(&self) {
+        self.wait_until("returned to the shell", |screen| {
+            let last = screen.trim_end();
+            !screen.contains("connected to") && (last.ends_with('$') || last.ends_with('#'))
+        })
+        .await;
+    }
+
     pub async fn wait_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
