@@ -68,6 +68,10 @@ async fn chat_tui_reconnects_and_rejoins_after_a_server_restart() {
     let tmux = Tmux::start();
     launch(&tmux, &server);
     tmux.wait_for("connected to").await;
+    // In the room (its joined arrived), not just connected: otherwise the
+    // stop could come before the join, and the notes of the reconnect would
+    // go to the lobby while the room opens afterwards, empty.
+    tmux.wait_for("Message general").await;
 
     server.stop().await;
     tmux.wait_for("reconnecting").await;

@@ -108,6 +108,10 @@ impl TestServer {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::with_data_dir(data_dir.path());
         config.listen = "127.0.0.1:0".parse().expect("addr");
+        // Test clients take their Close at once; a short grace keeps a stop
+        // (and a restart) quick, so reconnecting clients' backoff stays
+        // short. A test may set its own.
+        config.shutdown_grace = Duration::from_secs(2);
         configure(&mut config);
         let tls_cert = config
             .tls
