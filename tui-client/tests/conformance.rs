@@ -10,9 +10,10 @@
 //!    know it. bob stores another message meanwhile.
 //! 3. The proxy lets connections through. The client reconnects with its
 //!    session (the server checks no password: its password-hash counter
-//!    stands still), resumes the room with `since` and `epoch`, and resends
-//!    the unacknowledged message with the same `client_id`, which the server
-//!    answers without storing it again.
+//!    stands still), resumes the room with `since` and `epoch` (the server
+//!    counts an `exact` resume), and resends the unacknowledged message with
+//!    the same `client_id`, which the server answers without storing it again
+//!    (it counts six `send_message` requests and five messages stored).
 //! 4. bob stores a last message. The client must hold exactly the room's
 //!    stored sequence: every message once, in order, no gap.
 //!
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use chat_protocol::{ClientEvent, ServerEvent};
 use chat_test_server::proxy::CutProxy;
+use chat_test_server::scrape::until;
 use common::tmux::Tmux;
 use common::{bin, wait_event, ClientSide, TestServer, PASSWORD, WAIT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -76,7 +78,10 @@ async fn wait_held(subject: &mut impl Subject, texts: &[String]) -> Vec<Held> {
 /// The scenario, for any client: `start` launches it as alice through the
 /// proxy's URL, joined to [`ROOM`].
 async fn scenario<S: Subject>(name: &str, start: impl AsyncFnOnce(&str) -> S) {
-    let server = TestServer::start().await;
+    let server = TestServer::with(|config| {
+        config.metrics_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    })
+    .await;
     server.register("alice").await;
     server.register("bob").await;
     let proxy = CutProxy::start(server.addr).await;
@@ -135,6 +140,25 @@ async fn scenario<S: Subject>(name: &str, start: impl AsyncFnOnce(&str) -> S) {
             assert_eq!(held_seq, *seq, "{h:?} has the stored seq");
         }
     }
+    // The server saw what the client did: a resume in the same history, and
+    // the message sent twice (bob's four, the client's send and its resend)
+    // but stored once.
+    let metrics = server.metrics.expect("metrics listener");
+    until(metrics, r#"chat_resumes_total{outcome="exact"}"#, |n| {
+        n >= 1.0
+    })
+    .await;
+    let sends = until(
+        metrics,
+        r#"chat_request_duration_seconds_count{type="send_message"}"#,
+        |n| n >= 6.0,
+    )
+    .await;
+    assert_eq!(
+        sends.get("chat_messages_stored_total"),
+        5.0,
+        "the resend was not stored again"
+    );
     subject.finish().await;
 }
 
