@@ -438,3 +438,23 @@ async fn a_repeated_resume_request_still_delivers_each_message_once() {
     alice.close().await;
     bob.close().await;
 }
+
+#[tokio::test]
+async fn a_since_beyond_any_seq_is_answered_never_refused() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice").await;
+    alice.join("r").await;
+    alice.send_acked("r", "m1", "c1").await;
+    let mut bob = server.client("bob").await;
+    for since in [2, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
+        bob.send(join_since("r", since)).await;
+        match bob.next().await {
+            ServerEvent::Joined { last_seq, .. } => assert_eq!(last_seq, 1, "since {since}"),
+            other => panic!("since {since}: {other:?}"),
+        }
+        bob.send(ClientEvent::LeaveRoom { room: "r".into() }).await;
+        assert!(matches!(bob.next().await, ServerEvent::Left { .. }));
+    }
+    alice.close().await;
+    bob.close().await;
+}
