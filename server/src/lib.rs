@@ -32,6 +32,7 @@ pub mod clock;
 pub mod config;
 mod connection;
 mod disabled_accounts;
+pub mod logging;
 mod metrics;
 mod origin;
 pub mod prompt;

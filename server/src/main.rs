@@ -160,6 +160,7 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
+                    .fmt_fields(chat_server::logging::escaped_fields())
                     .with_writer(std::io::stderr)
                     .with_ansi(std::io::stderr().is_terminal()),
             )

@@ -27,7 +27,7 @@ pub(crate) fn check(headers: &HeaderMap, tls: bool, allowed: &[String]) -> Resul
             return Ok(());
         }
     }
-    Err(format!("origin {origin} is not allowed"))
+    Err(format!("origin {origin:?} is not allowed"))
 }
 
 #[cfg(test)]

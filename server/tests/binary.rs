@@ -80,6 +80,42 @@ async fn with_json_logs_every_line_is_an_object_with_the_event_and_its_fields() 
     assert_eq!(find("logout")["user"], "carol");
 }
 
+/// Issue 15, finding 8: a user name sent to `/api/login` (any string: names
+/// are not checked at login) is logged on its event's line with control
+/// characters escaped, so it can neither forge a line of its own nor send an
+/// escape sequence to whoever tails the log.
+#[tokio::test]
+async fn a_client_value_cannot_forge_a_log_line_or_reach_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("server.log");
+    let (mut child, remote) = start(&dir.path().join("data"), &log, &[]).await;
+    let forged = "2026-12-06T00:00:00.000000Z  INFO chat_server::api: login user=root";
+    let name = format!("x\n{forged}\u{1b}[2J");
+    let body = serde_json::json!({ "username": name, "password": "whatever it is" }).to_string();
+    assert_eq!(remote.post_json("/api/login", &body).await.0, 401);
+    // The refusal is logged before the answer is sent.
+    child.kill().await.expect("kill");
+    let text = std::fs::read_to_string(&log).expect("the log");
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape sequence reached the log:\n{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with(forged)),
+        "a line was forged:\n{text}"
+    );
+    let refused: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("login refused"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{text}");
+    assert!(
+        refused[0].contains(&format!("x\\n{forged}\\u{{1b}}[2J")),
+        "the name is on its event's line, escaped: {}",
+        refused[0]
+    );
+}
+
 /// Runs the binary with logs in `format`: creates an account with `user
 /// add`, logs in (once with a wrong password), opens a socket (and tries its
 /// ticket again), joins, sends, logs out (and tries the ended session), stops
