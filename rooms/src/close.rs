@@ -17,6 +17,10 @@ pub enum CloseReason {
     SlowConsumer,
     /// The client did not answer a ping in time.
     PongTimeout,
+    /// A write to the client stayed blocked longer than the pong timeout:
+    /// its TCP window is closed (it reads nothing), though its queue is not
+    /// full yet.
+    WriteStalled,
     /// The client sent a message above the size limit.
     MessageTooBig,
     /// The client sent a text frame that is not UTF-8.
@@ -37,6 +41,7 @@ impl CloseReason {
             Self::Shutdown => "shutdown",
             Self::SlowConsumer => "slow_consumer",
             Self::PongTimeout => "pong_timeout",
+            Self::WriteStalled => "write_stalled",
             Self::MessageTooBig => "message_too_big",
             Self::InvalidUtf8 => "invalid_utf8",
             Self::ProtocolError => "protocol_error",
@@ -51,6 +56,7 @@ impl CloseReason {
             Self::Shutdown => Some((1001, "server shutting down")),
             Self::SlowConsumer => Some((1008, "send queue full: client reads too slowly")),
             Self::PongTimeout => Some((1008, "no pong received in time")),
+            Self::WriteStalled => Some((1008, "writes stalled: client reads too slowly")),
             Self::MessageTooBig => Some((1009, "message too big")),
             Self::InvalidUtf8 => Some((1007, "text frame is not valid UTF-8")),
             Self::ProtocolError => Some((1002, "WebSocket protocol error")),
@@ -70,6 +76,7 @@ impl CloseReason {
             | Self::ConnectionLost
             | Self::SlowConsumer
             | Self::PongTimeout
+            | Self::WriteStalled
             | Self::AccountDisabled => false,
         }
     }

@@ -224,7 +224,10 @@ impl ConnectionMetrics {
                 })
                 .inc();
         }
-        if reason == CloseReason::SlowConsumer {
+        if matches!(
+            reason,
+            CloseReason::SlowConsumer | CloseReason::WriteStalled
+        ) {
             self.slow_consumers.inc();
         }
     }

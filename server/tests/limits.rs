@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chat_protocol::ServerEvent;
 use common::{is_message, TestServer};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
@@ -179,4 +179,96 @@ async fn a_frame_breaking_rfc_6455_closes_with_1002() {
     frame.header_mut().rsv1 = true; // no extension was negotiated
     send_raw_frame(&mut alice, frame).await;
     assert_eq!(u16::from(alice.expect_close().await.code), 1002);
+}
+
+/// Issue 15, finding 3: a client whose TCP window stays closed blocks the
+/// server's write with its queue far from full, and a blocked writer pings
+/// no one. The write has the pong's deadline: past it, the client is dropped
+/// and its rooms told. (No ping falls due during the test: the write deadline
+/// alone must do it.)
+#[tokio::test]
+async fn a_peer_whose_window_stays_closed_is_dropped_by_the_write_deadline() {
+    let server = TestServer::with(|c| {
+        c.ping_interval = Duration::from_secs(600);
+        c.pong_timeout = Duration::from_millis(500);
+        c.rate = 1e6;
+        c.burst = 1_000_000;
+        c.metrics_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    })
+    .await;
+    let mut sender = server.client("sender").await;
+    sender.join("room").await;
+
+    // A small, fixed receive buffer (which also turns off its autotuning):
+    // the server's send buffer then fills after a few megabytes, in fewer
+    // frames than the send queue (256) holds.
+    server.register("stalled").await;
+    let ticket = server.login("stalled").await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let tcp = socket.connect(server.addr).await.expect("connect");
+    let url = format!("ws://{}/ws?ticket={ticket}", server.addr);
+    let (mut stalled, _) = tokio_tungstenite::client_async(url, tcp)
+        .await
+        .expect("upgrade");
+    let join = chat_protocol::ClientEvent::JoinRoom {
+        room: "room".into(),
+        since: None,
+        epoch: None,
+    };
+    stalled
+        .send(Message::text(join.to_json()))
+        .await
+        .expect("join");
+    loop {
+        let Some(Ok(Message::Text(text))) = stalled.next().await else {
+            panic!("the stalled client's joined never came");
+        };
+        if text.contains(r#""type":"joined""#) {
+            break;
+        }
+    }
+    sender.next().await; // stalled joined
+                         // From here nothing reads `stalled`'s socket.
+
+    let body = "z".repeat(60 * 1024);
+    let mut dropped = false;
+    let mut sent = 0;
+    while !dropped && sent < 200 {
+        let text = format!("{sent}:{body}");
+        sender.say("room", &text).await;
+        sent += 1;
+        loop {
+            match sender.next().await {
+                ServerEvent::NewMessage(m) if m.text == text => break,
+                ServerEvent::MemberLeft { user, .. } if user == "stalled" => dropped = true,
+                other => panic!("sender got {other:?}"),
+            }
+        }
+    }
+    if !dropped {
+        let gone = tokio::time::timeout(Duration::from_secs(5), sender.next())
+            .await
+            .expect("dropped within the write deadline");
+        assert_eq!(
+            gone,
+            ServerEvent::MemberLeft {
+                room: "room".into(),
+                user: "stalled".into()
+            }
+        );
+    }
+    assert!(
+        sent < 256,
+        "dropped before its queue could fill ({sent} sent)"
+    );
+    let metrics = server.metrics.expect("metrics");
+    common::scrape::until(
+        metrics,
+        r#"chat_disconnects_total{reason="write_stalled"}"#,
+        |n| n == 1.0,
+    )
+    .await;
+    drop(stalled);
+    sender.close().await;
 }

@@ -120,14 +120,24 @@ pub(crate) async fn run(
                 if tally.samples() {
                     context.metrics.queue_depth(rx.len() + 1);
                 }
+                // A peer whose TCP window stays closed blocks the write with
+                // its queue not yet full; meanwhile this loop pings no one, so
+                // the write gets the pong's deadline instead.
                 let written = tokio::select! {
-                    r = writer::write_batch(&mut socket, &rx, frame) => r,
+                    r = tokio::time::timeout(
+                        settings.pong_timeout,
+                        writer::write_batch(&mut socket, &rx, frame),
+                    ) => r,
                     () = &mut closed => break,
                 };
                 match written {
-                    Ok(bytes) => tally.wrote(bytes, &context.metrics),
-                    Err(_) => {
+                    Ok(Ok(bytes)) => tally.wrote(bytes, &context.metrics),
+                    Ok(Err(_)) => {
                         closer.close(CloseReason::ConnectionLost);
+                        break;
+                    }
+                    Err(_) => {
+                        closer.close(CloseReason::WriteStalled);
                         break;
                     }
                 }
@@ -147,12 +157,22 @@ pub(crate) async fn run(
                     }
                     writer::Beat::Ping => {
                         let sent = tokio::select! {
-                            r = socket.send(Message::Ping(Default::default())) => r,
+                            r = tokio::time::timeout(
+                                settings.pong_timeout,
+                                socket.send(Message::Ping(Default::default())),
+                            ) => r,
                             () = &mut closed => break,
                         };
-                        if sent.is_err() {
-                            closer.close(CloseReason::ConnectionLost);
-                            break;
+                        match sent {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => {
+                                closer.close(CloseReason::ConnectionLost);
+                                break;
+                            }
+                            Err(_) => {
+                                closer.close(CloseReason::WriteStalled);
+                                break;
+                            }
                         }
                     }
                     writer::Beat::Wait => {}
