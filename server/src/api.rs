@@ -351,7 +351,8 @@ async fn websocket(
     Query(query): Query<WsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if let Err(reason) = origin::check(&headers, app.tls, &app.config.allowed_origins) {
+    let public = app.config.public_url.as_deref();
+    if let Err(reason) = origin::check(&headers, app.tls, &app.config.allowed_origins, public) {
         tracing::warn!(%peer, %reason, "socket refused");
         return ApiError::new(StatusCode::FORBIDDEN, ErrorCode::OriginNotAllowed, reason)
             .into_response();

@@ -49,6 +49,13 @@ pub struct Config {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// The origin browsers reach this server at (`https://chat.example.com`),
+    /// when it differs from what the `Host` header says, as behind a proxy.
+    /// Once set, it alone is the server's own origin and `Host` is ignored:
+    /// no name pointed at this server (DNS rebinding) passes as its own.
+    #[arg(long, env = "CHAT_PUBLIC_URL", value_parser = crate::origin::parse_public_url)]
+    pub public_url: Option<String>,
+
     /// Turn off `POST /api/register`; accounts are then made with `chat-server user add`.
     #[arg(long, env = "CHAT_DISABLE_REGISTRATION", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub disable_registration: bool,

@@ -254,6 +254,38 @@ async fn foreign_browser_origins_get_403_and_keep_their_ticket() {
     .await;
 }
 
+/// Issue 15, finding 9: with `--public-url`, the server's own origin is the
+/// operator's, not whatever the `Host` header names (which a DNS-rebinding
+/// page controls): the Host-derived origin no longer passes, the public one
+/// does, whatever the Host.
+#[tokio::test]
+async fn a_public_url_wins_over_the_host_header() {
+    let server = TestServer::with(|c| {
+        c.public_url = Some("https://chat.example.com".into());
+    })
+    .await;
+    server.register("alice").await;
+    let ticket = server.login("alice").await;
+    assert_eq!(
+        server
+            .ws(Some(&ticket), Some(&server.http_origin()))
+            .await
+            .err(),
+        Some(StatusCode::FORBIDDEN),
+        "the origin the Host header would make is not the server's any more"
+    );
+    let ws = server
+        .ws(Some(&ticket), Some("https://chat.example.com"))
+        .await
+        .expect("the public origin");
+    common::Client {
+        ws,
+        user: "alice".into(),
+    }
+    .close()
+    .await;
+}
+
 #[tokio::test]
 async fn repeated_failed_logins_are_throttled() {
     let server = TestServer::with(|c| c.login_attempts = 3).await;
