@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -38,12 +40,15 @@ const READ_BUFFER: usize = 512;
 
 /// The HTTP routes of the server, and the browser client's files.
 pub(crate) fn router(app: Arc<AppState>) -> Router {
+    let deadline = || from_fn_with_state(app.clone(), body_within_deadline);
     Router::new()
         .merge(web::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/login", post(login))
-        .route("/api/register", post(register))
+        .route("/api/login", post(login).layer(deadline()))
+        .route("/api/register", post(register).layer(deadline()))
+        // These two read no body (one that is sent is ignored), so they wait
+        // for none.
         .route("/api/ticket", post(ticket))
         .route("/api/logout", post(logout))
         .route("/ws", get(websocket))
@@ -139,6 +144,41 @@ impl From<AuthError> for ApiError {
                 )
             }
         }
+    }
+}
+
+/// Reads a request's whole body, within `--request-timeout`, before its
+/// handler runs. hyper times out only the head: a client that sends its body
+/// a byte at a time would hold a connection and a task as long as it liked.
+/// Past the deadline: 408. Larger than [`MAX_BODY`]: 413, as the extractors'
+/// own limit answers.
+async fn body_within_deadline(
+    State(app): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let read = axum::body::to_bytes(body, MAX_BODY);
+    match tokio::time::timeout(app.config.request_timeout, read).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::InvalidRequest,
+            format!("the request body is larger than {MAX_BODY} bytes, or broken off"),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::InvalidRequest,
+            format!(
+                "the request body did not arrive within {} s",
+                app.config.request_timeout.as_secs_f64()
+            ),
+        )
+        .into_response(),
     }
 }
 

@@ -75,6 +75,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_PING_INTERVAL", default_value = "20s", value_parser = nonzero_duration)]
     pub ping_interval: Duration,
 
+    /// How long a client may take for each part of an HTTP request: the TLS
+    /// handshake, the request head, and the whole body (then 408).
+    #[arg(long, env = "CHAT_REQUEST_TIMEOUT", default_value = "10s", value_parser = nonzero_duration)]
+    pub request_timeout: Duration,
+
     /// How long a client may take to answer a ping, and a write to it may
     /// stay blocked (its TCP window closed), before it is dropped.
     #[arg(long, env = "CHAT_PONG_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]

@@ -32,9 +32,6 @@ use crate::metrics::{self, ConnectionMetrics, HttpMetrics};
 use crate::state::AppState;
 use crate::tls::{self, CertSource};
 
-/// Time a client gets to finish the TLS handshake or send its request headers.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How often expired sessions and tickets are dropped from memory. Lookups
 /// refuse them regardless, so this only returns memory; once a minute keeps
 /// the sweep's cost negligible against sessions that last hours.
@@ -221,12 +218,15 @@ impl Server {
             };
             let _ = tcp.set_nodelay(true);
             let (router, tls, shutdown) = (router.clone(), tls.clone(), app.shutdown.clone());
+            let timeout = app.config.request_timeout;
             app.tracker.spawn(async move {
                 match tls {
-                    None => serve_http(tcp, peer, router, shutdown).await,
+                    None => serve_http(tcp, peer, router, shutdown, timeout).await,
                     Some(acceptor) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => serve_http(stream, peer, router, shutdown).await,
+                        match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => {
+                                serve_http(stream, peer, router, shutdown, timeout).await
+                            }
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed")
                             }
@@ -297,8 +297,13 @@ async fn prune_expired_auth(auth: Arc<Auth>, shutdown: CancellationToken) {
 }
 
 /// Serves HTTP/1.1 on one connection, with upgrades, until it ends or shutdown.
-async fn serve_http<I>(io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
-where
+async fn serve_http<I>(
+    io: I,
+    peer: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+    request_timeout: Duration,
+) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
@@ -307,7 +312,7 @@ where
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .header_read_timeout(request_timeout)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);

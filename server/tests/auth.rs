@@ -639,3 +639,39 @@ fn upgrade_headers() -> Vec<(&'static str, &'static str)> {
         ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
     ]
 }
+
+/// Issue 15, finding 6: a request body must arrive within
+/// `--request-timeout`, or the answer is 408 (hyper times out only the head).
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server =
+        TestServer::with(|c| c.request_timeout = std::time::Duration::from_millis(500)).await;
+    for path in ["/api/login", "/api/register"] {
+        let mut tcp = tokio::net::TcpStream::connect(server.addr)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: 60\r\n\r\n{{\"username\":",
+            server.addr
+        );
+        tcp.write_all(head.as_bytes()).await.expect("write");
+        // The rest of the body never comes.
+        let mut answer = Vec::new();
+        tokio::time::timeout(common::WAIT, tcp.read_to_end(&mut answer))
+            .await
+            .expect("answered and closed in time")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(
+            answer.contains(r#""code":"invalid_request""#),
+            "{path}: {answer}"
+        );
+    }
+    // A body sent whole is served as before.
+    let (status, _) = server
+        .post_json("/api/register", &creds("alice", PASSWORD))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
