@@ -117,21 +117,7 @@ async fn a_client_that_never_reads_is_dropped_while_others_get_everything() {
     // Big messages fill the stalled client's socket buffers, then its queue.
     // The sender waits for its own echo before sending on, so the live
     // clients' queues stay short while the stalled one only grows.
-    let body = "y".repeat(body_len);
-    let mut sent = 0;
-    let mut stalled_dropped = false;
-    while sent < 2000 && !stalled_dropped {
-        let text = format!("{sent}:{body}");
-        sender.say("room", &text).await;
-        sent += 1;
-        loop {
-            match sender.next().await {
-                ServerEvent::NewMessage(m) if m.text == text => break,
-                ServerEvent::MemberLeft { user, .. } if user == "stalled" => stalled_dropped = true,
-                other => panic!("sender got {other:?}"),
-            }
-        }
-    }
+    let (sent, stalled_dropped) = send_until_dropped(&mut sender, "y", body_len, 2000).await;
     assert!(
         stalled_dropped,
         "the stalled client was never dropped ({sent} messages)"
@@ -150,6 +136,34 @@ async fn a_client_that_never_reads_is_dropped_while_others_get_everything() {
     assert!(close.reason.contains("slow"), "{}", close.reason);
     sender.close().await;
     reader.close().await;
+}
+
+/// Sends numbered messages of `body_len` copies of `fill` to "room", each
+/// once the previous one's echo is back (so that only a client that does not
+/// read falls behind), until "stalled" is reported gone or `most` are sent.
+/// Returns how many were sent and whether "stalled" was dropped.
+async fn send_until_dropped(
+    sender: &mut common::Client,
+    fill: &str,
+    body_len: usize,
+    most: usize,
+) -> (usize, bool) {
+    let body = fill.repeat(body_len);
+    let mut sent = 0;
+    let mut dropped = false;
+    while sent < most && !dropped {
+        let text = format!("{sent}:{body}");
+        sender.say("room", &text).await;
+        sent += 1;
+        loop {
+            match sender.next().await {
+                ServerEvent::NewMessage(m) if m.text == text => break,
+                ServerEvent::MemberLeft { user, .. } if user == "stalled" => dropped = true,
+                other => panic!("sender got {other:?}"),
+            }
+        }
+    }
+    (sent, dropped)
 }
 
 /// Sends one hand-built frame, for inputs a well-behaved library refuses to make.
@@ -228,24 +242,10 @@ async fn a_peer_whose_window_stays_closed_is_dropped_by_the_write_deadline() {
             break;
         }
     }
-    sender.next().await; // stalled joined
-                         // From here nothing reads `stalled`'s socket.
+    // stalled's own joined was read above; from here nothing reads its socket.
+    sender.next().await; // member_joined: stalled
 
-    let body = "z".repeat(60 * 1024);
-    let mut dropped = false;
-    let mut sent = 0;
-    while !dropped && sent < 200 {
-        let text = format!("{sent}:{body}");
-        sender.say("room", &text).await;
-        sent += 1;
-        loop {
-            match sender.next().await {
-                ServerEvent::NewMessage(m) if m.text == text => break,
-                ServerEvent::MemberLeft { user, .. } if user == "stalled" => dropped = true,
-                other => panic!("sender got {other:?}"),
-            }
-        }
-    }
+    let (sent, dropped) = send_until_dropped(&mut sender, "z", 60 * 1024, 200).await;
     if !dropped {
         let gone = tokio::time::timeout(Duration::from_secs(5), sender.next())
             .await

@@ -124,20 +124,16 @@ pub(crate) async fn run(
                 // its queue not yet full; meanwhile this loop pings no one, so
                 // the write gets the pong's deadline instead.
                 let written = tokio::select! {
-                    r = tokio::time::timeout(
+                    r = writer::within(
                         settings.pong_timeout,
                         writer::write_batch(&mut socket, &rx, frame),
                     ) => r,
                     () = &mut closed => break,
                 };
                 match written {
-                    Ok(Ok(bytes)) => tally.wrote(bytes, &context.metrics),
-                    Ok(Err(_)) => {
-                        closer.close(CloseReason::ConnectionLost);
-                        break;
-                    }
-                    Err(_) => {
-                        closer.close(CloseReason::WriteStalled);
+                    Ok(bytes) => tally.wrote(bytes, &context.metrics),
+                    Err(reason) => {
+                        closer.close(reason);
                         break;
                     }
                 }
@@ -157,22 +153,15 @@ pub(crate) async fn run(
                     }
                     writer::Beat::Ping => {
                         let sent = tokio::select! {
-                            r = tokio::time::timeout(
+                            r = writer::within(
                                 settings.pong_timeout,
                                 socket.send(Message::Ping(Default::default())),
                             ) => r,
                             () = &mut closed => break,
                         };
-                        match sent {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => {
-                                closer.close(CloseReason::ConnectionLost);
-                                break;
-                            }
-                            Err(_) => {
-                                closer.close(CloseReason::WriteStalled);
-                                break;
-                            }
+                        if let Err(reason) = sent {
+                            closer.close(reason);
+                            break;
                         }
                     }
                     writer::Beat::Wait => {}

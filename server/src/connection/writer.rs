@@ -79,6 +79,21 @@ impl Pulse {
     }
 }
 
+/// Runs one write with a deadline: a peer whose TCP window stays closed
+/// blocks it, and the writer's loop, which would otherwise ping, with it.
+/// A failed write means the connection is lost; one past `deadline` that
+/// the peer stalls.
+pub(super) async fn within<T>(
+    deadline: Duration,
+    write: impl std::future::Future<Output = Result<T, axum::Error>>,
+) -> Result<T, CloseReason> {
+    match tokio::time::timeout(deadline, write).await {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(_)) => Err(CloseReason::ConnectionLost),
+        Err(_) => Err(CloseReason::WriteStalled),
+    }
+}
+
 /// Writes `first` and whatever else is queued (up to [`MAX_BATCH`]), then
 /// flushes once. Returns the bytes of the frames written.
 pub(super) async fn write_batch(
