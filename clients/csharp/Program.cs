@@ -56,15 +56,17 @@ messages not delivered; 5 the server refused to join a room (invalid name, too m
         {
             // UTF-8 both ways whatever the locale (Mono follows LANG; a test has none).
             output = new Output(new StreamWriter(System.Console.OpenStandardOutput(), new UTF8Encoding(false)));
+            int code;
             try
             {
-                return Run(args).GetAwaiter().GetResult();
+                code = Run(args).GetAwaiter().GetResult();
             }
             catch (Exception e)
             {
                 output.Fail(e.Message);
-                return 1;
+                code = 1;
             }
+            return ProcessExit.Now(code);
         }
 
         /// <summary>The command line, parsed.</summary>
