@@ -49,6 +49,9 @@ pub enum ErrorCode {
     /// HTTP: the password is right but an operator disabled the account; do
     /// not retry until the operator enables it again.
     AccountDisabled,
+    /// HTTP 503: every password-hashing slot and its queue are taken; nothing
+    /// was checked or counted. Retry after `Retry-After` seconds.
+    ServerBusy,
     /// Something failed on the server; the request may be retried.
     Internal,
     /// A code this version of the crate does not know. Never sent, so not in
@@ -82,6 +85,7 @@ impl ErrorCode {
             Self::InvalidSession => "invalid_session",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::AccountDisabled => "account_disabled",
+            Self::ServerBusy => "server_busy",
             Self::Internal => "internal",
             Self::Other => "other",
         }
@@ -100,6 +104,7 @@ mod tests {
             ErrorCode::RateLimited,
             ErrorCode::OriginNotAllowed,
             ErrorCode::AccountDisabled,
+            ErrorCode::ServerBusy,
             ErrorCode::Internal,
             ErrorCode::Other,
         ] {

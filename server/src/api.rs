@@ -126,6 +126,14 @@ impl From<AuthError> for ApiError {
                     message,
                 )
             },
+            AuthError::Busy(wait) => Self {
+                retry_after: Some(wait),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::ServerBusy,
+                    message,
+                )
+            },
             AuthError::InvalidRequest(_) => {
                 Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
             }
@@ -251,6 +259,7 @@ async fn login(
         Ok(_) => Some(LoginOutcome::Ok),
         Err(AuthError::InvalidCredentials) => Some(LoginOutcome::BadCredentials),
         Err(AuthError::TooManyAttempts(_)) => Some(LoginOutcome::Throttled),
+        Err(AuthError::Busy(_)) => Some(LoginOutcome::Busy),
         Err(AuthError::AccountDisabled) => Some(LoginOutcome::Disabled),
         Err(AuthError::Internal(_)) => Some(LoginOutcome::Error),
         // Malformed requests never reached a password check.

@@ -37,8 +37,10 @@ pub(crate) enum LoginOutcome {
     Ok,
     /// Wrong user name or password.
     BadCredentials,
-    /// Refused by the failed-login throttle, before any password check.
+    /// Refused by the login throttle, before any password check.
     Throttled,
+    /// Turned away by a full password-hashing queue (503), unchecked.
+    Busy,
     /// The right password, for an account an operator disabled.
     Disabled,
     /// A store failed.
@@ -51,6 +53,7 @@ impl LoginOutcome {
             Self::Ok => "ok",
             Self::BadCredentials => "bad_credentials",
             Self::Throttled => "throttled",
+            Self::Busy => "busy",
             Self::Disabled => "disabled",
             Self::Error => "error",
         }

@@ -621,7 +621,11 @@ async fn a_session_keeps_working_while_password_logins_are_throttled() {
     let (status, _) = server
         .post_json("/api/login", &creds("alice", PASSWORD))
         .await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "the user is locked");
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the user is locked at this address"
+    );
 
     let minted = server.ticket(&login.session).await;
     server

@@ -23,7 +23,7 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// The server refused the credentials (or throttled the login).
     pub const AUTH: u8 = 3;
-    /// The server could not be reached.
+    /// The server could not be reached (or was too busy to check a password).
     pub const UNREACHABLE: u8 = 4;
     /// The server answered with an error or something unexpected.
     pub const PROTOCOL: u8 = 5;
@@ -90,7 +90,7 @@ pub enum CliCommand {
 pub fn exit_code(error: &ClientError) -> u8 {
     match error {
         ClientError::Auth(_) | ClientError::Throttled(_) => exit::AUTH,
-        ClientError::Unreachable(_) => exit::UNREACHABLE,
+        ClientError::Unreachable(_) | ClientError::Busy(_) => exit::UNREACHABLE,
         ClientError::Protocol(_) | ClientError::Closed { .. } => exit::PROTOCOL,
         ClientError::Local(_) => exit::FAILURE,
     }

@@ -45,7 +45,7 @@ use stored_sessions::StoredSessions;
 use stores::{
     AccountError, AccountStore, BackendError, LimitError, LoginLimiter, SessionStore, TicketStore,
 };
-use throttle::MemoryThrottle;
+use throttle::{InFlight, MemoryThrottle};
 use ticket::MemoryTickets;
 pub(crate) use ticket::TicketError;
 
@@ -55,14 +55,32 @@ pub(crate) use password::hash as hash_password;
 pub(crate) const MIN_PASSWORD_LEN: usize = 8;
 /// Longest password accepted, in bytes; bounds the hashing work one request causes.
 pub(crate) const MAX_PASSWORD_LEN: usize = 1024;
+/// An address may make this many times a user name's login attempts per
+/// window, over all names: enough for the many users of one NAT or proxy,
+/// few enough that one address cannot spray guesses over every name.
+pub(crate) const ADDRESS_ATTEMPTS_FACTOR: u32 = 10;
+/// Logins of one user name being checked at once on one server.
+pub(crate) const IN_FLIGHT_PER_USER: u32 = 2;
+/// Logins from one address being checked at once on one server.
+pub(crate) const IN_FLIGHT_PER_ADDRESS: u32 = 8;
+/// Password hashes that may wait for a hashing slot, beyond one running per
+/// CPU; past them a login or registration gets 503 at once instead of
+/// queueing without end (each waiting request holds a connection).
+pub(crate) const HASH_QUEUE: usize = 16;
+/// What a request turned away by a full hashing queue is told to wait.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 /// Why a login or registration failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AuthError {
     #[error("wrong user name or password")]
     InvalidCredentials,
-    #[error("too many failed logins; retry in {} s", retry_secs(*.0))]
+    #[error("too many login attempts; retry in {} s", retry_secs(*.0))]
     TooManyAttempts(Duration),
+    /// Every password-hashing slot and its short queue are taken: nothing
+    /// was checked or counted, and the client may retry after the wait.
+    #[error("the server is busy checking passwords; retry in {} s", retry_secs(*.0))]
+    Busy(Duration),
     #[error("{0}")]
     InvalidRequest(String),
     #[error("user name already taken")]
@@ -190,6 +208,11 @@ pub(crate) struct Auth {
     session_ttl: Duration,
     limiter: Arc<dyn LoginLimiter>,
     attempts_per_user: u32,
+    in_flight: InFlight,
+    /// Admission to password hashing: a permit per running hash and per
+    /// place in its queue, taken without waiting, so a flood gets 503s
+    /// rather than an ever longer queue.
+    admission: Arc<Semaphore>,
     /// argon2 costs tens of milliseconds of CPU and 19 MiB per check; bounding
     /// concurrent checks keeps a login flood from starving the chat relay.
     hashing: Arc<Semaphore>,
@@ -261,6 +284,8 @@ impl Auth {
             session_ttl: config.session_ttl,
             limiter: stores.limiter,
             attempts_per_user: config.login_attempts,
+            in_flight: InFlight::default(),
+            admission: Arc::new(Semaphore::new(cpus + HASH_QUEUE)),
             hashing: Arc::new(Semaphore::new(cpus)),
             password_hashes: PasswordHashes::default(),
         }
@@ -275,24 +300,51 @@ impl Auth {
         chat_rooms::room_log::unix_millis(self.clock.now())
     }
 
-    /// Checks credentials and issues a ticket and a session. Failures count
-    /// against both the user name and the client address. If the counts
-    /// cannot be read or written, the login fails (an internal error) rather
-    /// than go uncounted: a store that is down must not open the door to
-    /// unlimited password guessing.
+    /// Checks credentials and issues a ticket and a session.
+    ///
+    /// Every attempt counts against its user name *at its address* and
+    /// against the address, before the password is checked (a right password
+    /// gives it back): parallel guesses cannot all pass one check, and an
+    /// attacker uses up only their own address's attempts, so the user still
+    /// logs in from another. If the counts cannot be read or written, the
+    /// login fails (an internal error) rather than go uncounted: a store that
+    /// is down must not open the door to unlimited password guessing.
     pub(crate) async fn login(
         &self,
         username: &str,
         password: String,
         peer: IpAddr,
     ) -> Result<Login, AuthError> {
-        let user_key = format!("user:{}", username.to_lowercase());
+        let name = username.to_lowercase();
+        let pair_key = format!("pair:{name}|{peer}");
         let ip_key = format!("ip:{peer}");
-        let limits = [
-            (user_key.as_str(), self.attempts_per_user),
-            (ip_key.as_str(), self.attempts_per_user.saturating_mul(10)),
-        ];
-        self.limiter.check(&limits).await?;
+        let counted = [pair_key.as_str(), ip_key.as_str()];
+        self.limiter
+            .reserve(&[
+                (pair_key.as_str(), self.attempts_per_user),
+                (
+                    ip_key.as_str(),
+                    self.attempts_per_user
+                        .saturating_mul(ADDRESS_ATTEMPTS_FACTOR),
+                ),
+            ])
+            .await?;
+        // Turned away before the password check: the attempt is given back.
+        let user_key = format!("user:{name}");
+        let admitted = match self.in_flight.enter(&[
+            (user_key.as_str(), IN_FLIGHT_PER_USER),
+            (ip_key.as_str(), IN_FLIGHT_PER_ADDRESS),
+        ]) {
+            None => Err(AuthError::TooManyAttempts(BUSY_RETRY)),
+            Some(guard) => self.admit().map(|permit| (guard, permit)),
+        };
+        let (_in_flight, _admitted) = match admitted {
+            Ok(admitted) => admitted,
+            Err(e) => {
+                self.refund(&counted).await;
+                return Err(e);
+            }
+        };
 
         let found = {
             // Held over the lookup too, so that a flood of logins queues here
@@ -329,11 +381,7 @@ impl Auth {
             Some(account) if account.disabled => Err(AuthError::AccountDisabled),
             Some(account) => {
                 let user = account.username;
-                // The password was right, so this login goes on: a count
-                // left behind only brings a later lockout closer.
-                if let Err(e) = self.limiter.clear(&user_key).await {
-                    tracing::warn!(error = %e, "clearing the failed logins of a user failed");
-                }
+                self.refund(&counted).await;
                 let now = self.now();
                 // The session first: it is the write that may fail, and a
                 // ticket issued before it would be wasted.
@@ -353,10 +401,7 @@ impl Auth {
                     session_ttl: self.session_ttl,
                 })
             }
-            None => {
-                self.limiter.record_failure(&[&user_key, &ip_key]).await?;
-                Err(AuthError::InvalidCredentials)
-            }
+            None => Err(AuthError::InvalidCredentials),
         }
     }
 
@@ -437,12 +482,32 @@ impl Auth {
         Pruned { sessions, tickets }
     }
 
-    /// Runs hashing work on the blocking pool, a bounded number at a time.
+    /// Gives back attempts counted for a login that succeeded or was turned
+    /// away unchecked. A failure is logged, not returned: this login goes on
+    /// (or was refused already), and a count left behind only brings a later
+    /// refusal closer.
+    async fn refund(&self, keys: &[&str]) {
+        if let Err(e) = self.limiter.refund(keys).await {
+            tracing::warn!(error = %e, "giving back a login attempt failed");
+        }
+    }
+
+    /// A place among the running and queued password hashes, or `Busy`.
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, AuthError> {
+        self.admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AuthError::Busy(BUSY_RETRY))
+    }
+
+    /// Runs hashing work on the blocking pool, a bounded number at a time,
+    /// after a place in the bounded queue.
     async fn blocking<T, F>(&self, work: F) -> Result<T, AuthError>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T, AuthError> + Send + 'static,
     {
+        let _admitted = self.admit()?;
         let _permit = self
             .hashing
             .acquire()

@@ -132,55 +132,63 @@ impl TicketStore for RedisTickets {
     }
 }
 
-/// Counts one failure against each key: `INCR`, and a `PEXPIRE` of the window
-/// when the key has no expiry yet (the failure that opened the window). One
-/// script, so that no crash between the two leaves a count that never
-/// expires, which would lock a user out for good.
-const RECORD_FAILURE: &str = r"
+/// Counts one attempt against every key (`KEYS[i]` has the limit `ARGV[i]`,
+/// the window in ms is the last argument), or none when one is at its limit:
+/// then the longest time left (ms) in the windows of the keys at their limit.
+/// 0 when counted. One script, so that the check and the count are one step
+/// for every server sharing this Redis, and so that no crash between the
+/// `INCR` and the `PEXPIRE` of a window's first attempt leaves a count that
+/// never expires, which would lock a key out for good.
+const RESERVE: &str = r"
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local attempts = tonumber(redis.call('GET', key) or '0')
+  if attempts >= tonumber(ARGV[i]) then
+    local ttl = redis.call('PTTL', key)
+    if ttl > wait then wait = ttl end
+  end
+end
+if wait > 0 then return wait end
+local window = ARGV[#KEYS + 1]
 for _, key in ipairs(KEYS) do
   redis.call('INCR', key)
   if redis.call('PTTL', key) < 0 then
-    redis.call('PEXPIRE', key, ARGV[1])
+    redis.call('PEXPIRE', key, window)
   end
 end
 return 0
 ";
 
-/// The longest time left (ms) in the window of a key at its limit, 0 when
-/// none is. `KEYS[i]` has the limit `ARGV[i]`. One script, so that the count
-/// and the time left are read together.
-const CHECK: &str = r"
-local wait = 0
-for i, key in ipairs(KEYS) do
-  local failures = tonumber(redis.call('GET', key) or '0')
-  if failures >= tonumber(ARGV[i]) then
-    local ttl = redis.call('PTTL', key)
-    if ttl > wait then wait = ttl end
+/// Gives back one attempt of each key that has one (`DECR` keeps the TTL).
+const REFUND: &str = r"
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then
+    redis.call('DECR', key)
   end
 end
-return wait
+return 0
 ";
 
-/// Failed logins counted in Redis, under `{prefix}:login:<key>`, so that
+/// Login attempts counted in Redis, under `{prefix}:login:<key>`, so that
 /// every server of a cluster counts them together: N servers allow as many
-/// failures per user name in a window as one server does. The window of a key
-/// is the TTL of its counter, opened by its first failure, as in
+/// guesses per user name and address in a window as one server does. The
+/// window of a key is the TTL of its counter, opened by its first attempt, as in
 /// [`super::throttle::MemoryThrottle`].
 pub(crate) struct RedisThrottle {
     redis: SharedRedis,
     window: Duration,
-    record: Script,
-    check: Script,
+    reserve: Script,
+    refund: Script,
 }
 
 impl RedisThrottle {
-    /// Counts failures under `redis.prefix` in windows of `window`.
+    /// Counts attempts under `redis.prefix` in windows of `window`.
     pub(crate) fn new(redis: SharedRedis, window: Duration) -> Self {
         Self {
             redis,
             window,
-            record: Script::new(RECORD_FAILURE),
-            check: Script::new(CHECK),
+            reserve: Script::new(RESERVE),
+            refund: Script::new(REFUND),
         }
     }
 
@@ -191,11 +199,13 @@ impl RedisThrottle {
 
 #[async_trait]
 impl LoginLimiter for RedisThrottle {
-    async fn check(&self, limits: &[(&str, u32)]) -> Result<(), LimitError> {
-        let mut invocation = self.check.prepare_invoke();
+    async fn reserve(&self, limits: &[(&str, u32)]) -> Result<(), LimitError> {
+        let mut invocation = self.reserve.prepare_invoke();
         for (key, limit) in limits {
             invocation.key(self.key(key)).arg(*limit);
         }
+        // At least a millisecond: `PEXPIRE key 0` would delete the count.
+        invocation.arg(millis(self.window).max(1));
         let mut conn = self.redis.conn.clone();
         let wait: i64 = invocation
             .invoke_async(&mut conn)
@@ -207,24 +217,16 @@ impl LoginLimiter for RedisThrottle {
         }
     }
 
-    async fn record_failure(&self, keys: &[&str]) -> Result<(), BackendError> {
+    async fn refund(&self, keys: &[&str]) -> Result<(), BackendError> {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut invocation = self.record.prepare_invoke();
+        let mut invocation = self.refund.prepare_invoke();
         for key in keys {
             invocation.key(self.key(key));
         }
-        // At least a millisecond: `PEXPIRE key 0` would delete the count.
-        invocation.arg(millis(self.window).max(1));
         let mut conn = self.redis.conn.clone();
         let _: i64 = invocation.invoke_async(&mut conn).await?;
-        Ok(())
-    }
-
-    async fn clear(&self, key: &str) -> Result<(), BackendError> {
-        let mut conn = self.redis.conn.clone();
-        let _: i64 = conn.del(self.key(key)).await?;
         Ok(())
     }
 }
@@ -371,62 +373,69 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failures_count_together_across_nodes_until_the_window_ends() {
+    async fn attempts_count_together_across_nodes_until_the_window_ends() {
         let Some(engine) = chat_test_engines::redis().await else {
             return;
         };
         let window = Duration::from_millis(400);
         let a = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
         let b = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
-        let limits = [("user:alice", 3), ("ip:10.0.0.1", 30)];
-        let keys = ["user:alice", "ip:10.0.0.1"];
+        let limits = [("pair:alice|10.0.0.1", 3), ("ip:10.0.0.1", 30)];
 
-        a.record_failure(&keys).await.expect("records");
-        b.record_failure(&keys).await.expect("records");
-        a.check(&limits).await.expect("two of three");
-        b.record_failure(&keys).await.expect("records");
+        a.reserve(&limits).await.expect("one of three");
+        b.reserve(&limits).await.expect("two of three");
+        a.reserve(&limits).await.expect("three of three");
         for node in [&a, &b] {
-            match node.check(&limits).await {
+            match node.reserve(&limits).await {
                 Err(LimitError::Limited(wait)) => {
                     assert!(Duration::ZERO < wait && wait <= window, "{wait:?}");
                 }
                 other => panic!("not limited: {other:?}"),
             }
         }
-        a.check(&[("user:bob", 3)]).await.expect("per key");
+        // The refused reserves counted nothing on the address, which is under its limit.
+        b.reserve(&[("ip:10.0.0.1", 4)]).await.expect("3 < 4");
+        a.reserve(&[("pair:bob|10.0.0.1", 3)])
+            .await
+            .expect("per key");
 
         eventually(Duration::from_secs(5), "the window ends", || async {
-            b.check(&limits).await.is_ok()
+            b.reserve(&[("pair:alice|10.0.0.1", 1)]).await.is_ok()
         })
         .await;
-        // A new window: one failure does not reach a limit of two.
-        a.record_failure(&keys).await.expect("records");
-        b.check(&[("user:alice", 2)]).await.expect("counting anew");
+        // A new window, opened by that reserve: a limit of one is now reached.
+        assert!(matches!(
+            a.reserve(&[("pair:alice|10.0.0.1", 1)]).await,
+            Err(LimitError::Limited(_))
+        ));
     }
 
     #[tokio::test]
-    async fn a_success_on_one_node_clears_the_count_on_all() {
+    async fn a_refund_on_one_node_gives_the_attempt_back_on_all() {
         let Some(engine) = chat_test_engines::redis().await else {
             return;
         };
         let window = Duration::from_secs(60);
         let a = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
         let b = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
-        a.record_failure(&["user:alice"]).await.expect("records");
-        a.record_failure(&["user:alice"]).await.expect("records");
+        a.reserve(&[("pair:alice|x", 2)]).await.expect("one");
+        a.reserve(&[("pair:alice|x", 2)]).await.expect("two");
         assert!(matches!(
-            b.check(&[("user:alice", 2)]).await,
+            b.reserve(&[("pair:alice|x", 2)]).await,
             Err(LimitError::Limited(_))
         ));
-        b.clear("user:alice").await.expect("clears");
-        a.check(&[("user:alice", 2)]).await.expect("cleared");
-        b.clear("user:alice")
+        b.refund(&["pair:alice|x", "never-counted"])
             .await
-            .expect("clearing nothing is fine");
+            .expect("refunds");
+        a.reserve(&[("pair:alice|x", 2)]).await.expect("given back");
+        assert!(matches!(
+            b.reserve(&[("pair:alice|x", 2)]).await,
+            Err(LimitError::Limited(_))
+        ));
     }
 
     #[tokio::test]
-    async fn concurrent_failures_on_two_nodes_are_all_counted_in_one_window() {
+    async fn concurrent_reserves_on_two_nodes_pass_exactly_the_limit() {
         let Some(engine) = chat_test_engines::redis().await else {
             return;
         };
@@ -441,23 +450,21 @@ mod tests {
                 window,
             )),
         ];
-        let failures: Vec<_> = (0..20)
+        let attempts: Vec<_> = (0..40)
             .map(|i| {
                 let node = nodes[i % 2].clone();
-                tokio::spawn(async move { node.record_failure(&["user:alice"]).await })
+                tokio::spawn(async move { node.reserve(&[("pair:alice|x", 7)]).await })
             })
             .collect();
-        for failure in failures {
-            failure.await.expect("task").expect("records");
+        let mut passed = 0;
+        for attempt in attempts {
+            match attempt.await.expect("task") {
+                Ok(()) => passed += 1,
+                Err(LimitError::Limited(wait)) => assert!(wait <= window, "{wait:?}"),
+                Err(e) => panic!("{e}"),
+            }
         }
-        nodes[0]
-            .check(&[("user:alice", 21)])
-            .await
-            .expect("20 < 21");
-        match nodes[1].check(&[("user:alice", 20)]).await {
-            Err(LimitError::Limited(wait)) => assert!(wait <= window, "{wait:?}"),
-            other => panic!("not limited: {other:?}"),
-        }
+        assert_eq!(passed, 7, "40 at once, a limit of 7");
     }
 
     #[tokio::test]
@@ -470,9 +477,9 @@ mod tests {
         let throttle = RedisThrottle::new(redis, Duration::from_secs(60));
         let before = tickets.issue("alice", 0, TTL).await.expect("issues");
         throttle
-            .record_failure(&["user:alice"])
+            .reserve(&[("user:alice", 5)])
             .await
-            .expect("records");
+            .expect("counts");
 
         engine.kill();
         assert!(soon(tickets.issue("alice", 0, TTL)).await.is_err());
@@ -484,13 +491,10 @@ mod tests {
             "a failure, not a refusal of the ticket"
         );
         assert!(matches!(
-            soon(throttle.check(&[("user:alice", 1)])).await,
+            soon(throttle.reserve(&[("user:alice", 5)])).await,
             Err(LimitError::Backend(_))
         ));
-        assert!(soon(throttle.record_failure(&["user:alice"]))
-            .await
-            .is_err());
-        assert!(soon(throttle.clear("user:alice")).await.is_err());
+        assert!(soon(throttle.refund(&["user:alice"])).await.is_err());
 
         engine.restart().await;
         eventually(Duration::from_secs(15), "the store reconnects", || async {
@@ -505,13 +509,9 @@ mod tests {
         let after = tickets.issue("alice", 0, TTL).await.expect("issues");
         assert_eq!(tickets.redeem(&after, 1).await.expect("redeems"), "alice");
         // The scripts are loaded again into the new server.
-        throttle.check(&[("user:alice", 1)]).await.expect("empty");
-        throttle
-            .record_failure(&["user:alice"])
-            .await
-            .expect("records");
+        throttle.reserve(&[("user:alice", 1)]).await.expect("empty");
         assert!(matches!(
-            throttle.check(&[("user:alice", 1)]).await,
+            throttle.reserve(&[("user:alice", 1)]).await,
             Err(LimitError::Limited(_))
         ));
     }

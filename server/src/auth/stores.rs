@@ -178,30 +178,32 @@ pub(crate) trait TicketStore: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LimitError {
     /// A key is at its limit; the window it counts in ends after this long.
-    #[error("too many failed logins; retry in {0:?}")]
+    #[error("too many login attempts; retry in {0:?}")]
     Limited(Duration),
-    /// The store failed, so the failures are unknown: the attempt is refused
+    /// The store failed, so the attempts are unknown: the attempt is refused
     /// too (fail closed), since letting it through would allow unlimited
     /// password guessing for as long as the store is down.
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
 
-/// Counts of failed logins per key (a user name, a client address) in fixed
-/// windows of a length the limiter was made with: the first failure of a key
-/// opens its window, and the key's count is forgotten when the window ends.
-/// Shared stores count the failures of every server together, so that a
-/// cluster allows as many guesses per user name as one server does.
+/// Counts of login attempts per key (a user name at an address, an address)
+/// in fixed windows of a length the limiter was made with: the first attempt
+/// of a key opens its window, and the key's count is forgotten when the window
+/// ends. An attempt is counted *before* its password is checked and given back
+/// if the password was right, so that parallel guesses cannot all pass one
+/// check while the first ones are still hashing. Shared stores count the
+/// attempts of every server together, so that a cluster allows as many
+/// guesses as one server does.
 #[async_trait]
 pub(crate) trait LoginLimiter: Send + Sync {
-    /// `Err(Limited(retry_after))` when any of the `(key, limit)` pairs has
-    /// reached its limit in its current window; `retry_after` is the longest
-    /// wait among them.
-    async fn check(&self, limits: &[(&str, u32)]) -> Result<(), LimitError>;
+    /// Counts one attempt against every `(key, limit)` pair, all or none, in
+    /// one atomic step: `Err(Limited(retry_after))`, counting nothing, when
+    /// any key has reached its limit in its current window (`retry_after` is
+    /// the longest wait among them).
+    async fn reserve(&self, limits: &[(&str, u32)]) -> Result<(), LimitError>;
 
-    /// Counts one failure against each key, opening a window for a key without one.
-    async fn record_failure(&self, keys: &[&str]) -> Result<(), BackendError>;
-
-    /// Forgets the failures of a key, after a successful login.
-    async fn clear(&self, key: &str) -> Result<(), BackendError>;
+    /// Gives back one attempt of each key: the login succeeded, or was turned
+    /// away before its password was checked.
+    async fn refund(&self, keys: &[&str]) -> Result<(), BackendError>;
 }

@@ -1,8 +1,9 @@
-//! Throttling of failed logins, against password guessing: the in-process
-//! [`LoginLimiter`], which counts one server's failures.
+//! Throttling of logins, against password guessing: the in-process
+//! [`LoginLimiter`] ([`MemoryThrottle`], which counts one server's attempts)
+//! and [`InFlight`], which caps the logins being checked at once.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,14 +11,18 @@ use tokio::time::Instant;
 
 use super::stores::{BackendError, LimitError, LoginLimiter};
 
+/// Keys kept before expired windows are swept out, so that a stream of
+/// attempts under ever new names cannot grow the map without end.
+const SWEEP_ABOVE: usize = 10_000;
+
 struct Window {
     started: Instant,
-    failures: u32,
+    attempts: u32,
 }
 
-/// Counts failed logins per key (a user name, a client address) in fixed
-/// windows. Once a key reaches its limit, every further attempt is refused
-/// until the window ends, without checking the password at all.
+/// Counts login attempts per key in fixed windows. Once a key reaches its
+/// limit, every further attempt is refused until the window ends, without
+/// checking the password at all.
 pub(crate) struct MemoryThrottle {
     window: Duration,
     // std Mutex: only map operations inside, never an `.await`.
@@ -32,66 +37,112 @@ impl MemoryThrottle {
         }
     }
 
-    /// `Err(retry_after)` when any of the `(key, limit)` pairs is at its limit.
-    pub(crate) fn check(&self, keys: &[(&str, u32)]) -> Result<(), Duration> {
+    /// Counts one attempt against each key unless one of them is at its
+    /// limit: then `Err(retry_after)` and nothing is counted. One lock over
+    /// the check and the count, so that no attempt slips between them.
+    pub(crate) fn reserve(&self, limits: &[(&str, u32)]) -> Result<(), Duration> {
         let now = Instant::now();
-        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let retry_after = keys
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let retry_after = limits
             .iter()
             .filter_map(|(key, limit)| {
                 let w = windows.get(*key)?;
                 let ends = w.started + self.window;
-                (w.failures >= *limit && ends > now).then(|| ends - now)
+                (w.attempts >= *limit && ends > now).then(|| ends - now)
             })
             .max();
-        retry_after.map_or(Ok(()), Err)
-    }
-
-    /// Counts one failure against each key.
-    pub(crate) fn record_failure(&self, keys: &[&str]) {
-        let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() > 10_000 {
+        if let Some(wait) = retry_after {
+            return Err(wait);
+        }
+        if windows.len() > SWEEP_ABOVE {
             windows.retain(|_, w| w.started + self.window > now);
         }
-        for key in keys {
+        for (key, _) in limits {
             let w = windows.entry((*key).to_owned()).or_insert(Window {
                 started: now,
-                failures: 0,
+                attempts: 0,
             });
             if w.started + self.window <= now {
                 *w = Window {
                     started: now,
-                    failures: 0,
+                    attempts: 0,
                 };
             }
-            w.failures += 1;
+            w.attempts += 1;
         }
+        Ok(())
     }
 
-    /// Forgets the failures of a key, after a successful login.
-    pub(crate) fn clear(&self, key: &str) {
-        self.windows
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+    /// Gives back one attempt of each key still in its window.
+    pub(crate) fn refund(&self, keys: &[&str]) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        for key in keys {
+            if let Some(w) = windows.get_mut(*key) {
+                w.attempts = w.attempts.saturating_sub(1);
+            }
+        }
     }
 }
 
 #[async_trait]
 impl LoginLimiter for MemoryThrottle {
-    async fn check(&self, limits: &[(&str, u32)]) -> Result<(), LimitError> {
-        MemoryThrottle::check(self, limits).map_err(LimitError::Limited)
+    async fn reserve(&self, limits: &[(&str, u32)]) -> Result<(), LimitError> {
+        MemoryThrottle::reserve(self, limits).map_err(LimitError::Limited)
     }
 
-    async fn record_failure(&self, keys: &[&str]) -> Result<(), BackendError> {
-        MemoryThrottle::record_failure(self, keys);
+    async fn refund(&self, keys: &[&str]) -> Result<(), BackendError> {
+        MemoryThrottle::refund(self, keys);
         Ok(())
     }
+}
 
-    async fn clear(&self, key: &str) -> Result<(), BackendError> {
-        MemoryThrottle::clear(self, key);
-        Ok(())
+/// The logins this server is checking right now, per key (a user name, an
+/// address). A cap on them keeps one name or one address from holding every
+/// hashing slot; it counts this server only, since a login is in flight on
+/// one server.
+#[derive(Clone, Default)]
+pub(crate) struct InFlight {
+    counts: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+/// One login in flight; its keys are counted until it is dropped.
+pub(crate) struct InFlightGuard {
+    counts: Arc<Mutex<HashMap<String, u32>>>,
+    keys: Vec<String>,
+}
+
+impl InFlight {
+    /// Counts a login under every key, unless one of them already has its
+    /// `limit` of logins in flight (then `None`, counting nothing).
+    pub(crate) fn enter(&self, limits: &[(&str, u32)]) -> Option<InFlightGuard> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if limits
+            .iter()
+            .any(|(key, limit)| counts.get(*key).is_some_and(|n| n >= limit))
+        {
+            return None;
+        }
+        for (key, _) in limits {
+            *counts.entry((*key).to_owned()).or_insert(0) += 1;
+        }
+        Some(InFlightGuard {
+            counts: self.counts.clone(),
+            keys: limits.iter().map(|(key, _)| (*key).to_owned()).collect(),
+        })
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        for key in &self.keys {
+            if let Some(n) = counts.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(key);
+                }
+            }
+        }
     }
 }
 
@@ -100,29 +151,59 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn locks_after_the_limit_until_the_window_ends() {
+    async fn refuses_past_the_limit_until_the_window_ends() {
         let throttle = MemoryThrottle::new(Duration::from_secs(60));
-        let keys = [("user:alice", 3), ("ip:127.0.0.1", 30)];
+        let keys = [("pair:alice|127.0.0.1", 3), ("ip:127.0.0.1", 30)];
         for _ in 0..3 {
-            assert_eq!(throttle.check(&keys), Ok(()));
-            throttle.record_failure(&["user:alice", "ip:127.0.0.1"]);
+            assert_eq!(throttle.reserve(&keys), Ok(()));
         }
-        assert_eq!(throttle.check(&keys), Err(Duration::from_secs(60)));
-        assert_eq!(throttle.check(&[("user:bob", 3)]), Ok(()), "per key");
+        assert_eq!(throttle.reserve(&keys), Err(Duration::from_secs(60)));
+        assert_eq!(
+            throttle.reserve(&[("pair:bob|127.0.0.1", 3)]),
+            Ok(()),
+            "per key"
+        );
 
         tokio::time::advance(Duration::from_secs(45)).await;
-        assert_eq!(throttle.check(&keys), Err(Duration::from_secs(15)));
+        assert_eq!(throttle.reserve(&keys), Err(Duration::from_secs(15)));
         tokio::time::advance(Duration::from_secs(15)).await;
-        assert_eq!(throttle.check(&keys), Ok(()));
+        assert_eq!(throttle.reserve(&keys), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn success_clears_the_user_key() {
+    async fn a_refused_attempt_counts_against_no_key() {
         let throttle = MemoryThrottle::new(Duration::from_secs(60));
-        throttle.record_failure(&["user:alice"]);
-        throttle.record_failure(&["user:alice"]);
-        throttle.clear("user:alice");
-        throttle.record_failure(&["user:alice"]);
-        assert_eq!(throttle.check(&[("user:alice", 2)]), Ok(()));
+        throttle.reserve(&[("a", 1)]).expect("first");
+        // "b" is under its limit, but "a" is not: nothing is counted on "b".
+        for _ in 0..5 {
+            assert!(throttle.reserve(&[("a", 1), ("b", 2)]).is_err());
+        }
+        assert_eq!(throttle.reserve(&[("b", 2)]), Ok(()));
+        assert_eq!(throttle.reserve(&[("b", 2)]), Ok(()));
+        assert!(throttle.reserve(&[("b", 2)]).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refund_gives_an_attempt_back() {
+        let throttle = MemoryThrottle::new(Duration::from_secs(60));
+        throttle.reserve(&[("a", 2)]).expect("first");
+        throttle.reserve(&[("a", 2)]).expect("second");
+        throttle.refund(&["a", "never-counted"]);
+        assert_eq!(throttle.reserve(&[("a", 2)]), Ok(()));
+        assert!(throttle.reserve(&[("a", 2)]).is_err());
+    }
+
+    #[test]
+    fn in_flight_caps_each_key_and_frees_it_on_drop() {
+        let in_flight = InFlight::default();
+        let first = in_flight.enter(&[("user:a", 2), ("ip:x", 3)]).expect("1");
+        let second = in_flight.enter(&[("user:a", 2), ("ip:x", 3)]).expect("2");
+        assert!(in_flight.enter(&[("user:a", 2), ("ip:x", 3)]).is_none());
+        let third = in_flight.enter(&[("user:b", 2), ("ip:x", 3)]).expect("3");
+        assert!(in_flight.enter(&[("user:c", 2), ("ip:x", 3)]).is_none());
+        drop(first);
+        assert!(in_flight.enter(&[("user:a", 2), ("ip:x", 3)]).is_some());
+        drop((second, third));
+        assert!(in_flight.counts.lock().expect("not poisoned").is_empty());
     }
 }

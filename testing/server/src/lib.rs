@@ -154,6 +154,11 @@ impl TestServer {
     }
 
     /// Password checks and hashes the running server has computed since it started.
+    /// The configuration this server runs with.
+    pub fn server_config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn password_hashes(&self) -> u64 {
         self.hashes.count()
     }
@@ -197,6 +202,21 @@ impl Remote {
     /// Opens a transport to the server: TCP, or TLS trusting the generated cert.
     pub async fn connect(&self) -> Stream {
         let tcp = TcpStream::connect(self.addr).await.expect("tcp connect");
+        self.over(tcp).await
+    }
+
+    /// A connection from the loopback address `source` (any of 127.0.0.0/8
+    /// on Linux), so that a test can be several clients' addresses at once.
+    pub async fn connect_from(&self, source: std::net::IpAddr) -> Stream {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::new(source, 0))
+            .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+        let tcp = socket.connect(self.addr).await.expect("tcp connect");
+        self.over(tcp).await
+    }
+
+    async fn over(&self, tcp: TcpStream) -> Stream {
         match &self.tls_cert {
             None => Box::new(tcp),
             Some(cert) => Box::new(tls_connect(tcp, cert).await),
@@ -211,7 +231,32 @@ impl Remote {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (StatusCode, HeaderMap, String) {
-        let io = TokioIo::new(self.connect().await);
+        self.http_over(self.connect().await, method, path, headers, body)
+            .await
+    }
+
+    /// [`Self::http`] from the loopback address `source`.
+    pub async fn http_from(
+        &self,
+        source: std::net::IpAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, String) {
+        self.http_over(self.connect_from(source).await, method, path, headers, body)
+            .await
+    }
+
+    async fn http_over(
+        &self,
+        stream: Stream,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, String) {
+        let io = TokioIo::new(stream);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .expect("http handshake");

@@ -53,6 +53,9 @@ pub(crate) async fn login_session(config: &ClientConfig) -> Result<Login, Client
         StatusCode::TOO_MANY_REQUESTS => Err(ClientError::Throttled(
             retry_after.unwrap_or(Duration::from_secs(60)),
         )),
+        StatusCode::SERVICE_UNAVAILABLE => Err(ClientError::Busy(
+            retry_after.unwrap_or(Duration::from_secs(1)),
+        )),
         other => Err(ClientError::Protocol(format!(
             "login answered {other}: {}",
             error_message(&body)

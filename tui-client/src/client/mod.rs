@@ -60,8 +60,11 @@ pub enum ClientError {
     #[error("login refused: {0}")]
     Auth(String),
     /// Too many failed logins; wait before trying again.
-    #[error("too many failed logins; retry in {} s", .0.as_secs())]
+    #[error("too many login attempts; retry in {} s", .0.as_secs())]
     Throttled(Duration),
+    /// The server is too busy checking passwords (503); retry after the wait.
+    #[error("the server is busy; retry in {} s", .0.as_secs())]
+    Busy(Duration),
     /// The server said or did something this client does not expect.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -84,7 +87,7 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Closed { code, .. } => *code != ACCOUNT_DISABLED,
-            Self::Unreachable(_) | Self::Throttled(_) => true,
+            Self::Unreachable(_) | Self::Throttled(_) | Self::Busy(_) => true,
             Self::Auth(_) | Self::Protocol(_) | Self::Local(_) => false,
         }
     }

@@ -338,7 +338,7 @@ async fn stay_connected(
         }
         attempt += 1;
         let mut delay = backoff(attempt);
-        if let ClientError::Throttled(wait) = &error {
+        if let ClientError::Throttled(wait) | ClientError::Busy(wait) = &error {
             delay = delay.max(*wait);
         }
         let state = ConnState::Reconnecting {
