@@ -198,6 +198,11 @@ const CHAT_SERVER_FLAGS: &[&str] = &[
     "1000000",
     "--send-queue",
     "4096",
+    // Every load client registers from this one machine.
+    "--registrations-per-address",
+    "1000000",
+    "--registrations-per-hour",
+    "1000000",
 ];
 
 /// What a server is started with.

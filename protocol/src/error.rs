@@ -37,8 +37,11 @@ pub enum ErrorCode {
     UsernameTaken,
     /// HTTP: registration is turned off on this server.
     RegistrationDisabled,
-    /// HTTP: too many failed logins; wait for `Retry-After` seconds.
+    /// HTTP: too many login attempts; wait for `Retry-After` seconds.
     TooManyAttempts,
+    /// HTTP 429: too many registrations from this address, or on this server;
+    /// wait for `Retry-After` seconds.
+    TooManyRegistrations,
     /// HTTP: the WebSocket ticket is missing, unknown, used or expired.
     InvalidTicket,
     /// HTTP: the session token of `POST /api/ticket` or `POST /api/logout` is
@@ -86,6 +89,7 @@ impl ErrorCode {
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::AccountDisabled => "account_disabled",
             Self::ServerBusy => "server_busy",
+            Self::TooManyRegistrations => "too_many_registrations",
             Self::Internal => "internal",
             Self::Other => "other",
         }
@@ -105,6 +109,7 @@ mod tests {
             ErrorCode::OriginNotAllowed,
             ErrorCode::AccountDisabled,
             ErrorCode::ServerBusy,
+            ErrorCode::TooManyRegistrations,
             ErrorCode::Internal,
             ErrorCode::Other,
         ] {

@@ -126,6 +126,14 @@ impl From<AuthError> for ApiError {
                     message,
                 )
             },
+            AuthError::TooManyRegistrations(wait) => Self {
+                retry_after: Some(wait),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::TooManyRegistrations,
+                    message,
+                )
+            },
             AuthError::Busy(wait) => Self {
                 retry_after: Some(wait),
                 ..Self::new(
@@ -263,7 +271,11 @@ async fn login(
         Err(AuthError::AccountDisabled) => Some(LoginOutcome::Disabled),
         Err(AuthError::Internal(_)) => Some(LoginOutcome::Error),
         // Malformed requests never reached a password check.
-        Err(AuthError::InvalidRequest(_) | AuthError::UsernameTaken) => None,
+        Err(
+            AuthError::InvalidRequest(_)
+            | AuthError::UsernameTaken
+            | AuthError::TooManyRegistrations(_),
+        ) => None,
     };
     if let Some(outcome) = outcome {
         app.metrics.login(outcome);
@@ -381,7 +393,10 @@ async fn register(
         ));
     }
     let creds = credentials(body)?;
-    let username = app.auth.register(&creds.username, creds.password).await?;
+    let username = app
+        .auth
+        .register(&creds.username, creds.password, peer.ip())
+        .await?;
     tracing::info!(user = %username, %peer, "registered");
     Ok((StatusCode::CREATED, Json(RegisterResponse { username })))
 }

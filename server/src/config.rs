@@ -60,6 +60,15 @@ pub struct Config {
     #[arg(long, env = "CHAT_DISABLE_REGISTRATION", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub disable_registration: bool,
 
+    /// Registrations an hour from one address (all of them may come at
+    /// once); beyond, 429 `too_many_registrations` with Retry-After.
+    #[arg(long, env = "CHAT_REGISTRATIONS_PER_ADDRESS", default_value_t = 5, value_parser = positive_u32)]
+    pub registrations_per_address: u32,
+
+    /// Registrations an hour from all addresses together, on this server.
+    #[arg(long, env = "CHAT_REGISTRATIONS_PER_HOUR", default_value_t = 200, value_parser = positive_u32)]
+    pub registrations_per_hour: u32,
+
     /// How long a login ticket stays valid if unused.
     #[arg(long, env = "CHAT_TICKET_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub ticket_ttl: Duration,
@@ -105,8 +114,10 @@ pub struct Config {
     #[arg(long, env = "CHAT_SEND_QUEUE", default_value_t = 256, value_parser = positive)]
     pub send_queue: usize,
 
-    /// Failed logins per user name (and ten times as many per address) before
-    /// further attempts get 429 for the rest of --login-window.
+    /// Login attempts per user name from one address (and ten times as many
+    /// per address over all names) before further attempts get 429 for the
+    /// rest of --login-window. Counted before the password is checked; a
+    /// right password gives its attempt back.
     #[arg(long, env = "CHAT_LOGIN_ATTEMPTS", default_value_t = 5)]
     pub login_attempts: u32,
 
@@ -269,6 +280,14 @@ fn presence_ttl(s: &str) -> Result<Duration, String> {
 
 fn positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn positive_u32(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),

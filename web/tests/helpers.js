@@ -61,7 +61,13 @@ export class ChatServer {
     args.push(...(this.extraArgs ?? []));
     const child = spawn(SERVER_BIN, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
+      env: {
+        ...process.env,
+        RUST_LOG: process.env.RUST_LOG ?? 'warn',
+        // Every test registers its users from this one address.
+        CHAT_REGISTRATIONS_PER_ADDRESS: '100000',
+        CHAT_REGISTRATIONS_PER_HOUR: '100000',
+      },
     });
     this.child = child;
     child.stderr.on('data', (chunk) => this.log.push(chunk.toString()));

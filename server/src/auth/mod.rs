@@ -15,6 +15,7 @@ mod cluster_tests;
 mod password;
 mod postgres;
 mod redis_stores;
+mod registration;
 pub(crate) mod session;
 mod stored_sessions;
 pub(crate) mod stores;
@@ -40,6 +41,7 @@ use postgres::PgSessions;
 pub(crate) use redis_stores::connect_redis;
 pub(crate) use redis_stores::SharedRedis;
 use redis_stores::{RedisThrottle, RedisTickets};
+use registration::RegistrationLimits;
 pub(crate) use session::SessionError;
 use stored_sessions::StoredSessions;
 use stores::{
@@ -85,6 +87,9 @@ pub(crate) enum AuthError {
     InvalidRequest(String),
     #[error("user name already taken")]
     UsernameTaken,
+    /// This address, or the whole server, made its hour's registrations.
+    #[error("too many registrations; retry in {} s", retry_secs(*.0))]
+    TooManyRegistrations(Duration),
     /// The password was right, but an operator disabled the account.
     #[error("this account is disabled; ask an operator")]
     AccountDisabled,
@@ -209,6 +214,7 @@ pub(crate) struct Auth {
     limiter: Arc<dyn LoginLimiter>,
     attempts_per_user: u32,
     in_flight: InFlight,
+    registrations: RegistrationLimits,
     /// Admission to password hashing: a permit per running hash and per
     /// place in its queue, taken without waiting, so a flood gets 503s
     /// rather than an ever longer queue.
@@ -285,6 +291,10 @@ impl Auth {
             limiter: stores.limiter,
             attempts_per_user: config.login_attempts,
             in_flight: InFlight::default(),
+            registrations: RegistrationLimits::new(
+                config.registrations_per_address,
+                config.registrations_per_hour,
+            ),
             admission: Arc::new(Semaphore::new(cpus + HASH_QUEUE)),
             hashing: Arc::new(Semaphore::new(cpus)),
             password_hashes: PasswordHashes::default(),
@@ -405,15 +415,21 @@ impl Auth {
         }
     }
 
-    /// Creates an account after checking the name and the password length.
+    /// Creates an account after checking the name, the password length and
+    /// the registration rates of `peer` and of the server (a request refused
+    /// as malformed uses up no registration).
     pub(crate) async fn register(
         &self,
         username: &str,
         password: String,
+        peer: IpAddr,
     ) -> Result<String, AuthError> {
         validate_username(username)
             .map_err(|e| AuthError::InvalidRequest(format!("invalid user name: {e}")))?;
         check_password(&password).map_err(AuthError::InvalidRequest)?;
+        self.registrations
+            .take(peer)
+            .map_err(AuthError::TooManyRegistrations)?;
         let hashes = self.password_hashes.clone();
         let hash = self
             .blocking(move || {
@@ -470,6 +486,7 @@ impl Auth {
     /// Forgets expired sessions and tickets. Lookups refuse them regardless;
     /// this only gives their space back, so a failure is logged, not returned.
     pub(crate) async fn prune_expired(&self) -> Pruned {
+        self.registrations.forget_idle();
         let now = self.now();
         let sessions = self.sessions.prune(now).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "forgetting expired sessions failed");

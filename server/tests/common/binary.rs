@@ -23,16 +23,20 @@ pub async fn user_add(data_dir: &Path, name: &str, password: &str) -> std::proce
         .expect("spawn chat-server user add")
 }
 
-/// Starts the binary on a free port, logging everything (`RUST_LOG=trace`)
-/// to `log`; returns it and the address it printed. Killed when dropped.
+/// Starts the binary on a free port, registration off, logging everything
+/// (`RUST_LOG=trace`) to `log`; returns it and the address it printed.
+/// Killed when dropped.
 pub async fn start(data_dir: &Path, log: &Path, extra: &[&str]) -> (Child, Remote) {
+    let mut args = vec!["--disable-registration"];
+    args.extend_from_slice(extra);
+    start_with(data_dir, log, &args).await
+}
+
+/// [`start`] with only the arguments `args` after the address and data
+/// directory (registration open unless they close it).
+pub async fn start_with(data_dir: &Path, log: &Path, extra: &[&str]) -> (Child, Remote) {
     let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--disable-registration",
-            "--data-dir",
-        ])
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
         .env("RUST_LOG", "trace")

@@ -68,6 +68,10 @@ const TEST_FLAGS: &[&str] = &[
     "1000000",
     "--presence-ttl",
     "2s",
+    "--registrations-per-address",
+    "100000",
+    "--registrations-per-hour",
+    "100000",
 ];
 
 impl Node {

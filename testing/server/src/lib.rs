@@ -112,6 +112,10 @@ impl TestServer {
         // (and a restart) quick, so reconnecting clients' backoff stays
         // short. A test may set its own.
         config.shutdown_grace = Duration::from_secs(2);
+        // Tests register as many users as they need from one address; the
+        // tests of the registration limits set their own.
+        config.registrations_per_address = 100_000;
+        config.registrations_per_hour = 100_000;
         configure(&mut config);
         let tls_cert = config
             .tls
