@@ -152,6 +152,45 @@ impl ServerEvent {
         serde_json::to_string(&envelope).expect("server events always serialize")
     }
 
+    /// [`Self::to_json_with_ref`], cut to fit `max_bytes` where the event
+    /// carries messages: a `joined` keeps the newest of its `history` and a
+    /// `history_page` the newest of its `messages` that fit, oldest first as
+    /// ever, so the client pages back from the oldest it got. At least one
+    /// message is kept, so paging always moves on; that frame alone exceeds
+    /// `max_bytes` only when that one message does. Other events are not cut.
+    pub fn to_json_within(mut self, reference: Option<&str>, max_bytes: usize) -> String {
+        let messages = match &mut self {
+            Self::Joined { history, .. } => std::mem::take(history),
+            Self::HistoryPage { messages, .. } => std::mem::take(messages),
+            _ => return self.to_json_with_ref(reference),
+        };
+        // The frame is the envelope with its empty list, plus the messages
+        // and a comma between each two.
+        let envelope = self.to_json_with_ref(reference).len();
+        let budget = max_bytes.saturating_sub(envelope);
+        let mut used = 0;
+        let mut keep = 0;
+        for message in messages.iter().rev() {
+            let size = serde_json::to_string(message)
+                .expect("messages always serialize")
+                .len()
+                + usize::from(keep > 0);
+            if keep > 0 && used + size > budget {
+                break;
+            }
+            used += size;
+            keep += 1;
+        }
+        let mut messages = messages;
+        messages.drain(..messages.len() - keep);
+        match &mut self {
+            Self::Joined { history, .. } => *history = messages,
+            Self::HistoryPage { messages: page, .. } => *page = messages,
+            _ => {}
+        }
+        self.to_json_with_ref(reference)
+    }
+
     /// Shorthand for an `error` event.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Error {
@@ -213,6 +252,76 @@ pub struct RoomInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(seq: u64, text: &str) -> ChatMessage {
+        ChatMessage {
+            id: seq.to_string(),
+            room: "general".into(),
+            seq,
+            from: "bob".into(),
+            text: text.into(),
+            sent_at: "2026-12-07T00:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn a_page_is_cut_to_the_newest_messages_that_fit() {
+        let messages: Vec<ChatMessage> = (1..=10)
+            .map(|seq| message(seq, &"x".repeat(1000)))
+            .collect();
+        let page = |messages: Vec<ChatMessage>| ServerEvent::HistoryPage {
+            room: "general".into(),
+            messages,
+            first_seq: Some(1),
+        };
+        let whole = page(messages.clone()).to_json_with_ref(Some("h1"));
+        assert_eq!(
+            page(messages.clone()).to_json_within(Some("h1"), whole.len()),
+            whole
+        );
+
+        let cut = page(messages.clone()).to_json_within(Some("h1"), 4_000);
+        assert!(cut.len() <= 4_000, "{}", cut.len());
+        let ServerFrame { event, reference } = ServerFrame::decode(&cut).expect("decodes");
+        assert_eq!(reference.as_deref(), Some("h1"));
+        let ServerEvent::HistoryPage { messages: kept, .. } = event else {
+            panic!("{event:?}");
+        };
+        let seqs: Vec<u64> = kept.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [8, 9, 10], "the newest that fit, oldest first");
+
+        // Too small for any: the newest alone, so that paging moves on.
+        let one = page(messages).to_json_within(None, 10);
+        let ServerEvent::HistoryPage { messages: kept, .. } =
+            ServerFrame::decode(&one).expect("decodes").event
+        else {
+            panic!("not a page");
+        };
+        assert_eq!(kept.iter().map(|m| m.seq).collect::<Vec<_>>(), [10]);
+    }
+
+    #[test]
+    fn a_joined_history_is_cut_and_other_events_are_not() {
+        let joined = ServerEvent::Joined {
+            room: "general".into(),
+            members: vec!["bob".into()],
+            last_seq: 3,
+            history: (1..=3).map(|seq| message(seq, &"é".repeat(500))).collect(),
+            epoch: "e".into(),
+        };
+        let cut = joined.to_json_within(None, 1_500);
+        assert!(cut.len() <= 1_500, "{}", cut.len());
+        let ServerEvent::Joined { history, .. } = ServerFrame::decode(&cut).expect("decodes").event
+        else {
+            panic!("not joined");
+        };
+        assert_eq!(history.iter().map(|m| m.seq).collect::<Vec<_>>(), [3]);
+
+        let left = ServerEvent::Left {
+            room: "general".into(),
+        };
+        assert_eq!(left.clone().to_json_within(None, 1), left.to_json());
+    }
 
     fn examples() -> Vec<(ServerEvent, &'static str)> {
         vec![

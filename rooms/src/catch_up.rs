@@ -77,7 +77,8 @@ pub(crate) async fn run(
                     }
                 };
                 let members = node.presence().members(room).await;
-                let joined = joined_frame(room, members, last_seq, history, &epoch, &reference);
+                let joined =
+                    joined_frame(node, room, members, last_seq, history, &epoch, &reference);
                 peer.outbox.deliver(&joined);
             }
             // Catching up already: that catch-up answers.
@@ -94,7 +95,7 @@ pub(crate) async fn run(
     let members = node.presence().members(room).await;
     let result = match opening {
         Opening::Plain(history) => {
-            let joined = joined_frame(room, members, known_last, history, &epoch, &reference);
+            let joined = joined_frame(node, room, members, known_last, history, &epoch, &reference);
             peer.outbox.deliver(&joined);
             read_on(node, peer, room, known_last, None)
                 .await
@@ -103,6 +104,7 @@ pub(crate) async fn run(
         Opening::Resume(since) => {
             let joined = move |last_seq| {
                 joined_frame(
+                    node,
                     room,
                     members.clone(),
                     last_seq,
@@ -174,7 +176,10 @@ async fn read_on(
     }
 }
 
+/// The `joined` frame, its history cut to the newest messages that fit the
+/// node's frame size.
 fn joined_frame(
+    node: &Node,
     room: &str,
     members: Vec<String>,
     last_seq: u64,
@@ -189,6 +194,6 @@ fn joined_frame(
         history,
         epoch: epoch.to_owned(),
     }
-    .to_json_with_ref(reference.as_deref())
+    .to_json_within(reference.as_deref(), node.max_frame())
     .into()
 }

@@ -36,9 +36,15 @@ pub struct Node {
     presence: Arc<dyn Presence>,
     /// Messages of history in a plain `joined`.
     history_on_join: usize,
+    /// Largest frame a `joined` or `history_page` may fill.
+    max_frame: usize,
     /// Stops the presence upkeep task, if there is one, with the node.
     _maintenance: Option<DropGuard>,
 }
+
+/// The frame size of history without [`Node::with_max_frame`]: 1 KiB above
+/// the server's default largest message.
+pub(crate) const DEFAULT_MAX_FRAME: usize = 64 * 1024 + 1024;
 
 /// A request's `ref`, copied onto its answer.
 pub type Ref = Option<Arc<str>>;
@@ -85,8 +91,22 @@ impl Node {
             hub: parts.hub,
             presence: parts.presence,
             history_on_join,
+            max_frame: DEFAULT_MAX_FRAME,
             _maintenance: maintenance,
         }
+    }
+
+    /// This node with frames of history (a `joined`'s, a `history_page`'s)
+    /// cut to `bytes`: the protocol promises clients frames at most 1 KiB
+    /// above the largest message the server accepts.
+    pub fn with_max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Largest frame of history this node sends.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
     }
 
     /// The room log.

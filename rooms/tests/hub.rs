@@ -60,7 +60,7 @@ struct Member {
 }
 
 fn member(hub: &Hub, queue: usize) -> Member {
-    let (outbox, rx) = Outbox::new(queue, Closer::new(&CancellationToken::new()));
+    let (outbox, rx) = Outbox::new(queue, usize::MAX, Closer::new(&CancellationToken::new()));
     let peer = Peer {
         id: hub.next_conn_id(),
         user: "bob".into(),

@@ -63,7 +63,10 @@ pub(crate) async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resu
     let Some(redis_url) = &config.redis_url else {
         tracing::info!("one node on PostgreSQL; tickets and the login throttle in memory");
         let auth = Auth::open_cluster(pool, None, config, clock).await?;
-        let node = Arc::new(Node::single(log, config.history_on_join, config.send_queue));
+        let node = Arc::new(
+            Node::single(log, config.history_on_join, config.send_queue)
+                .with_max_frame(config.max_frame()),
+        );
         return Ok(Backend {
             auth,
             node,
@@ -84,6 +87,7 @@ pub(crate) async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resu
     settings.presence_ttl = config.presence_ttl;
     settings.send_queue = config.send_queue;
     settings.history_on_join = config.history_on_join;
+    settings.max_frame = config.max_frame();
     let cluster = cluster::connect(settings)
         .await
         .context("joining the cluster through Redis (--redis-url)")?;
@@ -121,7 +125,10 @@ async fn embedded(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Back
     )?);
     let mut readiness = Readiness::default();
     add_log_check(&mut readiness, &log);
-    let node = Arc::new(Node::single(log, config.history_on_join, config.send_queue));
+    let node = Arc::new(
+        Node::single(log, config.history_on_join, config.send_queue)
+            .with_max_frame(config.max_frame()),
+    );
     Ok(Backend {
         auth,
         node,

@@ -114,6 +114,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_SEND_QUEUE", default_value_t = 256, value_parser = positive)]
     pub send_queue: usize,
 
+    /// Bytes queued for one client before it counts as too slow and is
+    /// dropped (a frame always fits an empty queue).
+    #[arg(long, env = "CHAT_SEND_QUEUE_BYTES", default_value_t = 1 << 20, value_parser = positive)]
+    pub send_queue_bytes: usize,
+
     /// Login attempts per user name from one address (and ten times as many
     /// per address over all names) before further attempts get 429 for the
     /// rest of --login-window. Counted before the password is checked; a
@@ -196,6 +201,13 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// Largest frame the server sends with messages in it (`joined`,
+    /// `history_page`): 1 KiB above the largest message it accepts, as
+    /// `docs/protocol.md` promises clients.
+    pub fn max_frame(&self) -> usize {
+        self.max_message_size.saturating_add(1024)
+    }
+
     /// The retention limits, as the message store wants them.
     pub fn retention(&self) -> Retention {
         Retention {

@@ -108,6 +108,7 @@ impl Server {
                 rate: config.rate,
                 burst: config.burst,
                 send_queue: config.send_queue,
+                send_queue_bytes: config.send_queue_bytes,
                 ping_interval: config.ping_interval,
                 pong_timeout: config.pong_timeout,
                 close_timeout: config.shutdown_grace,

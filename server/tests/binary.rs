@@ -361,6 +361,7 @@ async fn survive_sigkill(users: &[&str], window: usize, extra: &[&str], kill_aft
     else {
         panic!("expected joined");
     };
+    let history = kim.page_back("k", history).await;
     let stored: std::collections::BTreeMap<u64, String> =
         history.into_iter().map(|m| (m.seq, m.text)).collect();
     assert_eq!(stored.len() as u64, last_seq, "no gaps in what survived");

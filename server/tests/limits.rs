@@ -207,6 +207,8 @@ async fn a_peer_whose_window_stays_closed_is_dropped_by_the_write_deadline() {
         c.pong_timeout = Duration::from_millis(500);
         c.rate = 1e6;
         c.burst = 1_000_000;
+        // Room for 256 frames of 60 KiB: only the deadline may drop it.
+        c.send_queue_bytes = 64 << 20;
         c.metrics_listen = Some("127.0.0.1:0".parse().expect("addr"));
     })
     .await;

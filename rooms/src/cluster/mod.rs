@@ -93,6 +93,8 @@ pub struct ClusterSettings {
     pub send_queue: usize,
     /// Messages of history in a plain `joined`.
     pub history_on_join: usize,
+    /// Largest frame of history sent ([`Node::with_max_frame`]).
+    pub max_frame: usize,
     /// How long a gap in a room's events waits for the missing one to
     /// arrive before it is read from the log.
     pub gap_grace: Duration,
@@ -111,6 +113,7 @@ impl ClusterSettings {
             presence_ttl: DEFAULT_PRESENCE_TTL,
             send_queue: 256,
             history_on_join: 50,
+            max_frame: crate::node::DEFAULT_MAX_FRAME,
             gap_grace: DEFAULT_GAP_GRACE,
             bus_backlog: DEFAULT_BUS_BACKLOG,
         }
@@ -224,6 +227,7 @@ pub async fn connect(settings: ClusterSettings) -> Result<Cluster, ClusterError>
         presence_ttl,
         send_queue,
         history_on_join,
+        max_frame,
         gap_grace,
         bus_backlog,
     } = settings;
@@ -259,15 +263,18 @@ pub async fn connect(settings: ClusterSettings) -> Result<Cluster, ClusterError>
         stop: stop.clone(),
     })
     .await?;
-    let node = Arc::new(Node::from_parts(
-        Parts {
-            log,
-            bus: bus.clone(),
-            hub,
-            presence: presence.clone(),
-        },
-        history_on_join,
-    ));
+    let node = Arc::new(
+        Node::from_parts(
+            Parts {
+                log,
+                bus: bus.clone(),
+                hub,
+                presence: presence.clone(),
+            },
+            history_on_join,
+        )
+        .with_max_frame(max_frame),
+    );
     Ok(Cluster {
         node,
         bus,

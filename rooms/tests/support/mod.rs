@@ -66,7 +66,7 @@ pub struct Member {
 
 impl Member {
     pub fn new(node: &Node, user: &str) -> Self {
-        let (outbox, rx) = Outbox::new(100_000, Closer::new(&CancellationToken::new()));
+        let (outbox, rx) = Outbox::new(100_000, usize::MAX, Closer::new(&CancellationToken::new()));
         let peer = Peer {
             id: node.hub().next_conn_id(),
             user: user.into(),
@@ -151,7 +151,7 @@ pub struct Joined {
 
 /// Sends `text` as `member` on `node` and waits for its ack's seq.
 pub async fn send(node: &Node, member: &Member, room: &str, text: &str) -> u64 {
-    let (outbox, rx) = Outbox::new(16, Closer::new(&CancellationToken::new()));
+    let (outbox, rx) = Outbox::new(16, usize::MAX, Closer::new(&CancellationToken::new()));
     // The ack comes to a side queue, so that the member's own stays as it
     // would be read.
     let acker = Peer {

@@ -38,6 +38,8 @@ pub(crate) struct Settings {
     pub(crate) burst: u32,
     /// Frames queued before the client counts as too slow.
     pub(crate) send_queue: usize,
+    /// Bytes queued before the client counts as too slow.
+    pub(crate) send_queue_bytes: usize,
     /// Time between pings.
     pub(crate) ping_interval: Duration,
     /// Time allowed for a pong.
@@ -78,7 +80,11 @@ pub(crate) async fn run(
     // Listed until this function returns, so that a user's connections can be
     // closed from outside (an account disabled while connected).
     let _registered = context.roster.register(&user, closer.clone());
-    let (outbox, rx) = Outbox::new(settings.send_queue, closer.clone());
+    let (outbox, rx) = Outbox::new(
+        settings.send_queue,
+        settings.send_queue_bytes,
+        closer.clone(),
+    );
     // Queued before the connection is visible to any room, so it is always first.
     outbox.deliver(&welcome(settings, &user).to_json().into());
     let peer = Peer {
@@ -477,14 +483,13 @@ impl Reader {
                     .history(&room, before, limit)
                     .await
                     .map_err(|e| (ErrorCode::Internal, storage_failure(&e)))?;
-                self.reply(
-                    &ServerEvent::HistoryPage {
-                        room,
-                        messages,
-                        first_seq: bounds.first_seq,
-                    },
-                    reference,
-                );
+                let page = ServerEvent::HistoryPage {
+                    room,
+                    messages,
+                    first_seq: bounds.first_seq,
+                }
+                .to_json_within(reference.as_deref(), node.max_frame());
+                self.peer.outbox.deliver(&page.into());
                 Ok(())
             }
             ClientEvent::ListRooms {} => {

@@ -123,7 +123,7 @@ pub(super) async fn finish(
     rx: Inbox,
     reason: CloseReason,
 ) -> Result<(), axum::Error> {
-    let queued: Vec<Frame> = rx.drain().collect();
+    let queued: Vec<Frame> = rx.drain();
     // No new frames from here on: the hub's try_send sees a closed queue.
     drop(rx);
     if reason.flush_queue() {

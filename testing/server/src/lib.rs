@@ -527,6 +527,38 @@ impl Client {
         }
     }
 
+    /// Pages back through `room`'s history (`history` requests from the
+    /// oldest message held) until its first stored message, and returns
+    /// `held` with everything older before it: how a client gets a whole
+    /// room, since a `joined` or a page holds only what fits one frame.
+    pub async fn page_back(
+        &mut self,
+        room: &str,
+        mut held: Vec<chat_protocol::ChatMessage>,
+    ) -> Vec<chat_protocol::ChatMessage> {
+        loop {
+            self.send(ClientEvent::History {
+                room: room.into(),
+                before: held.first().map(|m| m.seq),
+                limit: Some(200),
+            })
+            .await;
+            let (messages, first_seq) = match self.next().await {
+                ServerEvent::HistoryPage {
+                    messages,
+                    first_seq,
+                    ..
+                } => (messages, first_seq),
+                other => panic!("{}: expected history_page, got {other:?}", self.user),
+            };
+            let done = messages.is_empty() || messages.first().map(|m| m.seq) == first_seq;
+            held.splice(0..0, messages);
+            if done {
+                return held;
+            }
+        }
+    }
+
     pub async fn join(&mut self, room: &str) -> Vec<String> {
         self.send(ClientEvent::JoinRoom {
             room: room.into(),
