@@ -203,6 +203,10 @@ const CHAT_SERVER_FLAGS: &[&str] = &[
     "1000000",
     "--registrations-per-hour",
     "1000000",
+    "--max-connections-per-address",
+    "1000000",
+    "--max-connections-per-user",
+    "1000000",
 ];
 
 /// What a server is started with.

@@ -55,6 +55,9 @@ pub enum ErrorCode {
     /// HTTP 503: every password-hashing slot and its queue are taken; nothing
     /// was checked or counted. Retry after `Retry-After` seconds.
     ServerBusy,
+    /// HTTP 429 or 503: too many connections from your address (429), of
+    /// your user (429), or on the server (503); retry after `Retry-After`.
+    TooManyConnections,
     /// Something failed on the server; the request may be retried.
     Internal,
     /// A code this version of the crate does not know. Never sent, so not in
@@ -89,6 +92,7 @@ impl ErrorCode {
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::AccountDisabled => "account_disabled",
             Self::ServerBusy => "server_busy",
+            Self::TooManyConnections => "too_many_connections",
             Self::TooManyRegistrations => "too_many_registrations",
             Self::Internal => "internal",
             Self::Other => "other",
@@ -109,6 +113,7 @@ mod tests {
             ErrorCode::OriginNotAllowed,
             ErrorCode::AccountDisabled,
             ErrorCode::ServerBusy,
+            ErrorCode::TooManyConnections,
             ErrorCode::TooManyRegistrations,
             ErrorCode::Internal,
             ErrorCode::Other,

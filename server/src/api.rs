@@ -15,13 +15,14 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chat_protocol::http::{
     Credentials, HttpError, LoginResponse, RegisterResponse, TicketResponse,
 };
 use chat_protocol::ErrorCode;
 use serde::Deserialize;
 
+use crate::admission::Admitted;
 use crate::auth::{retry_secs, AuthError, SessionError, TicketError};
 use crate::metrics::LoginOutcome;
 use crate::state::AppState;
@@ -411,6 +412,7 @@ struct WsQuery {
 async fn websocket(
     State(app): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(admitted): Extension<Admitted>,
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -456,6 +458,23 @@ async fn websocket(
         }
     };
 
+    let per_user = app.config.max_connections_per_user;
+    if app.connections.roster.of_user(&user) >= per_user {
+        tracing::info!(%peer, user = %user, "socket refused: too many connections of the user");
+        app.metrics.connection_refused("user");
+        return ApiError {
+            retry_after: Some(Duration::from_secs(5)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyConnections,
+                format!(
+                    "{user} has {per_user} connections open, the most allowed; close one first"
+                ),
+            )
+        }
+        .into_response();
+    }
+
     // Held from here so that shutdown waits for this connection, even before
     // the upgrade completes.
     let tracked = app.tracker.token();
@@ -467,5 +486,5 @@ async fn websocket(
         .read_buffer_size(READ_BUFFER)
         // The connection's future itself, not wrapped in another: a wrapping
         // `async` block would hold a second copy of the socket's state.
-        .on_upgrade(move |socket| connection::run(socket, user, context, tracked))
+        .on_upgrade(move |socket| connection::run(socket, user, context, tracked, admitted))
 }

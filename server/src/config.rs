@@ -114,6 +114,21 @@ pub struct Config {
     #[arg(long, env = "CHAT_SEND_QUEUE", default_value_t = 256, value_parser = positive)]
     pub send_queue: usize,
 
+    /// Connections (HTTP and WebSocket) served at once; 0: as many as the
+    /// open-file limit allows, less 64 kept for the server itself. Beyond,
+    /// a new connection gets 503 at once (`GET /healthz` still answers).
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Connections at once from one client address; beyond, 429 at once.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 64, value_parser = positive)]
+    pub max_connections_per_address: usize,
+
+    /// WebSocket connections at once of one user on this server; beyond,
+    /// the upgrade gets 429.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_USER", default_value_t = 16, value_parser = positive)]
+    pub max_connections_per_user: usize,
+
     /// Bytes queued for one client before it counts as too slow and is
     /// dropped (a frame always fits an empty queue).
     #[arg(long, env = "CHAT_SEND_QUEUE_BYTES", default_value_t = 1 << 20, value_parser = positive)]

@@ -25,6 +25,7 @@
 //!   store, also while a server runs; [`prompt`]: reading a new password.
 
 pub mod admin;
+mod admission;
 mod api;
 mod auth;
 mod backend;

@@ -69,6 +69,8 @@ pub(crate) struct HttpMetrics {
     tickets_refused: LabelledCounter,
     /// Tickets minted from a session (`POST /api/ticket`).
     session_tickets: Counter,
+    /// Connections refused before any work, by `reason`.
+    connections_refused: LabelledCounter,
 }
 
 impl HttpMetrics {
@@ -82,6 +84,14 @@ impl HttpMetrics {
     /// Counts a ticket refused at `GET /ws`.
     pub(crate) fn ticket_refused(&self, reason: &'static str) {
         self.tickets_refused
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    /// Counts a connection refused by the caps: `full` (the server),
+    /// `address` (its client address), `user` (its user, at the upgrade).
+    pub(crate) fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
             .get_or_create(&[("reason", reason)])
             .inc();
     }
@@ -101,6 +111,19 @@ impl HttpMetrics {
             "tickets_refused",
             "Socket tickets refused at the upgrade, by reason: unknown (or used), expired",
             self.tickets_refused.clone(),
+        );
+        // Served at 0 from the start: a refusal is rare, and a series that
+        // appears only with the first one cannot be told from a broken scrape.
+        for reason in ["full", "address", "user"] {
+            drop(
+                self.connections_refused
+                    .get_or_create(&[("reason", reason)]),
+            );
+        }
+        registry.register(
+            "connections_refused",
+            "Connections refused by the caps before any work, by reason: full (the server), address (its client address), user (its user's sockets, at the upgrade)",
+            self.connections_refused.clone(),
         );
         registry.register(
             "session_tickets",

@@ -21,6 +21,7 @@ use chat_rooms::cluster::Cluster;
 use chat_rooms::room_log::unix_millis;
 use chat_rooms::Node;
 
+use crate::admission::{Admission, Admitted};
 use crate::api;
 use crate::auth::{Auth, PasswordHashes};
 use crate::backend;
@@ -203,6 +204,15 @@ impl Server {
             app.shutdown.clone(),
             POLL_DISABLED,
         ));
+        let admission = Admission::new(
+            app.config.max_connections,
+            app.config.max_connections_per_address,
+        );
+        tracing::info!(
+            connections = admission.total_cap(),
+            per_address = app.config.max_connections_per_address,
+            "connection caps"
+        );
         loop {
             let accepted = tokio::select! {
                 () = app.shutdown.cancelled() => break,
@@ -217,16 +227,32 @@ impl Server {
                     continue;
                 }
             };
+            // Before any work for it: not a byte read, no TLS handshake.
+            let admitted = match admission.admit(peer.ip()) {
+                Ok(admitted) => admitted,
+                Err(refusal) => {
+                    app.metrics.connection_refused(refusal.as_label());
+                    // Over TLS an answer would need the handshake: just closed.
+                    if tls.is_none() {
+                        let answer = tokio::select! {
+                            () = app.shutdown.cancelled() => break,
+                            answer = admission.refuse(tcp, refusal) => answer,
+                        };
+                        app.tracker.spawn(answer);
+                    }
+                    continue;
+                }
+            };
             let _ = tcp.set_nodelay(true);
             let (router, tls, shutdown) = (router.clone(), tls.clone(), app.shutdown.clone());
             let timeout = app.config.request_timeout;
             app.tracker.spawn(async move {
                 match tls {
-                    None => serve_http(tcp, peer, router, shutdown, timeout).await,
+                    None => serve_http(tcp, peer, admitted, router, shutdown, timeout).await,
                     Some(acceptor) => {
                         match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => {
-                                serve_http(stream, peer, router, shutdown, timeout).await
+                                serve_http(stream, peer, admitted, router, shutdown, timeout).await
                             }
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed")
@@ -301,6 +327,7 @@ async fn prune_expired_auth(auth: Arc<Auth>, shutdown: CancellationToken) {
 async fn serve_http<I>(
     io: I,
     peer: SocketAddr,
+    admitted: Admitted,
     router: Router,
     shutdown: CancellationToken,
     request_timeout: Duration,
@@ -309,6 +336,8 @@ async fn serve_http<I>(
 {
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        // A socket upgraded from this request keeps the connection counted.
+        request.extensions_mut().insert(admitted.clone());
         tower_service::Service::call(&mut router.clone(), request)
     });
     let conn = hyper::server::conn::http1::Builder::new()

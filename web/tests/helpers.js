@@ -67,6 +67,8 @@ export class ChatServer {
         // Every test registers its users from this one address.
         CHAT_REGISTRATIONS_PER_ADDRESS: '100000',
         CHAT_REGISTRATIONS_PER_HOUR: '100000',
+        CHAT_MAX_CONNECTIONS_PER_ADDRESS: '100000',
+        CHAT_MAX_CONNECTIONS_PER_USER: '100000',
       },
     });
     this.child = child;

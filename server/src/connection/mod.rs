@@ -18,6 +18,8 @@ use chat_protocol::names::validate_room_name;
 use chat_protocol::{ClientEvent, ClientFrame, ErrorCode, Limits, ServerEvent, PROTOCOL_VERSION};
 use chat_rooms::node::{storage_failure, Ref};
 use chat_rooms::{CloseReason, Closer, Inbox, Node, Outbox, Peer};
+
+use crate::admission::Admitted;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -74,7 +76,10 @@ pub(crate) async fn run(
     user: String,
     context: Arc<Context>,
     tracked: TaskTrackerToken,
+    admitted: Admitted,
 ) {
+    // Counted among the server's connections until this returns.
+    let _admitted = admitted;
     let settings = &context.settings;
     let closer = Closer::new(&context.shutdown);
     // Listed until this function returns, so that a user's connections can be

@@ -73,6 +73,14 @@ impl Roster {
         closers.len()
     }
 
+    /// The connections of `user` (in any letter case).
+    pub(crate) fn of_user(&self, user: &str) -> usize {
+        self.table()
+            .by_user
+            .get(&user.to_lowercase())
+            .map_or(0, HashMap::len)
+    }
+
     /// Distinct users with at least one connection.
     pub(crate) fn users(&self) -> usize {
         self.table().by_user.len()

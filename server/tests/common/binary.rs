@@ -35,7 +35,29 @@ pub async fn start(data_dir: &Path, log: &Path, extra: &[&str]) -> (Child, Remot
 /// [`start`] with only the arguments `args` after the address and data
 /// directory (registration open unless they close it).
 pub async fn start_with(data_dir: &Path, log: &Path, extra: &[&str]) -> (Child, Remote) {
-    let mut child = Command::new(BIN)
+    start_with_files(data_dir, log, None, extra).await
+}
+
+/// [`start_with`], the process allowed at most `open_files` open files
+/// (`ulimit -n`, set by a shell that then becomes the server) when given.
+pub async fn start_with_files(
+    data_dir: &Path,
+    log: &Path,
+    open_files: Option<u64>,
+    extra: &[&str],
+) -> (Child, Remote) {
+    let mut command = match open_files {
+        None => Command::new(BIN),
+        Some(n) => {
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(BIN);
+            shell
+        }
+    };
+    let mut child = command
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)

@@ -72,6 +72,8 @@ const TEST_FLAGS: &[&str] = &[
     "100000",
     "--registrations-per-hour",
     "100000",
+    "--max-connections-per-address",
+    "100000",
 ];
 
 impl Node {

@@ -116,6 +116,9 @@ impl TestServer {
         // tests of the registration limits set their own.
         config.registrations_per_address = 100_000;
         config.registrations_per_hour = 100_000;
+        // Every test client connects from 127.0.0.1, some tests by the thousand.
+        config.max_connections_per_address = 100_000;
+        config.max_connections_per_user = 100_000;
         configure(&mut config);
         let tls_cert = config
             .tls
