@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-.PHONY: run cluster test lint fmt check build clean schema bench bench-quick bench-build bench-durability
+.PHONY: run cluster test lint fmt check build clean schema fuzz bench bench-quick bench-build bench-durability
 
 CARGO ?= cargo
 # Extra flags for the server, e.g. `make run ARGS="--tls"`.
@@ -30,6 +30,13 @@ lint:
 ## schema: regenerate docs/schema/*.json from the protocol crate (after changing an event)
 schema:
 	CHAT_UPDATE_SCHEMA=1 $(CARGO) test -p chat-protocol --test schema
+
+## fuzz: run each fuzz target (fuzz/) for FUZZ_SECONDS (default 60) with cargo-fuzz;
+## needs nightly Rust and cargo-fuzz (`rustup toolchain install nightly`,
+## `cargo install cargo-fuzz`). Not part of `make test`.
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 ## fmt: format the code
 fmt:

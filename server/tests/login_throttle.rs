@@ -5,20 +5,16 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use chat_protocol::http::HttpError;
 use chat_protocol::ErrorCode;
-use common::{TestServer, PASSWORD};
+use common::{loopback, TestServer, PASSWORD};
 use hyper::StatusCode;
 
 fn creds(user: &str, password: &str) -> String {
     serde_json::json!({ "username": user, "password": password }).to_string()
-}
-
-fn loopback(last: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
 }
 
 /// `POST /api/login` from `source`: the status and the error code, if any.

@@ -4,17 +4,13 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use chat_protocol::http::HttpError;
 use chat_protocol::ErrorCode;
-use common::{binary, Remote, TestServer, PASSWORD};
+use common::{binary, loopback, Remote, TestServer, PASSWORD};
 use hyper::StatusCode;
-
-fn loopback(last: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
-}
 
 /// `POST /api/register` from `source`: the status, the error code if any, and
 /// `Retry-After` if sent.

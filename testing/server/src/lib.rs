@@ -643,6 +643,12 @@ impl Client {
 }
 
 /// Shorthand for a `new_message` check.
+/// The loopback address 127.0.0.`last`: on Linux any of 127.0.0.0/8 is a
+/// local address, so a test can be clients of many addresses at once.
+pub fn loopback(last: u8) -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, last))
+}
+
 pub fn is_message(event: &ServerEvent, from: &str, room: &str, text: &str) -> bool {
     matches!(event, ServerEvent::NewMessage(m) if m.from == from && m.room == room && m.text == text)
 }
