@@ -292,6 +292,10 @@ async fn survive_sigkill(users: &[&str], window: usize, extra: &[&str], kill_aft
         assert!(user_add(&data_dir, user, PASSWORD).await.status.success());
     }
     let log = dir.path().join("server.log");
+    // The senders read only while they wait for an ack, in bursts, so on a
+    // loaded machine their queues of everyone's messages grow long: a queue
+    // that holds them keeps this a test of what survives a kill, not of
+    // slow consumers (which dropped a sender, and so the acks, for good).
     let mut fast = vec![
         "--rate",
         "100000",
@@ -299,6 +303,10 @@ async fn survive_sigkill(users: &[&str], window: usize, extra: &[&str], kill_aft
         "100000",
         "--history-on-join",
         "1000000",
+        "--send-queue",
+        "100000",
+        "--send-queue-bytes",
+        "1000000000",
     ];
     fast.extend_from_slice(extra);
     let (mut child, remote) = start(&data_dir, &log, &fast).await;
@@ -333,7 +341,16 @@ async fn survive_sigkill(users: &[&str], window: usize, extra: &[&str], kill_aft
         }
     })
     .await
-    .expect("enough acks in time");
+    .unwrap_or_else(|_| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+        panic!(
+            "{} acks, {} senders started, in time; the server's warnings:\n{}",
+            acks.load(Ordering::Relaxed),
+            started.load(Ordering::Relaxed),
+            warnings.join("\n")
+        )
+    });
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("killed");
     let mut witnesses = Vec::new();
