@@ -223,7 +223,10 @@ impl Node {
                         // append may have committed while its sender heard only
                         // an error (a connection lost during COMMIT), and then
                         // nobody published it. Every hub drops what it has.
-                        bus.publish(RoomEvent::message(appended.message));
+                        // A forgotten one has nothing left to publish.
+                        if !appended.forgotten {
+                            bus.publish(RoomEvent::message(appended.message));
+                        }
                     }
                     Err(e) => {
                         metrics.append_failures.inc();

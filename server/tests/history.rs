@@ -179,6 +179,40 @@ async fn a_resume_beyond_retention_says_what_is_gone() {
     bob.close().await;
 }
 
+/// Issue 15, finding 9: a `client_id` resent after retention dropped its
+/// message was stored twice. Now the resend gets the original's ack, and
+/// nothing is stored or relayed.
+#[tokio::test]
+async fn a_resend_after_retention_forgot_the_message_is_acked_as_the_original() {
+    let server = TestServer::with(|c| c.retain_messages = Some(1)).await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice.join("r").await;
+    bob.join("r").await;
+    alice.next().await; // member_joined: bob
+    assert_eq!(alice.send_acked("r", "hello", "c-1").await, 1);
+    assert_eq!(alice.send_acked("r", "later", "c-2").await, 2);
+    // Only "later" is stored now; "hello" is resent as if its ack was lost.
+    assert_eq!(
+        alice.send_acked("r", "hello", "c-1").await,
+        1,
+        "the original's seq"
+    );
+    assert_eq!(
+        alice.send_acked("r", "third", "c-3").await,
+        3,
+        "nothing was stored"
+    );
+    for text in ["hello", "later", "third"] {
+        assert!(
+            matches!(bob.next().await, ServerEvent::NewMessage(m) if m.text == text),
+            "bob gets each message once, in order"
+        );
+    }
+    alice.close().await;
+    bob.close().await;
+}
+
 #[tokio::test]
 async fn a_resume_under_load_continues_with_no_gap_and_no_duplicate() {
     let server = TestServer::with(|c| {

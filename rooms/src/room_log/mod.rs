@@ -60,10 +60,18 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// How often age retention should run, if it is on.
+    /// How often [`RoomLog::prune_by_age`] should run, if any retention is
+    /// on: for age retention, a tenth of the age (1 s to 1 min); for count
+    /// retention alone, hourly, to forget the `client_id`s of forgotten
+    /// messages once [`CLIENT_ID_MEMORY`] is over.
     pub fn prune_interval(&self) -> Option<Duration> {
-        self.max_age
-            .map(|age| (age / 10).clamp(Duration::from_secs(1), Duration::from_secs(60)))
+        match (self.max_age, self.max_messages) {
+            (Some(age), _) => {
+                Some((age / 10).clamp(Duration::from_secs(1), Duration::from_secs(60)))
+            }
+            (None, Some(_)) => Some(Duration::from_secs(60 * 60)),
+            (None, None) => None,
+        }
     }
 }
 
@@ -130,11 +138,20 @@ pub struct NewMessage {
 /// The outcome of an append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
-    /// The stored message (the earlier one, for a duplicate).
+    /// The stored message (the earlier one, for a duplicate; for a
+    /// forgotten one, its number and id, with no text).
     pub message: ChatMessage,
     /// Whether the `client_id` had been seen: nothing new was stored.
     pub duplicate: bool,
+    /// A duplicate of a message that retention has forgotten since: it is
+    /// acked as the original was, and there is nothing to publish.
+    pub forgotten: bool,
 }
+
+/// How long the `client_id` of a message retention forgot is still known,
+/// so that a resend of it (a client back after a long absence) is acked as
+/// the original rather than stored a second time.
+pub const CLIENT_ID_MEMORY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Called once an append is committed (or has failed), on the log's writer,
 /// in commit order: so it must be quick and must not block. It is how the
@@ -218,7 +235,9 @@ pub trait RoomLog: Send + Sync + 'static {
     /// Every room that ever had a message, sorted by name.
     async fn rooms(&self) -> Result<Vec<StoredRoom>, LogError>;
 
-    /// Forgets messages older than the retention age; returns how many.
+    /// Forgets messages older than the retention age, and the `client_id`s
+    /// of messages forgotten more than [`CLIENT_ID_MEMORY`] ago; returns how
+    /// many messages it forgot.
     async fn prune_by_age(&self, now_ms: i64) -> Result<usize, LogError>;
 
     /// The retention limits in force.

@@ -52,7 +52,7 @@ use tokio::sync::mpsc;
 
 use super::{
     unix_millis, Appended, Bounds, Committed, LogError, NewMessage, Recent, Retention, RoomLog,
-    StoredRoom,
+    StoredRoom, CLIENT_ID_MEMORY,
 };
 
 /// Appends waiting for the writer. When it is full, appenders wait (the
@@ -125,12 +125,17 @@ const CREATE_ROOMS: &str = "
 /// index once per key under any plan, even one cached while the table was
 /// small and not yet analysed, where a join would scan the whole table.
 const EARLIER: &str = "
-    SELECT u.ord, m.id, m.seq, m.text, m.sent_ms
+    SELECT u.ord, m.id, m.seq, m.text, m.sent_ms, m.forgotten
     FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
         AS u(room, sender, client_id, ord)
     CROSS JOIN LATERAL (
-        SELECT id, seq, text, sent_ms FROM messages
-        WHERE room = u.room AND sender = u.sender AND client_id = u.client_id
+        (SELECT id, seq, text, sent_ms, false AS forgotten FROM messages
+         WHERE room = u.room AND sender = u.sender AND client_id = u.client_id
+         LIMIT 1)
+        UNION ALL
+        (SELECT id, seq, ''::bytea, sent_ms, true FROM forgotten_client_ids
+         WHERE room = u.room AND sender = u.sender AND client_id = u.client_id
+         LIMIT 1)
         LIMIT 1
     ) m";
 
@@ -149,11 +154,33 @@ const STORE: &str = "
     )
     SELECT room, seq, id FROM stored";
 
-/// Retention by count: forgets each room's messages up to a seq.
+/// Retention by count: forgets each room's messages up to a seq, keeping
+/// their `client_id`s (`$3` is the time of the forget).
 const FORGET_UP_TO: &str = "
-    DELETE FROM messages AS m
-    USING unnest($1::text[], $2::bigint[]) AS u(room, up_to)
-    WHERE m.room = u.room AND m.seq <= u.up_to";
+    WITH gone AS (
+        DELETE FROM messages AS m
+        USING unnest($1::text[], $2::bigint[]) AS u(room, up_to)
+        WHERE m.room = u.room AND m.seq <= u.up_to
+        RETURNING m.room, m.sender, m.client_id, m.seq, m.id, m.sent_ms
+    )
+    INSERT INTO forgotten_client_ids (room, sender, client_id, seq, id, sent_ms, forgotten_ms)
+    SELECT room, sender, client_id, seq, id, sent_ms, $3 FROM gone
+    WHERE client_id IS NOT NULL
+    ON CONFLICT DO NOTHING";
+
+/// Retention by age: forgets the messages sent before `$1`, keeping their
+/// `client_id`s (`$2` is the time of the forget); the number forgotten.
+const FORGET_BEFORE: &str = "
+    WITH gone AS (
+        DELETE FROM messages WHERE sent_ms < $1
+        RETURNING room, sender, client_id, seq, id, sent_ms
+    ), kept AS (
+        INSERT INTO forgotten_client_ids (room, sender, client_id, seq, id, sent_ms, forgotten_ms)
+        SELECT room, sender, client_id, seq, id, sent_ms, $2 FROM gone
+        WHERE client_id IS NOT NULL
+        ON CONFLICT DO NOTHING
+    )
+    SELECT count(*) AS forgotten FROM gone";
 
 const AFTER: &str = "
     SELECT id, seq, sender, text, sent_ms FROM messages
@@ -485,8 +512,9 @@ async fn write(
 enum Outcome {
     /// New: the index among the batch's new messages.
     New(usize),
-    /// A resend of a message stored before this batch.
-    Earlier(ChatMessage),
+    /// A resend of a message stored before this batch (and whether
+    /// retention has forgotten it since).
+    Earlier(ChatMessage, bool),
     /// A resend of the batch's new message of this index.
     SameBatch(usize),
 }
@@ -528,8 +556,8 @@ async fn number_and_store(
     let mut new: Vec<(&NewMessage, i64)> = Vec::new();
     for (m, key) in batch.iter().zip(&key_of) {
         if let Some(key) = *key {
-            if let Some(message) = &earlier[key] {
-                outcomes.push(Outcome::Earlier(message.clone()));
+            if let Some((message, forgotten)) = &earlier[key] {
+                outcomes.push(Outcome::Earlier(message.clone(), *forgotten));
                 continue;
             }
             if let Some(index) = first_new_of_key[key] {
@@ -548,7 +576,7 @@ async fn number_and_store(
 
     let ids = store(tx, &new, &last, sent_ms).await?;
     if let Some(keep) = retention.max_messages {
-        forget_beyond(tx, &last, keep).await?;
+        forget_beyond(tx, &last, keep, sent_ms).await?;
     }
 
     let sent_at = rfc3339(sent_ms);
@@ -570,14 +598,17 @@ async fn number_and_store(
             Outcome::New(index) => Appended {
                 message: stored[index].clone(),
                 duplicate: false,
+                forgotten: false,
             },
             Outcome::SameBatch(index) => Appended {
                 message: stored[index].clone(),
                 duplicate: true,
+                forgotten: false,
             },
-            Outcome::Earlier(message) => Appended {
+            Outcome::Earlier(message, forgotten) => Appended {
                 message,
                 duplicate: true,
+                forgotten,
             },
         })
         .collect())
@@ -627,7 +658,7 @@ async fn lock_rooms(
 async fn earlier_messages(
     tx: &mut PgConnection,
     keys: &HashMap<(&str, &str, &str), usize>,
-) -> Result<Vec<Option<ChatMessage>>, sqlx::Error> {
+) -> Result<Vec<Option<(ChatMessage, bool)>>, sqlx::Error> {
     let mut earlier = vec![None; keys.len()];
     if keys.is_empty() {
         return Ok(earlier);
@@ -648,14 +679,15 @@ async fn earlier_messages(
         let Some(&(room, sender, _)) = ordered.get(index) else {
             return Err(sqlx::Error::RowNotFound);
         };
-        earlier[index] = Some(ChatMessage {
+        let message = ChatMessage {
             id: row.try_get::<i64, _>("id")?.to_string(),
             room: room.to_owned(),
             seq: seq_of(row.try_get("seq")?)?,
             from: sender.to_owned(),
             text: text_of(row.try_get("text")?)?,
             sent_at: rfc3339(row.try_get("sent_ms")?),
-        });
+        };
+        earlier[index] = Some((message, row.try_get("forgotten")?));
     }
     Ok(earlier)
 }
@@ -720,6 +752,7 @@ async fn forget_beyond(
     tx: &mut PgConnection,
     last: &HashMap<String, (i64, i64)>,
     keep: u64,
+    now_ms: i64,
 ) -> Result<(), sqlx::Error> {
     let keep = as_i64(keep);
     let (rooms, up_to): (Vec<&str>, Vec<i64>) = last
@@ -733,6 +766,7 @@ async fn forget_beyond(
     sqlx::query(FORGET_UP_TO)
         .bind(rooms)
         .bind(up_to)
+        .bind(now_ms)
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -855,15 +889,22 @@ impl RoomLog for PgLog {
     }
 
     async fn prune_by_age(&self, now_ms: i64) -> Result<usize, LogError> {
+        let memory = i64::try_from(CLIENT_ID_MEMORY.as_millis()).unwrap_or(i64::MAX);
+        let remembered = sqlx::query("DELETE FROM forgotten_client_ids WHERE forgotten_ms < $1")
+            .bind(now_ms.saturating_sub(memory))
+            .execute(&self.pool);
+        bounded(SLOW_TIMEOUT, "forgetting old client_ids", remembered).await?;
         let Some(max_age) = self.retention.max_age else {
             return Ok(0);
         };
         let cutoff = now_ms.saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
-        let prune = sqlx::query("DELETE FROM messages WHERE sent_ms < $1")
+        let prune = sqlx::query(FORGET_BEFORE)
             .bind(cutoff)
-            .execute(&self.pool);
-        let done = bounded(SLOW_TIMEOUT, "pruning by age", prune).await?;
-        Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+            .bind(now_ms)
+            .fetch_one(&self.pool);
+        let row = bounded(SLOW_TIMEOUT, "pruning by age", prune).await?;
+        let forgotten: i64 = row.try_get("forgotten")?;
+        Ok(usize::try_from(forgotten).unwrap_or(0))
     }
 
     fn retention(&self) -> Retention {

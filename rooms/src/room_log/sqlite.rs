@@ -29,7 +29,7 @@ use crate::metrics::LogMetrics;
 
 use super::{
     unix_millis, Appended, Bounds, Committed, Durability, LogError, NewMessage, Recent, Retention,
-    RoomLog, Storage, StoredRoom, MESSAGES_FILE,
+    RoomLog, Storage, StoredRoom, CLIENT_ID_MEMORY, MESSAGES_FILE,
 };
 
 /// Appends waiting for the writer. When it is full, appenders wait (the
@@ -88,7 +88,29 @@ const SCHEMA: &str = "
     CREATE UNIQUE INDEX IF NOT EXISTS messages_client_id
         ON messages (room, sender, client_id) WHERE client_id IS NOT NULL;
     CREATE INDEX IF NOT EXISTS messages_age ON messages (sent_ms);
+    -- The client_ids of messages retention forgot, kept CLIENT_ID_MEMORY
+    -- after the forget: a resend of one is acked as the original, not
+    -- stored again.
+    CREATE TABLE IF NOT EXISTS forgotten_client_ids (
+        room         TEXT NOT NULL,
+        sender       TEXT NOT NULL,
+        client_id    TEXT NOT NULL,
+        seq          INTEGER NOT NULL,
+        id           INTEGER NOT NULL,
+        sent_at      TEXT NOT NULL,
+        forgotten_ms INTEGER NOT NULL,
+        PRIMARY KEY (room, sender, client_id)
+    );
+    CREATE INDEX IF NOT EXISTS forgotten_client_ids_age ON forgotten_client_ids (forgotten_ms);
 ";
+
+/// Keeps the `client_id`s of the messages a retention `DELETE` with the same
+/// `WHERE` is about to forget (`?1` is the time of the forget).
+const KEEP_CLIENT_IDS: &str = "
+    INSERT OR IGNORE INTO forgotten_client_ids
+        (room, sender, client_id, seq, id, sent_at, forgotten_ms)
+    SELECT room, sender, client_id, seq, id, sent_at, ?1 FROM messages
+    WHERE client_id IS NOT NULL AND ";
 
 const COLUMNS: &str = "id, room, seq, sender, text, sent_at";
 
@@ -416,13 +438,24 @@ impl Writer {
     }
 
     fn prune_by_age(&mut self, now_ms: i64) -> Result<usize, LogError> {
-        let Some(max_age) = self.retention.max_age else {
-            return Ok(0);
-        };
-        let cutoff = now_ms.saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
-        Ok(self
-            .conn
-            .execute("DELETE FROM messages WHERE sent_ms < ?1", params![cutoff])?)
+        let memory = i64::try_from(CLIENT_ID_MEMORY.as_millis()).unwrap_or(i64::MAX);
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM forgotten_client_ids WHERE forgotten_ms < ?1",
+            params![now_ms.saturating_sub(memory)],
+        )?;
+        let mut forgot = 0;
+        if let Some(max_age) = self.retention.max_age {
+            let age = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+            let cutoff = now_ms.saturating_sub(age);
+            tx.execute(
+                &format!("{KEEP_CLIENT_IDS} sent_ms < ?2"),
+                params![now_ms, cutoff],
+            )?;
+            forgot = tx.execute("DELETE FROM messages WHERE sent_ms < ?1", params![cutoff])?;
+        }
+        tx.commit()?;
+        Ok(forgot)
     }
 }
 
@@ -451,6 +484,30 @@ fn append_one(
             return Ok(Appended {
                 message,
                 duplicate: true,
+                forgotten: false,
+            });
+        }
+        let forgotten = tx
+            .prepare_cached(
+                "SELECT id, seq, sent_at FROM forgotten_client_ids
+                 WHERE room = ?1 AND sender = ?2 AND client_id = ?3",
+            )?
+            .query_row(params![room, sender, client_id], |row| {
+                Ok(ChatMessage {
+                    id: row.get::<_, i64>(0)?.to_string(),
+                    room: room.clone(),
+                    seq: row.get(1)?,
+                    from: sender.clone(),
+                    text: String::new(),
+                    sent_at: row.get(2)?,
+                })
+            })
+            .optional()?;
+        if let Some(message) = forgotten {
+            return Ok(Appended {
+                message,
+                duplicate: true,
+                forgotten: true,
             });
         }
     }
@@ -470,8 +527,11 @@ fn append_one(
     ])?;
     let id = tx.last_insert_rowid();
     if let Some(keep) = retention.max_messages {
+        let up_to = seq.saturating_sub(keep);
+        tx.prepare_cached(&format!("{KEEP_CLIENT_IDS} room = ?2 AND seq <= ?3"))?
+            .execute(params![sent_ms, room, up_to])?;
         tx.prepare_cached("DELETE FROM messages WHERE room = ?1 AND seq <= ?2")?
-            .execute(params![room, seq.saturating_sub(keep)])?;
+            .execute(params![room, up_to])?;
     }
     Ok(Appended {
         message: ChatMessage {
@@ -483,6 +543,7 @@ fn append_one(
             sent_at: sent_at.to_owned(),
         },
         duplicate: false,
+        forgotten: false,
     })
 }
 

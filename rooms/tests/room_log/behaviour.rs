@@ -302,6 +302,61 @@ pub async fn retention_by_age_forgets_old_messages(store: &impl Store) {
     assert_eq!(add(&*log, "r", "next", None).await.message.seq, 3);
 }
 
+/// Issue 15, finding 9: a `client_id` resent after retention dropped its
+/// message was stored twice. Now it is acked as the original (same seq and
+/// id, nothing stored, nothing to publish) for a day after the forget, by
+/// count or by age; after that day it is new again.
+pub async fn a_client_id_is_remembered_for_a_day_after_its_message_is_forgotten(
+    store: &impl Store,
+) {
+    let log = store
+        .open(Retention {
+            max_messages: Some(2),
+            max_age: Some(Duration::from_secs(3600)),
+        })
+        .await;
+    let first = add(&*log, "r", "hello", Some("c-1")).await;
+    add(&*log, "r", "two", None).await;
+    add(&*log, "r", "three", None).await;
+    assert_eq!(
+        log.bounds("r").await.expect("q").first_seq,
+        Some(2),
+        "c-1's message is gone"
+    );
+
+    let resent = add(&*log, "r", "hello", Some("c-1")).await;
+    assert!(resent.duplicate && resent.forgotten, "{resent:?}");
+    assert_eq!(
+        (&resent.message.seq, &resent.message.id),
+        (&first.message.seq, &first.message.id)
+    );
+    assert_eq!(
+        log.bounds("r").await.expect("q").last_seq,
+        3,
+        "nothing stored"
+    );
+
+    // Forgotten by age too: a message with a client_id, two hours on.
+    let aged = add(&*log, "r", "aged", Some("c-2")).await;
+    let sent_ms = unix_millis(humantime::parse_rfc3339(&aged.message.sent_at).expect("time"));
+    assert!(
+        log.prune_by_age(sent_ms + 2 * 3_600_000)
+            .await
+            .expect("prunes")
+            >= 1
+    );
+    let again = add(&*log, "r", "aged", Some("c-2")).await;
+    assert!(again.duplicate && again.forgotten);
+    assert_eq!(again.message.seq, aged.message.seq);
+
+    // A day after the forget, the client_ids are forgotten in turn.
+    let day_later = sent_ms + 2 * 3_600_000 + 24 * 3_600_000 + 60_000;
+    log.prune_by_age(day_later).await.expect("prunes");
+    let new = add(&*log, "r", "aged", Some("c-2")).await;
+    assert!(!new.duplicate, "{new:?}");
+    assert_eq!(new.message.seq, aged.message.seq + 1);
+}
+
 pub async fn without_an_age_limit_nothing_is_pruned(store: &impl Store) {
     let log = store.open(Retention::default()).await;
     add(&*log, "r", "kept", None).await;
@@ -347,6 +402,7 @@ macro_rules! all_behaviour_tests {
             retention_by_count_keeps_the_newest_and_never_reuses_numbers,
             retention_by_count_holds_within_one_batch,
             retention_by_age_forgets_old_messages,
+            a_client_id_is_remembered_for_a_day_after_its_message_is_forgotten,
             without_an_age_limit_nothing_is_pruned,
             rooms_are_listed_in_byte_order_with_their_last_activity,
             is_ready_while_it_works,

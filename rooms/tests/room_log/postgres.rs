@@ -372,12 +372,13 @@ async fn nodes_starting_at_once_set_up_the_database_once_beside_the_servers_migr
     assert_eq!(epochs.len(), 1, "one epoch for all nodes");
 
     let mut conn = PgConnection::connect(&pg.db.url).await.expect("connects");
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _chat_log_migrations WHERE success")
-            .fetch_all(&mut conn)
-            .await
-            .expect("its own migrations table");
-    assert_eq!(applied, [1]);
+    let applied: Vec<i64> = sqlx::query_scalar(
+        "SELECT version FROM _chat_log_migrations WHERE success ORDER BY version",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("its own migrations table");
+    assert_eq!(applied, [1, 2], "each migration once");
 
     // The server's migrator (default table, its own version 1) runs beside it.
     let server = sqlx::migrate::Migrator::with_migrations(vec![sqlx::migrate::Migration::new(
