@@ -30,6 +30,9 @@ pub enum CloseReason {
     /// An operator disabled the user's account (`chat-server admin disable`):
     /// the client must not reconnect as that user.
     AccountDisabled,
+    /// The session the socket was opened with was ended (`POST
+    /// /api/logout`): the client must log in again rather than reconnect.
+    LoggedOut,
 }
 
 impl CloseReason {
@@ -46,6 +49,7 @@ impl CloseReason {
             Self::InvalidUtf8 => "invalid_utf8",
             Self::ProtocolError => "protocol_error",
             Self::AccountDisabled => "account_disabled",
+            Self::LoggedOut => "logged_out",
         }
     }
 
@@ -63,6 +67,8 @@ impl CloseReason {
             // 4000-4999 are for applications (RFC 6455 section 7.4.2); 4003
             // echoes HTTP's 403, which the same user's login now gets.
             Self::AccountDisabled => Some((4003, "account disabled")),
+            // 4001 echoes HTTP's 401, which the ended session now gets.
+            Self::LoggedOut => Some((4001, "logged out")),
         }
     }
 
@@ -77,7 +83,8 @@ impl CloseReason {
             | Self::SlowConsumer
             | Self::PongTimeout
             | Self::WriteStalled
-            | Self::AccountDisabled => false,
+            | Self::AccountDisabled
+            | Self::LoggedOut => false,
         }
     }
 }

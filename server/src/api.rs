@@ -20,10 +20,11 @@ use chat_protocol::http::{
     Credentials, HttpError, LoginResponse, RegisterResponse, TicketResponse,
 };
 use chat_protocol::ErrorCode;
+use chat_rooms::CloseReason;
 use serde::Deserialize;
 
 use crate::admission::Admitted;
-use crate::auth::{retry_secs, AuthError, SessionError, TicketError};
+use crate::auth::{retry_secs, AuthError, Redeemed, SessionError, TicketError};
 use crate::metrics::LoginOutcome;
 use crate::state::AppState;
 use crate::{connection, origin, web};
@@ -370,8 +371,12 @@ async fn logout(
 ) -> Result<StatusCode, ApiError> {
     let session = bearer_token(&headers)?;
     match app.auth.logout(session).await {
-        Ok(user) => {
-            tracing::info!(%user, %peer, "logout");
+        Ok((user, session)) => {
+            let closed = app
+                .connections
+                .roster
+                .close_session(&session, CloseReason::LoggedOut);
+            tracing::info!(%user, %peer, sockets = closed, "logout");
             Ok(StatusCode::NO_CONTENT)
         }
         Err(e) => {
@@ -443,8 +448,8 @@ async fn websocket(
         )
         .into_response();
     };
-    let user = match app.auth.redeem(&ticket).await {
-        Ok(user) => user,
+    let Redeemed { user, session } = match app.auth.redeem(&ticket).await {
+        Ok(redeemed) => redeemed,
         Err(e) => {
             tracing::info!(%peer, error = %e, "socket refused");
             let (reason, message) = match e {
@@ -486,5 +491,7 @@ async fn websocket(
         .read_buffer_size(READ_BUFFER)
         // The connection's future itself, not wrapped in another: a wrapping
         // `async` block would hold a second copy of the socket's state.
-        .on_upgrade(move |socket| connection::run(socket, user, context, tracked, admitted))
+        .on_upgrade(move |socket| {
+            connection::run(socket, user, session, context, tracked, admitted)
+        })
 }

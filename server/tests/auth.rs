@@ -427,12 +427,19 @@ async fn missing_malformed_and_unknown_sessions_get_401() {
 }
 
 #[tokio::test]
-async fn logout_ends_the_session_but_not_its_tickets() {
+async fn logout_ends_the_session_its_unused_tickets_and_its_sockets() {
     let server = TestServer::start().await;
     server.register("alice").await;
     let login = server.login_response("alice").await;
     let other = server.login_response("alice").await;
+    // Open on the session: a socket from its login ticket and one minted by it.
+    let mut open = server.client_with("alice", &login.ticket).await;
     let minted = server.ticket(&login.session).await;
+    let mut open_minted = server.client_with("alice", &minted.ticket).await;
+    let unused = server.ticket(&login.session).await;
+    // Another session of the same user, with a socket of its own.
+    let mut elsewhere = server.client_for("alice").await;
+    let other_unused = server.ticket(&other.session).await;
 
     let (status, _, body) = server.post_bearer("/api/logout", &login.session).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -446,19 +453,29 @@ async fn logout_ends_the_session_but_not_its_tickets() {
         "second logout",
     );
 
-    // Tickets issued before the logout still open a socket, once.
+    // Issue 15, finding 9: a ticket minted before the logout opened a socket.
+    assert_eq!(
+        server.ws(Some(&unused.ticket), None).await.err(),
+        Some(StatusCode::UNAUTHORIZED),
+        "the session's unused ticket ended with it"
+    );
+    // Its open sockets close with 4001, documented.
+    for socket in [&mut open, &mut open_minted] {
+        let close = socket.expect_close().await;
+        assert_eq!(
+            (u16::from(close.code), close.reason.as_str()),
+            (4001, "logged out")
+        );
+    }
+    // The user's other session goes on: its socket and its ticket.
+    elsewhere.join("still-here").await;
     server
-        .client_with("alice", &minted.ticket)
+        .client_with("alice", &other_unused.ticket)
         .await
         .close()
         .await;
-    server
-        .client_with("alice", &login.ticket)
-        .await
-        .close()
-        .await;
-    // The user's other sessions go on.
     server.ticket(&other.session).await;
+    elsewhere.close().await;
 }
 
 #[tokio::test]

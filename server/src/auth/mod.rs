@@ -44,6 +44,7 @@ use redis_stores::{RedisThrottle, RedisTickets};
 use registration::RegistrationLimits;
 pub(crate) use session::SessionError;
 use stored_sessions::StoredSessions;
+pub(crate) use stores::Redeemed;
 use stores::{
     AccountError, AccountStore, BackendError, LimitError, LoginLimiter, SessionStore, TicketStore,
 };
@@ -401,7 +402,12 @@ impl Auth {
                     .await?;
                 let ticket = self
                     .tickets
-                    .issue(&user, now, now + millis(self.ticket_ttl))
+                    .issue(
+                        &user,
+                        &session_id(&session),
+                        now,
+                        now + millis(self.ticket_ttl),
+                    )
                     .await?;
                 Ok(Login {
                     user,
@@ -441,8 +447,8 @@ impl Auth {
         Ok(username.to_owned())
     }
 
-    /// Uses up a socket ticket.
-    pub(crate) async fn redeem(&self, ticket: &str) -> Result<String, TicketError> {
+    /// Uses up a socket ticket: its user and the session that minted it.
+    pub(crate) async fn redeem(&self, ticket: &str) -> Result<Redeemed, TicketError> {
         self.tickets.redeem(ticket, self.now()).await
     }
 
@@ -457,7 +463,12 @@ impl Auth {
         let user = self.sessions.lookup(session, now).await?;
         let ticket = self
             .tickets
-            .issue(&user, now, now + millis(self.ticket_ttl))
+            .issue(
+                &user,
+                &session_id(session),
+                now,
+                now + millis(self.ticket_ttl),
+            )
             .await?;
         Ok(SessionTicket {
             user,
@@ -466,11 +477,15 @@ impl Auth {
         })
     }
 
-    /// Ends a session, returning its user. Tickets it minted stay valid until
-    /// used or expired: each opens one socket within the short ticket lifetime,
-    /// and revoking them would need a session-to-ticket index for little gain.
-    pub(crate) async fn logout(&self, session: &str) -> Result<String, SessionError> {
-        self.sessions.revoke(session, self.now()).await
+    /// Ends a session and the tickets it minted that are not used yet;
+    /// returns its user and its id, whose sockets the caller closes. The
+    /// session ends first: if forgetting its tickets then fails, they still
+    /// expire within their short lifetime, and the logout is reported.
+    pub(crate) async fn logout(&self, session: &str) -> Result<(String, String), SessionError> {
+        let user = self.sessions.revoke(session, self.now()).await?;
+        let id = session_id(session);
+        self.tickets.revoke_session(&id).await?;
+        Ok((user, id))
     }
 
     /// Ends the sessions of every disabled account and returns those
@@ -534,6 +549,16 @@ impl Auth {
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))?
     }
+}
+
+/// The id of a session: the hex of its token's hash. It names the session
+/// (in ticket records, beside its sockets) without being a key to it.
+pub(crate) fn session_id(token: &str) -> String {
+    session::TokenHash::of(token)
+        .0
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A new secret token, as tickets and session tokens are: 256 bits from the

@@ -15,7 +15,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisResult, Script};
 
 use super::session::TokenHash;
-use super::stores::{BackendError, LimitError, LoginLimiter, TicketError, TicketStore};
+use super::stores::{BackendError, LimitError, LoginLimiter, Redeemed, TicketError, TicketStore};
 use crate::clock::{millis, UnixMillis};
 
 /// Connects to the Redis at `url` with the reconnection policy the stores
@@ -73,7 +73,37 @@ impl RedisTickets {
             .collect();
         format!("{}:ticket:{hex}", self.redis.prefix)
     }
+
+    /// The key of the set of a session's ticket keys, so that a logout on
+    /// any node finds them.
+    fn of_session(&self, session: &str) -> String {
+        format!("{}:session-tickets:{session}", self.redis.prefix)
+    }
 }
+
+/// Stores a ticket (`KEYS[1]`, value `ARGV[1]`, TTL `ARGV[2]` ms) and adds
+/// its key to its session's set (`KEYS[2]`), which lives as long as the
+/// session's newest ticket. One script, so that no ticket exists that its
+/// session's logout could miss.
+const ISSUE: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], KEYS[1])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 0
+";
+
+/// Deletes the tickets of a session's set (`KEYS[1]`) and the set; returns
+/// how many tickets were still unused.
+const REVOKE_SESSION: &str = r"
+local revoked = 0
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  revoked = revoked + redis.call('DEL', key)
+end
+redis.call('DEL', KEYS[1])
+return revoked
+";
 
 #[async_trait]
 impl TicketStore for RedisTickets {
@@ -81,6 +111,7 @@ impl TicketStore for RedisTickets {
     async fn issue(
         &self,
         user: &str,
+        session: &str,
         now: UnixMillis,
         expires: UnixMillis,
     ) -> Result<String, BackendError> {
@@ -92,8 +123,12 @@ impl TicketStore for RedisTickets {
             .unwrap_or(0)
             .max(1);
         let mut conn = self.redis.conn.clone();
-        let () = conn
-            .pset_ex(self.key(&ticket), format!("{expires}:{user}"), ttl)
+        let _: i64 = Script::new(ISSUE)
+            .key(self.key(&ticket))
+            .key(self.of_session(session))
+            .arg(format!("{expires}:{user}:{session}"))
+            .arg(ttl)
+            .invoke_async(&mut conn)
             .await?;
         Ok(ticket)
     }
@@ -107,7 +142,7 @@ impl TicketStore for RedisTickets {
     /// login it cannot complete either. If the reply, not the command, is
     /// lost, the ticket is used up and the client needs a new one, as after
     /// any failed upgrade.
-    async fn redeem(&self, ticket: &str, now: UnixMillis) -> Result<String, TicketError> {
+    async fn redeem(&self, ticket: &str, now: UnixMillis) -> Result<Redeemed, TicketError> {
         let mut conn = self.redis.conn.clone();
         let value: Option<String> = conn
             .get_del(self.key(ticket))
@@ -116,14 +151,31 @@ impl TicketStore for RedisTickets {
         let Some(value) = value else {
             return Err(TicketError::Unknown);
         };
-        let (expires, user) = value
-            .split_once(':')
-            .and_then(|(expires, user)| Some((expires.parse::<UnixMillis>().ok()?, user)))
-            .ok_or_else(|| BackendError::new(MalformedTicket))?;
+        // `expires:user:session`; `expires:user` from servers before the
+        // session was recorded. Neither a name nor a session id has a `:`.
+        let mut parts = value.splitn(3, ':');
+        let (Some(expires), Some(user)) = (
+            parts.next().and_then(|e| e.parse::<UnixMillis>().ok()),
+            parts.next(),
+        ) else {
+            return Err(BackendError::new(MalformedTicket).into());
+        };
         if expires <= now {
             return Err(TicketError::Expired);
         }
-        Ok(user.to_owned())
+        Ok(Redeemed {
+            user: user.to_owned(),
+            session: parts.next().map(str::to_owned),
+        })
+    }
+
+    async fn revoke_session(&self, session: &str) -> Result<usize, BackendError> {
+        let mut conn = self.redis.conn.clone();
+        let revoked: i64 = Script::new(REVOKE_SESSION)
+            .key(self.of_session(session))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(usize::try_from(revoked).unwrap_or(0))
     }
 
     /// Nothing to do: Redis forgets expired tickets by itself.
@@ -285,18 +337,30 @@ mod tests {
         };
         let a = RedisTickets::new(node(&engine.url, &engine.prefix).await);
         let b = RedisTickets::new(node(&engine.url, &engine.prefix).await);
-        let ticket = a.issue("alice", 0, TTL).await.expect("issues");
+        let ticket = a.issue("alice", "s1", 0, TTL).await.expect("issues");
         assert_eq!(ticket.len(), 64);
 
-        // Stored under its hash, never in the clear, expiring by itself.
-        let stored = keys(&a.redis).await;
-        assert_eq!(stored, [a.key(&ticket)]);
-        assert!(!stored[0].contains(&ticket));
+        // Stored under its hash, never in the clear, expiring by itself, as
+        // does its session's list of tickets.
+        let mut stored = keys(&a.redis).await;
+        stored.sort();
+        let mut expected = vec![a.key(&ticket), a.of_session("s1")];
+        expected.sort();
+        assert_eq!(stored, expected);
         let mut conn = a.redis.conn.clone();
-        let ttl: i64 = conn.pttl(&stored[0]).await.expect("pttl");
-        assert!(0 < ttl && ttl <= TTL, "{ttl}");
+        for key in &stored {
+            assert!(!key.contains(&ticket));
+            let ttl: i64 = conn.pttl(key).await.expect("pttl");
+            assert!(0 < ttl && ttl <= TTL, "{key}: {ttl}");
+        }
 
-        assert_eq!(b.redeem(&ticket, 1).await.expect("redeems on b"), "alice");
+        assert_eq!(
+            b.redeem(&ticket, 1).await.expect("redeems on b"),
+            Redeemed {
+                user: "alice".into(),
+                session: Some("s1".into())
+            }
+        );
         assert!(
             matches!(a.redeem(&ticket, 1).await, Err(TicketError::Unknown)),
             "used up everywhere"
@@ -305,7 +369,11 @@ mod tests {
             b.redeem("made-up", 1).await,
             Err(TicketError::Unknown)
         ));
-        assert!(keys(&a.redis).await.is_empty());
+        assert_eq!(
+            keys(&a.redis).await,
+            [a.of_session("s1")],
+            "only the session's list is left, expiring"
+        );
     }
 
     #[tokio::test]
@@ -318,7 +386,7 @@ mod tests {
             Arc::new(RedisTickets::new(node(&engine.url, &engine.prefix).await)),
         ];
         for _ in 0..10 {
-            let ticket = nodes[0].issue("alice", 0, TTL).await.expect("issues");
+            let ticket = nodes[0].issue("alice", "s1", 0, TTL).await.expect("issues");
             let redeems: Vec<_> = (0..16)
                 .map(|i| {
                     let (node, ticket) = (nodes[i % 2].clone(), ticket.clone());
@@ -328,8 +396,8 @@ mod tests {
             let (mut won, mut refused) = (0, 0);
             for redeem in redeems {
                 match redeem.await.expect("task") {
-                    Ok(user) => {
-                        assert_eq!(user, "alice");
+                    Ok(redeemed) => {
+                        assert_eq!(redeemed.user, "alice");
                         won += 1;
                     }
                     Err(TicketError::Unknown) => refused += 1,
@@ -341,13 +409,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_logout_on_one_node_ends_the_sessions_unused_tickets_on_all() {
+        let Some(engine) = chat_test_engines::redis().await else {
+            return;
+        };
+        let a = RedisTickets::new(node(&engine.url, &engine.prefix).await);
+        let b = RedisTickets::new(node(&engine.url, &engine.prefix).await);
+        let used = a.issue("alice", "s1", 0, TTL).await.expect("issues");
+        let unused = a.issue("alice", "s1", 0, TTL).await.expect("issues");
+        let minted_on_b = b.issue("alice", "s1", 0, TTL).await.expect("issues");
+        let other = a.issue("alice", "s2", 0, TTL).await.expect("issues");
+        a.redeem(&used, 1).await.expect("redeems");
+
+        assert_eq!(b.revoke_session("s1").await.expect("revokes"), 2);
+        for ticket in [&unused, &minted_on_b] {
+            assert!(matches!(
+                a.redeem(ticket, 1).await,
+                Err(TicketError::Unknown)
+            ));
+        }
+        assert_eq!(
+            a.redeem(&other, 1)
+                .await
+                .expect("another session's")
+                .session
+                .as_deref(),
+            Some("s2")
+        );
+        assert_eq!(a.revoke_session("s1").await.expect("again"), 0);
+    }
+
+    #[tokio::test]
     async fn tickets_expire_by_the_callers_time_and_by_redis() {
         let Some(engine) = chat_test_engines::redis().await else {
             return;
         };
         let a = RedisTickets::new(node(&engine.url, &engine.prefix).await);
         let b = RedisTickets::new(node(&engine.url, &engine.prefix).await);
-        let ticket = a.issue("alice", 0, TTL).await.expect("issues");
+        let ticket = a.issue("alice", "s1", 0, TTL).await.expect("issues");
         assert!(matches!(
             b.redeem(&ticket, TTL).await,
             Err(TicketError::Expired)
@@ -358,11 +457,15 @@ mod tests {
         );
 
         // Redis forgets a ticket at its expiry, unused or not.
-        let short = a.issue("alice", 0, 50).await.expect("issues");
+        // Its session's list of tickets goes with its last ticket.
+        let short = a.issue("alice", "s2", 0, 50).await.expect("issues");
         eventually(
             Duration::from_secs(5),
             "redis expires the ticket",
-            || async { keys(&a.redis).await.is_empty() },
+            || async {
+                let left = keys(&a.redis).await;
+                !left.contains(&a.key(&short)) && !left.contains(&a.of_session("s2"))
+            },
         )
         .await;
         assert!(matches!(
@@ -475,14 +578,14 @@ mod tests {
         let redis = node(&engine.url(), "chat").await;
         let tickets = RedisTickets::new(redis.clone());
         let throttle = RedisThrottle::new(redis, Duration::from_secs(60));
-        let before = tickets.issue("alice", 0, TTL).await.expect("issues");
+        let before = tickets.issue("alice", "s1", 0, TTL).await.expect("issues");
         throttle
             .reserve(&[("user:alice", 5)])
             .await
             .expect("counts");
 
         engine.kill();
-        assert!(soon(tickets.issue("alice", 0, TTL)).await.is_err());
+        assert!(soon(tickets.issue("alice", "s1", 0, TTL)).await.is_err());
         assert!(
             matches!(
                 soon(tickets.redeem(&before, 1)).await,
@@ -498,7 +601,7 @@ mod tests {
 
         engine.restart().await;
         eventually(Duration::from_secs(15), "the store reconnects", || async {
-            tickets.issue("alice", 0, TTL).await.is_ok()
+            tickets.issue("alice", "s1", 0, TTL).await.is_ok()
         })
         .await;
         // The restarted Redis is empty (no persistence in this test).
@@ -506,8 +609,11 @@ mod tests {
             tickets.redeem(&before, 1).await,
             Err(TicketError::Unknown)
         ));
-        let after = tickets.issue("alice", 0, TTL).await.expect("issues");
-        assert_eq!(tickets.redeem(&after, 1).await.expect("redeems"), "alice");
+        let after = tickets.issue("alice", "s1", 0, TTL).await.expect("issues");
+        assert_eq!(
+            tickets.redeem(&after, 1).await.expect("redeems").user,
+            "alice"
+        );
         // The scripts are loaded again into the new server.
         throttle.reserve(&[("user:alice", 1)]).await.expect("empty");
         assert!(matches!(

@@ -155,20 +155,35 @@ pub(crate) trait SessionStore: Send + Sync {
     async fn revoke_users(&self, users: &[String]) -> Result<usize, BackendError>;
 }
 
+/// A ticket used up: whose it was, and the session it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Redeemed {
+    /// The user the socket is for.
+    pub(crate) user: String,
+    /// The session that minted it ([`super::session_id`]); `None` only for a
+    /// ticket a server issued before tickets recorded their session.
+    pub(crate) session: Option<String>,
+}
+
 /// One-time tickets, each opening one socket.
 #[async_trait]
 pub(crate) trait TicketStore: Send + Sync {
-    /// Issues a ticket for `user`, valid until `expires`.
+    /// Issues a ticket for `user`, minted by the session `session` (its id,
+    /// not its token), valid until `expires`.
     async fn issue(
         &self,
         user: &str,
+        session: &str,
         now: UnixMillis,
         expires: UnixMillis,
     ) -> Result<String, BackendError>;
 
-    /// Uses up a ticket, returning its user. Atomic: of two redeems of one
-    /// ticket, however concurrent, at most one succeeds.
-    async fn redeem(&self, ticket: &str, now: UnixMillis) -> Result<String, TicketError>;
+    /// Uses up a ticket. Atomic: of two redeems of one ticket, however
+    /// concurrent, at most one succeeds.
+    async fn redeem(&self, ticket: &str, now: UnixMillis) -> Result<Redeemed, TicketError>;
+
+    /// Forgets the unused tickets `session` minted (it ended); returns how many.
+    async fn revoke_session(&self, session: &str) -> Result<usize, BackendError>;
 
     /// Forgets expired tickets; returns how many.
     async fn prune(&self, now: UnixMillis) -> Result<usize, BackendError>;

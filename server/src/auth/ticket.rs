@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::stores::{BackendError, TicketStore};
+use super::stores::{BackendError, Redeemed, TicketStore};
 use crate::clock::UnixMillis;
 
 /// Fewest tickets held before `issue` sweeps out expired ones.
@@ -30,6 +30,7 @@ pub(crate) enum TicketError {
 
 struct Pending {
     user: String,
+    session: String,
     expires: UnixMillis,
 }
 
@@ -66,6 +67,7 @@ impl TicketStore for MemoryTickets {
     async fn issue(
         &self,
         user: &str,
+        session: &str,
         now: UnixMillis,
         expires: UnixMillis,
     ) -> Result<String, BackendError> {
@@ -83,6 +85,7 @@ impl TicketStore for MemoryTickets {
             ticket.clone(),
             Pending {
                 user: user.to_owned(),
+                session: session.to_owned(),
                 expires,
             },
         );
@@ -91,13 +94,23 @@ impl TicketStore for MemoryTickets {
 
     /// Removing under the lock is what makes the use single: a second redeem
     /// finds nothing.
-    async fn redeem(&self, ticket: &str, now: UnixMillis) -> Result<String, TicketError> {
+    async fn redeem(&self, ticket: &str, now: UnixMillis) -> Result<Redeemed, TicketError> {
         let removed = self.tickets().pending.remove(ticket);
         match removed {
             None => Err(TicketError::Unknown),
             Some(p) if p.expires <= now => Err(TicketError::Expired),
-            Some(p) => Ok(p.user),
+            Some(p) => Ok(Redeemed {
+                user: p.user,
+                session: Some(p.session),
+            }),
         }
+    }
+
+    async fn revoke_session(&self, session: &str) -> Result<usize, BackendError> {
+        let mut tickets = self.tickets();
+        let before = tickets.pending.len();
+        tickets.pending.retain(|_, p| p.session != session);
+        Ok(before - tickets.pending.len())
     }
 
     async fn prune(&self, now: UnixMillis) -> Result<usize, BackendError> {
@@ -117,7 +130,10 @@ mod tests {
     const TTL: UnixMillis = 30_000;
 
     async fn issue(store: &MemoryTickets, now: UnixMillis) -> String {
-        store.issue("alice", now, now + TTL).await.expect("issues")
+        store
+            .issue("alice", "session-a", now, now + TTL)
+            .await
+            .expect("issues")
     }
 
     #[tokio::test]
@@ -128,7 +144,13 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
 
-        assert_eq!(store.redeem(&a, 1).await.expect("live"), "alice");
+        assert_eq!(
+            store.redeem(&a, 1).await.expect("live"),
+            Redeemed {
+                user: "alice".into(),
+                session: Some("session-a".into())
+            }
+        );
         assert!(
             matches!(store.redeem(&a, 1).await, Err(TicketError::Unknown)),
             "reused"
@@ -142,6 +164,33 @@ mod tests {
             store.redeem(&b, TTL).await,
             Err(TicketError::Expired)
         ));
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_takes_its_unused_tickets_with_it() {
+        let store = MemoryTickets::new();
+        let a = issue(&store, 0).await;
+        let b = issue(&store, 0).await;
+        let other = store
+            .issue("alice", "session-b", 0, TTL)
+            .await
+            .expect("issues");
+        assert_eq!(store.revoke_session("session-a").await.expect("revokes"), 2);
+        for ticket in [a, b] {
+            assert!(matches!(
+                store.redeem(&ticket, 1).await,
+                Err(TicketError::Unknown)
+            ));
+        }
+        assert_eq!(
+            store
+                .redeem(&other, 1)
+                .await
+                .expect("another session's")
+                .session
+                .as_deref(),
+            Some("session-b")
+        );
     }
 
     #[tokio::test]

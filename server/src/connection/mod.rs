@@ -74,6 +74,7 @@ pub(crate) struct Context {
 pub(crate) async fn run(
     mut socket: WebSocket,
     user: String,
+    session: Option<String>,
     context: Arc<Context>,
     tracked: TaskTrackerToken,
     admitted: Admitted,
@@ -84,7 +85,7 @@ pub(crate) async fn run(
     let closer = Closer::new(&context.shutdown);
     // Listed until this function returns, so that a user's connections can be
     // closed from outside (an account disabled while connected).
-    let _registered = context.roster.register(&user, closer.clone());
+    let _registered = context.roster.register(&user, session, closer.clone());
     let (outbox, rx) = Outbox::new(
         settings.send_queue,
         settings.send_queue_bytes,

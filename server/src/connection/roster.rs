@@ -25,7 +25,7 @@ struct Inner {
 struct Table {
     /// Each user's connections, by the registration's own number. Keyed
     /// by the lowercased name: names are unique ignoring letter case.
-    by_user: HashMap<String, HashMap<u64, Closer>>,
+    by_user: HashMap<String, HashMap<u64, Entry>>,
     /// Connections in `by_user`, kept so that reading it is O(1).
     connections: usize,
     /// The number the next registration gets.
@@ -37,9 +37,14 @@ impl Roster {
         self.inner.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a connection of `user`, closed through `closer`; it stays until
-    /// the returned guard is dropped.
-    pub(crate) fn register(&self, user: &str, closer: Closer) -> Registration {
+    /// Adds a connection of `user`, opened with a ticket of `session`,
+    /// closed through `closer`; it stays until the returned guard is dropped.
+    pub(crate) fn register(
+        &self,
+        user: &str,
+        session: Option<String>,
+        closer: Closer,
+    ) -> Registration {
         let key = user.to_lowercase();
         let mut table = self.table();
         let id = table.next_id;
@@ -48,7 +53,7 @@ impl Roster {
             .by_user
             .entry(key.clone())
             .or_default()
-            .insert(id, closer);
+            .insert(id, Entry { session, closer });
         table.connections += 1;
         Registration {
             roster: self.clone(),
@@ -64,7 +69,7 @@ impl Roster {
             .table()
             .by_user
             .get(&user.to_lowercase())
-            .map(|connections| connections.values().cloned().collect())
+            .map(|connections| connections.values().map(|e| e.closer.clone()).collect())
             .unwrap_or_default();
         // Outside the lock: closing wakes the connections' tasks.
         for closer in &closers {
@@ -81,6 +86,24 @@ impl Roster {
             .map_or(0, HashMap::len)
     }
 
+    /// Closes every connection opened with a ticket of `session` with
+    /// `reason`; returns how many there were.
+    pub(crate) fn close_session(&self, session: &str, reason: CloseReason) -> usize {
+        let closers: Vec<Closer> = self
+            .table()
+            .by_user
+            .values()
+            .flat_map(HashMap::values)
+            .filter(|e| e.session.as_deref() == Some(session))
+            .map(|e| e.closer.clone())
+            .collect();
+        // Outside the lock: closing wakes the connections' tasks.
+        for closer in &closers {
+            closer.close(reason);
+        }
+        closers.len()
+    }
+
     /// Distinct users with at least one connection.
     pub(crate) fn users(&self) -> usize {
         self.table().by_user.len()
@@ -90,6 +113,13 @@ impl Roster {
     pub(crate) fn connections(&self) -> usize {
         self.table().connections
     }
+}
+
+/// One connection in the table.
+struct Entry {
+    /// The session whose ticket opened it.
+    session: Option<String>,
+    closer: Closer,
 }
 
 /// A connection's entry in the [`Roster`]; dropping it removes the entry.
@@ -122,13 +152,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn close_session_closes_the_sockets_of_that_session_only() {
+        let roster = Roster::default();
+        let shutdown = CancellationToken::new();
+        let closers: Vec<Closer> = (0..3).map(|_| Closer::new(&shutdown)).collect();
+        let _a = roster.register("alice", Some("s1".into()), closers[0].clone());
+        let _b = roster.register("alice", Some("s2".into()), closers[1].clone());
+        let _c = roster.register("bob", Some("s1".into()), closers[2].clone());
+        assert_eq!(roster.close_session("s1", CloseReason::LoggedOut), 2);
+        assert_eq!(closers[0].reason(), CloseReason::LoggedOut);
+        assert!(closers[2].is_closing());
+        assert!(
+            !closers[1].is_closing(),
+            "alice's other session is not touched"
+        );
+    }
+
+    #[test]
     fn close_user_closes_that_users_connections_only_and_guards_remove_them() {
         let shutdown = CancellationToken::new();
         let roster = Roster::default();
         let closers: Vec<Closer> = (0..3).map(|_| Closer::new(&shutdown)).collect();
-        let alice_1 = roster.register("Alice", closers[0].clone());
-        let alice_2 = roster.register("alice", closers[1].clone());
-        let bob = roster.register("bob", closers[2].clone());
+        let alice_1 = roster.register("Alice", None, closers[0].clone());
+        let alice_2 = roster.register("alice", None, closers[1].clone());
+        let bob = roster.register("bob", None, closers[2].clone());
         assert_eq!((roster.users(), roster.connections()), (2, 3));
 
         assert_eq!(roster.close_user("ALICE", CloseReason::AccountDisabled), 2);
@@ -153,7 +200,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let roster = Roster::default();
         let closer = Closer::new(&shutdown);
-        let _registered = roster.register("alice", closer.clone());
+        let _registered = roster.register("alice", None, closer.clone());
         closer.close(CloseReason::SlowConsumer);
         assert_eq!(roster.close_user("alice", CloseReason::AccountDisabled), 1);
         assert_eq!(closer.reason(), CloseReason::SlowConsumer);

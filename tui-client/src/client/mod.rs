@@ -49,6 +49,10 @@ impl std::fmt::Debug for ClientConfig {
 /// protocol says not to reconnect.
 pub const ACCOUNT_DISABLED: u16 = 4003;
 
+/// The close code of a socket whose session was logged out: reconnecting
+/// with that session cannot work.
+pub const LOGGED_OUT: u16 = 4001;
+
 /// Everything that can go wrong talking to a server, grouped by what the user
 /// should do about it (each group has its own exit code in chat-cli).
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +90,7 @@ impl ClientError {
     /// problem that needs the user (wrong password, bad certificate file).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Closed { code, .. } => *code != ACCOUNT_DISABLED,
+            Self::Closed { code, .. } => *code != ACCOUNT_DISABLED && *code != LOGGED_OUT,
             Self::Unreachable(_) | Self::Throttled(_) | Self::Busy(_) => true,
             Self::Auth(_) | Self::Protocol(_) | Self::Local(_) => false,
         }
@@ -104,6 +108,7 @@ mod tests {
             reason: String::new(),
         };
         assert!(!closed(ACCOUNT_DISABLED).is_transient());
+        assert!(!closed(LOGGED_OUT).is_transient());
         for code in [1001, 1006, 1008] {
             assert!(closed(code).is_transient(), "{code}");
         }
