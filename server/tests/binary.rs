@@ -75,8 +75,13 @@ async fn with_json_logs_every_line_is_an_object_with_the_event_and_its_fields() 
         (&joined["room"], &joined["conn"]),
         (&"ops".into(), &connected["conn"])
     );
-    let disconnected = find("disconnected");
-    assert_eq!(disconnected["close_code"], 1001, "{disconnected}");
+    // The logout's close of the session's socket, then the shutdown's of the next one.
+    let closes: Vec<Option<u64>> = events
+        .iter()
+        .filter(|e| e["message"] == "disconnected")
+        .map(|e| e["close_code"].as_u64())
+        .collect();
+    assert_eq!(closes, [Some(4001), Some(1001)]);
     assert_eq!(find("logout")["user"], "carol");
 }
 
@@ -165,6 +170,18 @@ async fn serve_a_session_and_stop(format: LogFormat) -> String {
     assert_eq!(status, 204);
     let (status, _, _) = remote.post_bearer("/api/ticket", &login.session).await;
     assert_eq!(status, 401);
+    // The logout closed the session's socket.
+    assert_eq!(u16::from(carol.expect_close().await.code), 4001);
+    carol.close().await;
+
+    // A socket of a new session, for the shutdown.
+    let ticket = remote.login("carol").await;
+    let ws = remote.ws(Some(&ticket), None).await.expect("upgrade");
+    let mut carol = Client {
+        ws,
+        user: "carol".into(),
+    };
+    carol.next().await; // welcome
 
     let pid = child.id().expect("pid").to_string();
     let status = std::process::Command::new("kill")
