@@ -150,16 +150,25 @@ impl Admission {
     /// The answer to a refused plain-TCP connection, to be run as a task:
     /// for a full server, its request head is read first, and `GET /healthz`
     /// gets its 200 (the health lane); otherwise the refusal (503 full, 429
-    /// address) is written. Waits while [`REFUSING`] answers are under way:
-    /// the next connections then wait in the listen queue, holding no
-    /// descriptor, rather than being accepted and cut off unanswered.
+    /// address) is written. For a full server, waits while [`REFUSING`]
+    /// answers are under way: the next connections then wait in the listen
+    /// queue, holding no descriptor, rather than being accepted and cut off
+    /// unanswered (a health check among them gets its turn). An address over
+    /// its cap gets no such wait, which would hold up everyone else's
+    /// accepts: with every answer under way, its connection is just closed.
     pub(crate) async fn refuse(
         self: &Arc<Self>,
         tcp: TcpStream,
         refusal: Refusal,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let writing = self.refusing.clone().acquire_owned().await.ok();
+        let writing = match refusal {
+            Refusal::Full => self.refusing.clone().acquire_owned().await.ok(),
+            Refusal::Address => self.refusing.clone().try_acquire_owned().ok(),
+        };
         async move {
+            let Some(writing) = writing else {
+                return; // `tcp` is dropped: closed unanswered
+            };
             let mut tcp = tcp;
             let answer = match refusal {
                 Refusal::Address => TOO_MANY_FROM_ADDRESS,
