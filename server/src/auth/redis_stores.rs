@@ -480,7 +480,9 @@ mod tests {
         let Some(engine) = chat_test_engines::redis().await else {
             return;
         };
-        let window = Duration::from_millis(400);
+        // Long enough for the steps between two checks on a loaded machine,
+        // short enough to wait out.
+        let window = Duration::from_secs(2);
         let a = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
         let b = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
         let limits = [("pair:alice|10.0.0.1", 3), ("ip:10.0.0.1", 30)];
@@ -502,7 +504,7 @@ mod tests {
             .await
             .expect("per key");
 
-        eventually(Duration::from_secs(5), "the window ends", || async {
+        eventually(Duration::from_secs(10), "the window ends", || async {
             b.reserve(&[("pair:alice|10.0.0.1", 1)]).await.is_ok()
         })
         .await;
