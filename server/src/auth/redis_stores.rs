@@ -197,7 +197,13 @@ for i, key in ipairs(KEYS) do
   local attempts = tonumber(redis.call('GET', key) or '0')
   if attempts >= tonumber(ARGV[i]) then
     local ttl = redis.call('PTTL', key)
-    if ttl > wait then wait = ttl end
+    if ttl > 0 then
+      if ttl > wait then wait = ttl end
+    else
+      -- Its window ends within the millisecond: this attempt opens the
+      -- next one, rather than pass uncounted on a key about to expire.
+      redis.call('DEL', key)
+    end
   end
 end
 if wait > 0 then return wait end
