@@ -554,11 +554,7 @@ impl Auth {
 /// The id of a session: the hex of its token's hash. It names the session
 /// (in ticket records, beside its sockets) without being a key to it.
 pub(crate) fn session_id(token: &str) -> String {
-    session::TokenHash::of(token)
-        .0
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    session::TokenHash::of(token).hex()
 }
 
 /// A new secret token, as tickets and session tokens are: 256 bits from the

@@ -66,12 +66,11 @@ impl RedisTickets {
     /// a dump of Redis nor its command log (`MONITOR`, the slow log) holds a
     /// usable ticket.
     fn key(&self, ticket: &str) -> String {
-        let hex: String = TokenHash::of(ticket)
-            .0
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("{}:ticket:{hex}", self.redis.prefix)
+        format!(
+            "{}:ticket:{}",
+            self.redis.prefix,
+            TokenHash::of(ticket).hex()
+        )
     }
 
     /// The key of the set of a session's ticket keys, so that a logout on

@@ -42,6 +42,12 @@ impl TokenHash {
     pub(crate) fn of(token: &str) -> Self {
         Self(Sha256::digest(token.as_bytes()).into())
     }
+
+    /// The hash in lowercase hex: how it names a ticket's key in Redis, or
+    /// a session beside its tickets and sockets.
+    pub(crate) fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 struct Session {
@@ -197,12 +203,7 @@ mod tests {
     fn the_hash_is_sha256_of_the_token() {
         // SHA-256("abc"), FIPS 180-2 appendix B.1.
         let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        let hex: String = TokenHash::of("abc")
-            .0
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(hex, expected);
+        assert_eq!(TokenHash::of("abc").hex(), expected);
     }
 
     #[test]
