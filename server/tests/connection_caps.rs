@@ -5,19 +5,13 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
-use common::{binary, loopback, TestServer};
+use common::{binary, loopback, Remote, TestServer};
 use hyper::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn connect_from(source: IpAddr, server: SocketAddr) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.bind(SocketAddr::new(source, 0)).expect("bind");
-    socket.connect(server).await.expect("connect")
-}
 
 /// What the server writes on `tcp` before closing it, within 5 s.
 async fn answer(mut tcp: TcpStream) -> String {
@@ -30,8 +24,8 @@ async fn answer(mut tcp: TcpStream) -> String {
 }
 
 /// `GET /healthz` from `source` on a connection of its own: status line and body.
-async fn health(source: IpAddr, server: SocketAddr) -> String {
-    let mut tcp = connect_from(source, server).await;
+async fn health(server: &Remote, source: IpAddr) -> String {
+    let mut tcp = server.tcp_from(source).await;
     tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: chat\r\nconnection: close\r\n\r\n")
         .await
         .expect("write");
@@ -57,7 +51,7 @@ async fn at_a_low_open_file_limit_stalled_connections_never_take_healthz_down() 
     let mut stalled = Vec::new();
     for i in 0..300u16 {
         let source = loopback(u8::try_from(10 + i % 20).expect("fits"));
-        let mut tcp = connect_from(source, server.addr).await;
+        let mut tcp = server.tcp_from(source).await;
         let head = "POST /api/login HTTP/1.1\r\nhost: chat\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{";
         // A refused one may be closed already: its write can fail.
         let _ = tcp.write_all(head.as_bytes()).await;
@@ -65,14 +59,14 @@ async fn at_a_low_open_file_limit_stalled_connections_never_take_healthz_down() 
     }
 
     for _ in 0..5 {
-        let answer = health(loopback(250), server.addr).await;
+        let answer = health(&server, loopback(250)).await;
         assert!(
             answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"),
             "/healthz at the limit: {answer:?}"
         );
     }
     // Past the cap, a connection is told so at once, nothing read.
-    let refused = answer(connect_from(loopback(251), server.addr).await).await;
+    let refused = answer(server.tcp_from(loopback(251)).await).await;
     assert!(
         refused.starts_with("HTTP/1.1 503") && refused.contains(r#""code":"too_many_connections""#),
         "{refused:?}"
@@ -109,9 +103,9 @@ async fn caps_per_address_and_per_user_answer_before_any_work() {
     // Three idle connections from one address; the fourth is refused at once.
     let mut idle = Vec::new();
     for _ in 0..3 {
-        idle.push(connect_from(loopback(5), server.addr).await);
+        idle.push(server.tcp_from(loopback(5)).await);
     }
-    let refused = answer(connect_from(loopback(5), server.addr).await).await;
+    let refused = answer(server.tcp_from(loopback(5)).await).await;
     assert!(
         refused.starts_with("HTTP/1.1 429")
             && refused.contains("retry-after: 5")
@@ -119,7 +113,7 @@ async fn caps_per_address_and_per_user_answer_before_any_work() {
         "{refused:?}"
     );
     assert_eq!(
-        health(loopback(6), server.addr).await.lines().next(),
+        health(&server, loopback(6)).await.lines().next(),
         Some("HTTP/1.1 200 OK"),
         "another address is not capped"
     );
@@ -127,7 +121,7 @@ async fn caps_per_address_and_per_user_answer_before_any_work() {
     // The freed slot is taken again (the close reaches the server first).
     let mut again = None;
     for _ in 0..50 {
-        let tcp = connect_from(loopback(5), server.addr).await;
+        let tcp = server.tcp_from(loopback(5)).await;
         let mut peek = [0u8; 1];
         match tokio::time::timeout(Duration::from_millis(100), tcp.peek(&mut peek)).await {
             Err(_) => {

@@ -215,12 +215,17 @@ impl Remote {
     /// A connection from the loopback address `source` (any of 127.0.0.0/8
     /// on Linux), so that a test can be several clients' addresses at once.
     pub async fn connect_from(&self, source: std::net::IpAddr) -> Stream {
+        let tcp = self.tcp_from(source).await;
+        self.over(tcp).await
+    }
+
+    /// The plain TCP connection of [`Self::connect_from`], without TLS.
+    pub async fn tcp_from(&self, source: std::net::IpAddr) -> TcpStream {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket
             .bind(std::net::SocketAddr::new(source, 0))
             .unwrap_or_else(|e| panic!("bind {source}: {e}"));
-        let tcp = socket.connect(self.addr).await.expect("tcp connect");
-        self.over(tcp).await
+        socket.connect(self.addr).await.expect("tcp connect")
     }
 
     async fn over(&self, tcp: TcpStream) -> Stream {
