@@ -57,8 +57,18 @@ pub enum ClientEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
-    /// Ask for the list of rooms that currently have members.
-    ListRooms {},
+    /// Ask for a page of the room directory: rooms that have members or
+    /// stored messages, sorted by name (byte order of UTF-8).
+    ListRooms {
+        /// Only rooms whose name sorts after this one: the `next` of the
+        /// previous page. Absent: from the first room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        /// Most rooms wanted (the server caps it at 200; default 100; 0
+        /// counts as 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
 }
 
 impl ClientEvent {
@@ -78,7 +88,7 @@ impl ClientEvent {
             Self::LeaveRoom { .. } => "leave_room",
             Self::SendMessage { .. } => "send_message",
             Self::History { .. } => "history",
-            Self::ListRooms {} => "list_rooms",
+            Self::ListRooms { .. } => "list_rooms",
         }
     }
 
@@ -272,7 +282,10 @@ mod tests {
                 r#"{"type":"history","payload":{"room":"general","before":120,"limit":50}}"#,
             ),
             (
-                ClientEvent::ListRooms {},
+                ClientEvent::ListRooms {
+                    after: None,
+                    limit: None,
+                },
                 r#"{"type":"list_rooms","payload":{}}"#,
             ),
         ]
@@ -300,11 +313,17 @@ mod tests {
     fn missing_or_null_payload_means_empty() {
         assert_eq!(
             ClientEvent::decode(r#"{"type":"list_rooms"}"#),
-            Ok(ClientEvent::ListRooms {})
+            Ok(ClientEvent::ListRooms {
+                after: None,
+                limit: None
+            })
         );
         assert_eq!(
             ClientEvent::decode(r#"{"type":"list_rooms","payload":null}"#),
-            Ok(ClientEvent::ListRooms {})
+            Ok(ClientEvent::ListRooms {
+                after: None,
+                limit: None
+            })
         );
     }
 
@@ -347,11 +366,21 @@ mod tests {
     #[test]
     fn the_ref_is_kept_beside_type_and_payload() {
         let frame = r#"{"type":"list_rooms","payload":{},"ref":"r-1"}"#;
-        assert_eq!(ClientEvent::ListRooms {}.to_json_with_ref("r-1"), frame);
+        assert_eq!(
+            ClientEvent::ListRooms {
+                after: None,
+                limit: None
+            }
+            .to_json_with_ref("r-1"),
+            frame
+        );
         assert_eq!(
             ClientFrame::decode(frame),
             Ok(ClientFrame {
-                event: ClientEvent::ListRooms {},
+                event: ClientEvent::ListRooms {
+                    after: None,
+                    limit: None
+                },
                 reference: Some("r-1".into()),
             })
         );

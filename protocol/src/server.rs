@@ -95,10 +95,14 @@ pub enum ServerEvent {
     },
     /// A chat message in a room this connection is in (the sender gets it too).
     NewMessage(ChatMessage),
-    /// Answer to `list_rooms`.
+    /// Answer to `list_rooms`: one page of the room directory.
     RoomList {
         /// Rooms that have members or stored messages, sorted by name.
         rooms: Vec<RoomInfo>,
+        /// Where the next page starts: send it as `after`. Absent on the
+        /// last page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     /// A request failed; the connection stays open.
     Error {
@@ -153,39 +157,54 @@ impl ServerEvent {
     }
 
     /// [`Self::to_json_with_ref`], cut to fit `max_bytes` where the event
-    /// carries messages: a `joined` keeps the newest of its `history` and a
+    /// carries a list: a `joined` keeps the newest of its `history` and a
     /// `history_page` the newest of its `messages` that fit, oldest first as
-    /// ever, so the client pages back from the oldest it got. At least one
-    /// message is kept, so paging always moves on; that frame alone exceeds
-    /// `max_bytes` only when that one message does. Other events are not cut.
+    /// ever, so the client pages back from the oldest it got; a `room_list`
+    /// keeps its first rooms and says in `next` where the rest start. At
+    /// least one entry is kept, so paging always moves on; that frame alone
+    /// exceeds `max_bytes` only when that one entry does. Other events are
+    /// not cut.
     pub fn to_json_within(mut self, reference: Option<&str>, max_bytes: usize) -> String {
-        let messages = match &mut self {
-            Self::Joined { history, .. } => std::mem::take(history),
-            Self::HistoryPage { messages, .. } => std::mem::take(messages),
-            _ => return self.to_json_with_ref(reference),
-        };
-        // The frame is the envelope with its empty list, plus the messages
-        // and a comma between each two.
-        let envelope = self.to_json_with_ref(reference).len();
-        let budget = max_bytes.saturating_sub(envelope);
-        let mut used = 0;
-        let mut keep = 0;
-        for message in messages.iter().rev() {
-            let size = serde_json::to_string(message)
-                .expect("messages always serialize")
-                .len()
-                + usize::from(keep > 0);
-            if keep > 0 && used + size > budget {
-                break;
-            }
-            used += size;
-            keep += 1;
-        }
-        let mut messages = messages;
-        messages.drain(..messages.len() - keep);
         match &mut self {
-            Self::Joined { history, .. } => *history = messages,
-            Self::HistoryPage { messages: page, .. } => *page = messages,
+            Self::Joined { history: list, .. } | Self::HistoryPage { messages: list, .. } => {
+                let mut messages = std::mem::take(list);
+                let envelope = self.to_json_with_ref(reference).len();
+                let keep = fitting(
+                    messages.iter().rev(),
+                    max_bytes.saturating_sub(envelope),
+                    |_| 0,
+                );
+                messages.drain(..messages.len() - keep);
+                if let Self::Joined { history: list, .. }
+                | Self::HistoryPage { messages: list, .. } = &mut self
+                {
+                    *list = messages;
+                }
+            }
+            Self::RoomList { rooms, next } => {
+                let mut all = std::mem::take(rooms);
+                let later = next.take();
+                let envelope = self.to_json_with_ref(reference).len();
+                let last = all.len().saturating_sub(1);
+                // A page that ends before the last room needs `next` too.
+                let keep = fitting(all.iter(), max_bytes.saturating_sub(envelope), |i| {
+                    if i < last || later.is_some() {
+                        r#","next":"#.len() + json_len(&all[i].name)
+                    } else {
+                        0
+                    }
+                });
+                let cut = keep < all.len();
+                all.truncate(keep);
+                if let Self::RoomList { rooms, next } = &mut self {
+                    *next = if cut {
+                        all.last().map(|room| room.name.clone())
+                    } else {
+                        later
+                    };
+                    *rooms = all;
+                }
+            }
             _ => {}
         }
         self.to_json_with_ref(reference)
@@ -198,6 +217,33 @@ impl ServerEvent {
             message: message.into(),
         }
     }
+}
+
+/// How many of `entries`, taken in order, fit in `budget` bytes as the
+/// items of a JSON array (with a comma between each two), where keeping the
+/// first `i + 1` also costs `extra(i)`; at least one is kept.
+fn fitting<'a, T: Serialize + 'a>(
+    entries: impl Iterator<Item = &'a T>,
+    budget: usize,
+    extra: impl Fn(usize) -> usize,
+) -> usize {
+    let mut used = 0;
+    let mut keep = 0;
+    for (i, entry) in entries.enumerate() {
+        used += json_len(entry) + usize::from(i > 0);
+        if i > 0 && used + extra(i) > budget {
+            break;
+        }
+        keep = i + 1;
+    }
+    keep
+}
+
+/// The length of `value` as JSON.
+fn json_len(value: &impl Serialize) -> usize {
+    serde_json::to_string(value)
+        .expect("server events always serialize")
+        .len()
 }
 
 /// Limits announced in `welcome`, so a client can stay within them.
@@ -323,6 +369,56 @@ mod tests {
         assert_eq!(left.clone().to_json_within(None, 1), left.to_json());
     }
 
+    #[test]
+    fn a_room_list_is_cut_to_its_first_rooms_and_says_where_the_rest_start() {
+        let room = |name: String| RoomInfo {
+            name,
+            members: 1,
+            last_seq: 9,
+            last_activity: None,
+        };
+        let rooms: Vec<_> = (0..20).map(|i| room(format!("room-{i:02}"))).collect();
+        let page = |later: Option<&str>| ServerEvent::RoomList {
+            rooms: rooms.clone(),
+            next: later.map(Into::into),
+        };
+        let whole = page(None).to_json_with_ref(Some("r"));
+        assert_eq!(page(None).to_json_within(Some("r"), whole.len()), whole);
+        for later in [None, Some("zz")] {
+            let mut before = 0;
+            for budget in 200..=whole.len() + 20 {
+                let frame = page(later).to_json_within(Some("r"), budget);
+                assert!(frame.len() <= budget, "{budget}: {frame}");
+                let ServerEvent::RoomList { rooms: kept, next } =
+                    ServerFrame::decode(&frame).expect("decodes").event
+                else {
+                    panic!("not room_list");
+                };
+                assert_eq!(kept[..], rooms[..kept.len()], "the first rooms, in order");
+                assert!(kept.len() >= before, "more room, more rooms");
+                before = kept.len();
+                let expected = if kept.len() < rooms.len() {
+                    kept.last().map(|r| r.name.as_str())
+                } else {
+                    later
+                };
+                assert_eq!(next.as_deref(), expected, "{budget}");
+            }
+            assert_eq!(before, rooms.len());
+        }
+        let tiny = page(None).to_json_within(None, 1);
+        let ServerEvent::RoomList { rooms: kept, next } =
+            ServerFrame::decode(&tiny).expect("decodes").event
+        else {
+            panic!("not room_list");
+        };
+        assert_eq!(
+            (kept.len(), next.as_deref()),
+            (1, Some("room-00")),
+            "one at least"
+        );
+    }
+
     fn examples() -> Vec<(ServerEvent, &'static str)> {
         vec![
             (
@@ -422,8 +518,9 @@ mod tests {
                         last_seq: 8,
                         last_activity: Some("2026-11-24T09:30:00.123Z".into()),
                     }],
+                    next: Some("general".into()),
                 },
-                r#"{"type":"room_list","payload":{"rooms":[{"name":"general","members":2,"last_seq":8,"last_activity":"2026-11-24T09:30:00.123Z"}]}}"#,
+                r#"{"type":"room_list","payload":{"rooms":[{"name":"general","members":2,"last_seq":8,"last_activity":"2026-11-24T09:30:00.123Z"}],"next":"general"}}"#,
             ),
             (
                 ServerEvent::error(ErrorCode::NotInRoom, "join \"x\" first"),

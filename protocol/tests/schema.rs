@@ -161,6 +161,11 @@ fn server_examples() -> Vec<ServerEvent> {
                     last_activity: None,
                 },
             ],
+            next: Some("quiet".into()),
+        },
+        ServerEvent::RoomList {
+            rooms: vec![],
+            next: None,
         },
         ServerEvent::error(ErrorCode::RateLimited, "slow down"),
     ];
@@ -217,7 +222,14 @@ fn client_examples() -> Vec<ClientEvent> {
             before: None,
             limit: None,
         },
-        ClientEvent::ListRooms {},
+        ClientEvent::ListRooms {
+            after: Some("general".into()),
+            limit: Some(100),
+        },
+        ClientEvent::ListRooms {
+            after: None,
+            limit: None,
+        },
     ];
     for event in &all {
         match event {
@@ -225,7 +237,7 @@ fn client_examples() -> Vec<ClientEvent> {
             | ClientEvent::LeaveRoom { .. }
             | ClientEvent::SendMessage { .. }
             | ClientEvent::History { .. }
-            | ClientEvent::ListRooms {} => {}
+            | ClientEvent::ListRooms { .. } => {}
         }
     }
     all

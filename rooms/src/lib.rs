@@ -38,6 +38,6 @@ pub mod room_log;
 
 pub use close::{CloseReason, Closer};
 pub use hub::{ConnId, Hub, Peer};
-pub use node::Node;
+pub use node::{Node, RoomPage};
 pub use outbox::{Frame, Inbox, Outbox};
 pub use room_log::{Durability, LogError, PgLog, Retention, RoomLog, SqliteLog, Storage};

@@ -16,6 +16,15 @@ use crate::outbox::Frame;
 use crate::presence::{Change, LocalPresence, Presence};
 use crate::room_log::{Bounds, LogError, NewMessage, RoomLog};
 
+/// One page of the room directory, as `room_list` carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPage {
+    /// The page's rooms, sorted by name.
+    pub rooms: Vec<RoomInfo>,
+    /// Where the next page starts (its `after`); `None` on the last page.
+    pub next: Option<String>,
+}
+
 /// The parts a node is made of.
 pub struct Parts {
     /// Numbers and stores messages.
@@ -249,13 +258,25 @@ impl Node {
         Ok((messages, bounds))
     }
 
-    /// Every room with members or stored messages, sorted by name, with its
-    /// distinct user count and last activity.
-    pub async fn list_rooms(&self) -> Result<Vec<RoomInfo>, LogError> {
-        let mut rooms: BTreeMap<String, RoomInfo> = self
-            .log
-            .rooms()
-            .await?
+    /// One page of the room directory: the first `limit` rooms with members
+    /// or stored messages whose names sort after `after`, in byte order, each
+    /// with its distinct user count and last activity; `next` is where the
+    /// following page starts, `None` after the last. Reads one page of each
+    /// source, never the whole directory.
+    pub async fn list_rooms(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RoomPage, LogError> {
+        let limit = limit.max(1);
+        // One more than the page from each source tells whether a next
+        // page exists. A room in the page that has members is among the
+        // first `limit + 1` occupied rooms, so its count is known.
+        let (stored, occupied) = tokio::join!(
+            self.log.rooms(after, limit + 1),
+            self.presence.occupied(after, limit + 1)
+        );
+        let mut rooms: BTreeMap<String, RoomInfo> = stored?
             .into_iter()
             .map(|r| {
                 let info = RoomInfo {
@@ -267,7 +288,7 @@ impl Node {
                 (r.name, info)
             })
             .collect();
-        for (name, members) in self.presence.counts().await {
+        for (name, members) in occupied {
             rooms
                 .entry(name.clone())
                 .or_insert_with(|| RoomInfo {
@@ -278,7 +299,12 @@ impl Node {
                 })
                 .members = members;
         }
-        Ok(rooms.into_values().collect())
+        let more = rooms.len() > limit;
+        let rooms: Vec<RoomInfo> = rooms.into_values().take(limit).collect();
+        let next = more
+            .then(|| rooms.last().map(|room| room.name.clone()))
+            .flatten();
+        Ok(RoomPage { rooms, next })
     }
 
     /// Messages of history in a plain `joined`.

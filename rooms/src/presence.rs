@@ -42,8 +42,10 @@ pub trait Presence: Send + Sync + 'static {
     /// The room's users, sorted, each once.
     async fn members(&self, room: &str) -> Vec<String>;
 
-    /// Every room with members, with its number of distinct users.
-    async fn counts(&self) -> HashMap<String, usize>;
+    /// The first `limit` rooms with members whose names sort after `after`
+    /// (from the first when `None`), in byte order, each with its number of
+    /// distinct users: one page of the occupied rooms.
+    async fn occupied(&self, after: Option<&str>, limit: usize) -> BTreeMap<String, usize>;
 
     /// Upkeep that a shared implementation needs (a heartbeat, removing the
     /// members of nodes that died), returning what is to be announced. The
@@ -157,17 +159,20 @@ impl Presence for LocalPresence {
             .unwrap_or_default()
     }
 
-    async fn counts(&self) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
+    async fn occupied(&self, after: Option<&str>, limit: usize) -> BTreeMap<String, usize> {
+        let mut page = BTreeMap::new();
         for shard in &*self.shards {
             let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            counts.extend(
-                shard
-                    .iter()
-                    .map(|(room, users)| (room.clone(), users.len())),
-            );
+            for (room, users) in shard.iter() {
+                if after.is_none_or(|after| room.as_str() > after) {
+                    page.insert(room.clone(), users.len());
+                    if page.len() > limit {
+                        page.pop_last();
+                    }
+                }
+            }
         }
-        counts
+        page
     }
 }
 
@@ -184,15 +189,45 @@ mod tests {
         assert_eq!(presence.members("r").await, ["alice", "bob"]);
         assert!(!presence.leave("r", "alice").await, "one connection left");
         assert!(presence.leave("r", "alice").await, "the last");
-        assert_eq!(presence.counts().await.get("r"), Some(&1));
+        assert_eq!(presence.occupied(None, 10).await.get("r"), Some(&1));
         assert!(presence.leave("r", "bob").await);
         assert!(
-            presence.counts().await.is_empty(),
+            presence.occupied(None, 10).await.is_empty(),
             "an empty room is forgotten"
         );
         assert!(
             !presence.leave("r", "bob").await,
             "leaving twice is harmless"
         );
+    }
+
+    #[tokio::test]
+    async fn occupied_rooms_come_a_page_at_a_time_in_name_order() {
+        let presence = LocalPresence::default();
+        // More rooms than shards, so every page spans several locks.
+        let names: Vec<String> = (0..40).map(|i| format!("r{i:02}")).collect();
+        for (i, room) in names.iter().enumerate().rev() {
+            presence.join(room, "alice").await;
+            if i % 3 == 0 {
+                presence.join(room, "bob").await;
+            }
+        }
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = presence.occupied(after.as_deref(), 7).await;
+            assert!(page.len() <= 7);
+            let Some(last) = page.keys().next_back().cloned() else {
+                break;
+            };
+            seen.extend(page);
+            after = Some(last);
+        }
+        let expected: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, room)| (room.clone(), if i % 3 == 0 { 2 } else { 1 }))
+            .collect();
+        assert_eq!(seen, expected, "each room once, in order, with its count");
     }
 }

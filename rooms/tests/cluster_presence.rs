@@ -45,6 +45,57 @@ async fn subscribers(url: &str, prefix: &str, room: &str) -> i64 {
     }
 }
 
+/// The directory's pages (issue 15, finding 7) over rooms whose members are
+/// on different nodes: each occupied room once, in name order, counted
+/// across nodes, a room emptied everywhere gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_directory_pages_over_every_nodes_members() {
+    let Some(redis) = chat_test_engines::redis().await else {
+        return;
+    };
+    let ttl = Duration::from_secs(5);
+    let log = shared_log();
+    let a = node(&log, &redis.url, &redis.prefix, "a", ttl).await;
+    let b = node(&log, &redis.url, &redis.prefix, "b", ttl).await;
+    let mut alice = Member::new(a.node(), "alice");
+    let mut bob = Member::new(b.node(), "bob");
+    let mut expected = Vec::new();
+    for i in 0..23 {
+        let room = format!("room-{i:02}");
+        let mut members = 0;
+        if i % 2 == 0 {
+            alice.join(a.node(), &room).await;
+            members += 1;
+        }
+        if i % 3 == 0 {
+            bob.join(b.node(), &room).await;
+            members += 1;
+        }
+        if i == 9 {
+            // Emptied on every node: no longer in the directory.
+            assert!(b.node().leave(&bob.peer, &room).await);
+            members = 0;
+        }
+        if members > 0 {
+            expected.push((room, members));
+        }
+    }
+    for from in [a.node(), b.node()] {
+        let mut listed = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = from.list_rooms(after.as_deref(), 4).await.expect("a page");
+            assert!(page.rooms.len() <= 4);
+            listed.extend(page.rooms.into_iter().map(|r| (r.name, r.members)));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(listed, expected);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notices_cross_nodes_once_and_count_users_not_connections() {
     let Some(redis) = chat_test_engines::redis().await else {
@@ -71,7 +122,7 @@ async fn notices_cross_nodes_once_and_count_users_not_connections() {
     let mut carol_a = Member::new(a.node(), "carol");
     let joined = carol_a.join(a.node(), "r").await;
     assert_eq!(joined.members, ["alice", "bea", "bob", "carol"]);
-    let rooms = b.node().list_rooms().await.expect("rooms");
+    let rooms = b.node().list_rooms(None, 100).await.expect("rooms").rooms;
     assert_eq!(
         rooms.iter().find(|r| r.name == "r").map(|r| r.members),
         Some(4)

@@ -255,3 +255,50 @@ async fn a_queue_is_bounded_in_bytes_as_well_as_in_frames() {
     drop(stalled);
     bob.close().await;
 }
+
+/// `room_list` fits the frame too (issue 15, finding 7): a page that would
+/// not is cut to its first rooms, and its `next` says where the rest start.
+#[tokio::test]
+async fn a_room_list_is_cut_to_the_frame_and_paging_gets_every_room() {
+    const MAX: usize = 1024;
+    let server = TestServer::with(|c| {
+        c.max_message_size = MAX;
+        c.max_rooms = 1_000;
+        c.rate = 1e6;
+        c.burst = 1_000_000;
+    })
+    .await;
+    let mut bob = server.client("bob").await;
+    // Names of the longest kind: 64 characters.
+    let names: Vec<String> = (0..60)
+        .map(|i| format!("{i:02}-{}", "x".repeat(61)))
+        .collect();
+    for room in &names {
+        bob.join(room).await;
+        bob.say(room, "hi").await;
+        bob.wait_for(|e| matches!(e, ServerEvent::NewMessage(m) if &m.room == room))
+            .await;
+    }
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        bob.send(ClientEvent::ListRooms {
+            after: after.clone(),
+            limit: None,
+        })
+        .await;
+        let (list, size) = next_sized(&mut bob).await;
+        assert!(size <= MAX + 1024, "a room_list is {size} bytes");
+        let ServerEvent::RoomList { rooms, next } = list else {
+            panic!("expected room_list, got {list:?}");
+        };
+        assert!(!rooms.is_empty(), "every page moves on");
+        listed.extend(rooms.into_iter().map(|r| r.name));
+        match next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(listed, names, "every room once, in order");
+    bob.close().await;
+}

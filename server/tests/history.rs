@@ -461,7 +461,11 @@ async fn a_repeated_resume_request_still_delivers_each_message_once() {
     // during the first catch-up; on a busy machine the first may finish
     // before the server reads the second, which is then a resume of a room
     // bob is in, answered like a plain join: a `joined`, with no backlog.
-    bob.send(ClientEvent::ListRooms {}).await;
+    bob.send(ClientEvent::ListRooms {
+        after: None,
+        limit: None,
+    })
+    .await;
     loop {
         match bob.next().await {
             ServerEvent::RoomList { .. } => break,

@@ -331,9 +331,13 @@ async fn a_second_connection_of_a_user_is_one_member_and_leaves_quietly() {
         "{left:?}"
     );
     let rooms: BTreeMap<String, usize> = {
-        bob.send(ClientEvent::ListRooms {}).await;
+        bob.send(ClientEvent::ListRooms {
+            after: None,
+            limit: None,
+        })
+        .await;
         match bob.next().await {
-            ServerEvent::RoomList { rooms } => {
+            ServerEvent::RoomList { rooms, .. } => {
                 rooms.into_iter().map(|r| (r.name, r.members)).collect()
             }
             other => panic!("{other:?}"),

@@ -47,7 +47,12 @@ async fn messages_reach_their_room_and_no_other() {
     assert!(is_message(&got, "bob", "general", "hi alice"), "{got:?}");
 
     // And carol saw nothing of general.
-    carol.send(ClientEvent::ListRooms {}).await;
+    carol
+        .send(ClientEvent::ListRooms {
+            after: None,
+            limit: None,
+        })
+        .await;
     assert!(matches!(carol.next().await, ServerEvent::RoomList { .. }));
 
     for c in [alice, bob, carol] {
@@ -83,8 +88,13 @@ async fn a_client_can_be_in_several_rooms() {
         "{seen:?}"
     );
 
-    alice.send(ClientEvent::ListRooms {}).await;
-    let ServerEvent::RoomList { rooms } = alice.next().await else {
+    alice
+        .send(ClientEvent::ListRooms {
+            after: None,
+            limit: None,
+        })
+        .await;
+    let ServerEvent::RoomList { rooms, .. } = alice.next().await else {
         panic!("expected room_list");
     };
     let summary: Vec<(&str, usize, u64)> = rooms
@@ -153,8 +163,19 @@ async fn members_hear_joins_leaves_and_disconnects() {
         })
         .await;
     alice.next().await;
-    alice.send(ClientEvent::ListRooms {}).await;
-    assert_eq!(alice.next().await, ServerEvent::RoomList { rooms: vec![] });
+    alice
+        .send(ClientEvent::ListRooms {
+            after: None,
+            limit: None,
+        })
+        .await;
+    assert_eq!(
+        alice.next().await,
+        ServerEvent::RoomList {
+            rooms: vec![],
+            next: None
+        }
+    );
     alice.close().await;
 }
 
@@ -253,5 +274,84 @@ async fn the_rate_limit_drops_excess_messages_with_an_error() {
     }
     assert_eq!(delivered, ["m0", "m1"]);
     assert_eq!(limited, 2);
+    alice.close().await;
+}
+
+/// Issue 15, finding 7: `room_list` listed every room that ever had a
+/// message, 444 KiB at 5,000 rooms, in one frame. Now it comes in pages
+/// (`limit`, `after` = the previous page's `next`), merging the stored rooms
+/// with the rooms that only have members, each room once, in name order.
+#[tokio::test]
+async fn the_room_directory_comes_a_page_at_a_time() {
+    let server = TestServer::with(|c| {
+        c.max_rooms = 1_000;
+        c.rate = 100_000.0;
+        c.burst = 100_000;
+        // Frames far larger than the largest page: only `limit` cuts it
+        // here (frame_size.rs has pages cut to the frame).
+        c.max_message_size = 256 * 1024;
+    })
+    .await;
+    let mut alice = server.client("alice").await;
+    // Every kind of room: stored with a member, stored without one, with a
+    // member and no message, and neither (never listed).
+    let names: Vec<String> = (0..300).map(|i| format!("r{i:03}")).collect();
+    let mut expected = Vec::new();
+    for (i, room) in names.iter().enumerate() {
+        alice.join(room).await;
+        let stored = i % 2 == 0;
+        if stored {
+            alice.say(room, "hi").await;
+            alice
+                .wait_for(|e| matches!(e, ServerEvent::NewMessage(m) if &m.room == room))
+                .await;
+        }
+        let stays = i % 3 != 0;
+        if !stays {
+            alice
+                .send(ClientEvent::LeaveRoom { room: room.clone() })
+                .await;
+            alice
+                .wait_for(|e| matches!(e, ServerEvent::Left { .. }))
+                .await;
+        }
+        if stored || stays {
+            expected.push((room.clone(), usize::from(stays), u64::from(stored)));
+        }
+    }
+
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (rooms, next) = alice.list_rooms(after.as_deref(), Some(7)).await;
+        assert!(!rooms.is_empty() && rooms.len() <= 7, "{}", rooms.len());
+        listed.extend(
+            rooms
+                .iter()
+                .map(|r| (r.name.clone(), r.members, r.last_seq)),
+        );
+        match next {
+            Some(next) => {
+                assert_eq!(
+                    Some(&next),
+                    rooms.last().map(|r| &r.name),
+                    "next: the page's last"
+                );
+                after = Some(next);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(listed, expected, "each room once, in order, as it is");
+
+    let (first, next) = alice.list_rooms(None, None).await;
+    assert_eq!(first.len(), 100, "the default page");
+    assert_eq!(next.as_deref(), Some(first[99].name.as_str()));
+    let (most, _) = alice.list_rooms(None, Some(u32::MAX)).await;
+    assert_eq!(most.len(), 200, "the largest page");
+    let (one, _) = alice.list_rooms(None, Some(0)).await;
+    assert_eq!(one.len(), 1, "limit 0 counts as 1");
+    let (none, next) = alice.list_rooms(Some("zzz"), None).await;
+    assert_eq!((none.len(), next), (0, None), "after the last room");
     alice.close().await;
 }

@@ -196,6 +196,7 @@ fn the_selector_picks_listed_rooms_or_creates_typed_ones() {
                 last_activity: None,
             },
         ],
+        next: None,
     }));
     app.update(key(KeyCode::Esc));
     assert!(matches!(app.focus, Focus::Rooms { .. }));
@@ -463,4 +464,87 @@ fn a_refused_message_is_reported_in_its_room_and_offered_again() {
         dev.lines
     );
     assert_eq!(app.input.text(), "too fast");
+}
+
+fn room_page(names: &[&str], next: Option<&str>) -> AppEvent {
+    server(ServerEvent::RoomList {
+        rooms: names
+            .iter()
+            .map(|name| RoomInfo {
+                name: (*name).into(),
+                members: 1,
+                last_seq: 0,
+                last_activity: None,
+            })
+            .collect(),
+        next: next.map(Into::into),
+    })
+}
+
+fn list_from(after: Option<&str>) -> Vec<Command> {
+    vec![Command::ListRooms {
+        after: after.map(Into::into),
+    }]
+}
+
+#[test]
+fn the_directory_is_read_page_by_page_and_shown_whole() {
+    let mut app = App::new("alice", "http://127.0.0.1:8080", Clock::Utc);
+    let commands = app.update(AppEvent::Session(SessionEvent::State(ConnState::Connected)));
+    assert_eq!(commands, list_from(None), "connected: the first page");
+    assert_eq!(
+        app.update(room_page(&["a", "b"], Some("b"))),
+        list_from(Some("b"))
+    );
+    assert!(app.directory.is_empty(), "no half list shown");
+    assert_eq!(
+        app.update(joined("general", &["alice"])),
+        [],
+        "no second reading while one is under way"
+    );
+    assert_eq!(app.update(room_page(&["c"], None)), []);
+    let names: Vec<&str> = app.directory.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+
+    // A refused page ends the reading; the next refresh starts afresh.
+    assert_eq!(
+        app.update(key(KeyCode::Esc)),
+        list_from(None),
+        "selector opened"
+    );
+    app.update(AppEvent::Session(SessionEvent::Refused {
+        request: chat_protocol::ClientEvent::ListRooms {
+            after: None,
+            limit: None,
+        },
+        code: chat_protocol::ErrorCode::RateLimited,
+        message: "slow down".into(),
+    }));
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.update(key(KeyCode::Esc)), list_from(None), "reopened");
+}
+
+#[test]
+fn the_directory_stops_at_its_cap() {
+    let mut app = App::new("alice", "http://127.0.0.1:8080", Clock::Utc);
+    app.update(AppEvent::Session(SessionEvent::State(ConnState::Connected)));
+    let names: Vec<String> = (0..chat_tui::tui::app::MAX_DIRECTORY + 150)
+        .map(|i| format!("r{i:05}"))
+        .collect();
+    let mut pages = names.chunks(200).peekable();
+    while let Some(page) = pages.next() {
+        let page: Vec<&str> = page.iter().map(String::as_str).collect();
+        let next = pages
+            .peek()
+            .map(|_| *page.last().expect("a page has rooms"));
+        let commands = app.update(room_page(&page, next));
+        if app.directory.is_empty() {
+            assert_eq!(commands, list_from(next), "reading on");
+        } else {
+            assert_eq!(commands, [], "done");
+            break;
+        }
+    }
+    assert_eq!(app.directory.len(), chat_tui::tui::app::MAX_DIRECTORY);
+    assert_eq!(app.directory[0].name, names[0]);
 }

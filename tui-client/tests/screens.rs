@@ -84,6 +84,7 @@ fn busy_app() -> App {
                     last_activity: None,
                 },
             ],
+            next: None,
         },
     );
     say(&mut app, "general", "bob", 1, "morning all 👋");

@@ -20,7 +20,7 @@
 //! may be late (sent once Redis is back) or missed (when it comes back
 //! empty). Redis errors are logged, never panicked on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,39 +146,55 @@ impl RedisPresence {
             .await
     }
 
-    async fn all_counts(&self) -> RedisResult<HashMap<String, usize>> {
+    /// [`Presence::occupied`] over every node's entries.
+    async fn occupied_everywhere(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> RedisResult<BTreeMap<String, usize>> {
         let mut conn = self.conn.clone();
         let incarnations: Vec<String> = redis::cmd("HKEYS")
             .arg(self.keys.registry())
             .query_async(&mut conn)
             .await?;
+        let mut page = BTreeMap::new();
         if incarnations.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(page);
         }
         let mut pipe = redis::pipe();
         for incarnation in &incarnations {
             pipe.cmd("SMEMBERS").arg(self.keys.rooms_of(incarnation));
         }
         let per_node: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
-        let rooms: Vec<String> = per_node
+        let candidates: BTreeSet<String> = per_node
             .into_iter()
             .flatten()
-            .collect::<HashSet<_>>()
-            .into_iter()
+            .filter(|room| after.is_none_or(|after| room.as_str() > after))
             .collect();
-        if rooms.is_empty() {
-            return Ok(HashMap::new());
+        // A node's set may still name a room its last user just left: count
+        // a page's worth at a time until the page is full of occupied rooms.
+        let candidates: Vec<String> = candidates.into_iter().collect();
+        for chunk in candidates.chunks(limit.max(1)) {
+            let mut pipe = redis::pipe();
+            for room in chunk {
+                pipe.cmd("HLEN").arg(self.keys.users(room));
+            }
+            let counts: Vec<usize> = pipe.query_async(&mut conn).await?;
+            page.extend(
+                chunk
+                    .iter()
+                    .zip(counts)
+                    .filter(|&(_, n)| n > 0)
+                    .map(|(room, n)| (room.clone(), n)),
+            );
+            if page.len() >= limit {
+                break;
+            }
         }
-        let mut pipe = redis::pipe();
-        for room in &rooms {
-            pipe.cmd("HLEN").arg(self.keys.users(room));
+        while page.len() > limit {
+            page.pop_last();
         }
-        let counts: Vec<usize> = pipe.query_async(&mut conn).await?;
-        Ok(rooms
-            .into_iter()
-            .zip(counts)
-            .filter(|&(_, n)| n > 0)
-            .collect())
+        Ok(page)
     }
 }
 
@@ -235,15 +251,15 @@ impl Presence for RedisPresence {
         }
     }
 
-    async fn counts(&self) -> HashMap<String, usize> {
+    async fn occupied(&self, after: Option<&str>, limit: usize) -> BTreeMap<String, usize> {
         if self.identity.suspect() {
-            return self.local.counts().await;
+            return self.local.occupied(after, limit).await;
         }
-        match self.all_counts().await {
-            Ok(counts) => counts,
+        match self.occupied_everywhere(after, limit).await {
+            Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = %e, "presence cannot count members; this node's only");
-                self.local.counts().await
+                self.local.occupied(after, limit).await
             }
         }
     }

@@ -228,7 +228,7 @@ mod tests {
             [("dev", 1, Some(1), 1), ("ops", 2, Some(2), 3)],
             "retention kept the newest two of ops"
         );
-        let stored = log.rooms().await.expect("rooms");
+        let stored = log.rooms(None, 10).await.expect("rooms");
         assert_eq!(
             rooms[1].last_message_at, stored[1].last_activity,
             "the same time the log reports"
@@ -272,7 +272,7 @@ mod tests {
             .map(|r| (r.name.as_str(), r.messages, r.first_seq, r.last_seq))
             .collect();
         assert_eq!(summary, [("Dev", 1, Some(1), 1), ("ops", 2, Some(1), 2)]);
-        let stored = log.rooms().await.expect("rooms");
+        let stored = log.rooms(None, 10).await.expect("rooms");
         assert_eq!(rooms[1].last_message_at, stored[1].last_activity);
         assert_eq!(
             pg_counts(&pool).await.expect("counts"),

@@ -232,8 +232,11 @@ pub trait RoomLog: Send + Sync + 'static {
     /// The room's stored range.
     async fn bounds(&self, room: &str) -> Result<Bounds, LogError>;
 
-    /// Every room that ever had a message, sorted by name.
-    async fn rooms(&self) -> Result<Vec<StoredRoom>, LogError>;
+    /// The first `limit` rooms that ever had a message whose names sort
+    /// after `after` (from the first room when `None`), in the byte order of
+    /// their UTF-8 names: one page of the directory, read through the name
+    /// index, never the whole table.
+    async fn rooms(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredRoom>, LogError>;
 
     /// Forgets messages older than the retention age, and the `client_id`s
     /// of messages forgotten more than [`CLIENT_ID_MEMORY`] ago; returns how

@@ -207,7 +207,11 @@ const BOUNDS: &str = "
     SELECT (SELECT last_seq FROM rooms WHERE name = $1),
            (SELECT min(seq) FROM messages WHERE room = $1)";
 
-const ROOMS: &str = "SELECT name, last_seq, last_activity_ms FROM rooms ORDER BY name";
+/// A page of rooms; `name` is `COLLATE "C"`, so this is byte order, as in
+/// SQLite and in Rust.
+const ROOMS: &str = "
+    SELECT name, last_seq, last_activity_ms FROM rooms WHERE name > $1
+    ORDER BY name LIMIT $2";
 
 /// An append waiting for the writer.
 type Pending = (NewMessage, Committed);
@@ -873,8 +877,11 @@ impl RoomLog for PgLog {
         })
     }
 
-    async fn rooms(&self) -> Result<Vec<StoredRoom>, LogError> {
-        let read = sqlx::query_as::<_, (String, i64, Option<i64>)>(ROOMS).fetch_all(&self.pool);
+    async fn rooms(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredRoom>, LogError> {
+        let read = sqlx::query_as::<_, (String, i64, Option<i64>)>(ROOMS)
+            .bind(after.unwrap_or_default())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool);
         let rows = bounded(READ_TIMEOUT, "reading rooms", read).await?;
         Ok(rows
             .into_iter()

@@ -654,11 +654,16 @@ impl RoomLog for SqliteLog {
         .await
     }
 
-    async fn rooms(&self) -> Result<Vec<StoredRoom>, LogError> {
-        self.read(|conn| {
-            let mut statement = conn
-                .prepare_cached("SELECT name, last_seq, last_activity FROM rooms ORDER BY name")?;
-            let rows = statement.query_map([], |row| {
+    async fn rooms(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredRoom>, LogError> {
+        // Every room name is non-empty, so "" is before them all.
+        let after = after.unwrap_or_default().to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT name, last_seq, last_activity FROM rooms WHERE name > ?1 \
+                 ORDER BY name LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![after, limit], |row| {
                 Ok(StoredRoom {
                     name: row.get(0)?,
                     last_seq: row.get(1)?,

@@ -298,7 +298,7 @@ pub async fn retention_by_age_forgets_old_messages(store: &impl Store) {
     let recent = log.recent("r", 10).await.expect("q");
     assert!(recent.messages.is_empty());
     assert_eq!(recent.last_seq, 2, "the room remains");
-    assert_eq!(log.rooms().await.expect("q")[0].last_seq, 2);
+    assert_eq!(log.rooms(None, 10).await.expect("q")[0].last_seq, 2);
     assert_eq!(add(&*log, "r", "next", None).await.message.seq, 3);
 }
 
@@ -366,12 +366,12 @@ pub async fn without_an_age_limit_nothing_is_pruned(store: &impl Store) {
 
 pub async fn rooms_are_listed_in_byte_order_with_their_last_activity(store: &impl Store) {
     let log = store.open(Retention::default()).await;
-    assert!(log.rooms().await.expect("q").is_empty());
+    assert!(log.rooms(None, 10).await.expect("q").is_empty());
     let before = unix_millis(std::time::SystemTime::now());
     for room in ["b", "a", "B", "a", "_x", "a.b"] {
         add(&*log, room, "x", None).await;
     }
-    let rooms = log.rooms().await.expect("q");
+    let rooms = log.rooms(None, 10).await.expect("q");
     let names: Vec<&str> = rooms.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["B", "_x", "a", "a.b", "b"], "byte order, as SQLite");
     assert_eq!(rooms[2].last_seq, 2);
@@ -379,6 +379,28 @@ pub async fn rooms_are_listed_in_byte_order_with_their_last_activity(store: &imp
     let activity = unix_millis(humantime::parse_rfc3339(activity).expect("RFC 3339"));
     // Millisecond precision: the stamp may be the millisecond just begun.
     assert!(activity >= before - 1, "{activity} >= {before}");
+}
+
+/// Issue 15, finding 7: the directory is read a page at a time.
+pub async fn rooms_come_a_page_at_a_time_after_a_name(store: &impl Store) {
+    let log = store.open(Retention::default()).await;
+    let names = ["B", "_x", "a", "a.b", "b", "z", "é"];
+    for room in names.iter().rev() {
+        add(&*log, room, "x", None).await;
+    }
+    let page = |after: Option<&'static str>, limit| {
+        let log = &log;
+        async move {
+            let rooms = log.rooms(after, limit).await.expect("q");
+            rooms.into_iter().map(|r| r.name).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(None, 3).await, ["B", "_x", "a"]);
+    assert_eq!(page(Some("a"), 3).await, ["a.b", "b", "z"]);
+    assert_eq!(page(Some("z"), 3).await, ["é"], "past ASCII: byte order");
+    assert_eq!(page(Some("aa"), 1).await, ["b"], "after a name no room has");
+    assert!(page(Some("é"), 3).await.is_empty());
+    assert!(page(None, 0).await.is_empty());
 }
 
 pub async fn is_ready_while_it_works(store: &impl Store) {
@@ -405,6 +427,7 @@ macro_rules! all_behaviour_tests {
             a_client_id_is_remembered_for_a_day_after_its_message_is_forgotten,
             without_an_age_limit_nothing_is_pruned,
             rooms_are_listed_in_byte_order_with_their_last_activity,
+            rooms_come_a_page_at_a_time_after_a_name,
             is_ready_while_it_works,
         );
     };

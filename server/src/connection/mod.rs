@@ -498,12 +498,18 @@ impl Reader {
                 self.peer.outbox.deliver(&page.into());
                 Ok(())
             }
-            ClientEvent::ListRooms {} => {
-                let rooms = node
-                    .list_rooms()
+            ClientEvent::ListRooms { after, limit } => {
+                let limit = limit.map_or(DEFAULT_ROOM_PAGE, |l| (l as usize).min(MAX_ROOM_PAGE));
+                let page = node
+                    .list_rooms(after.as_deref(), limit)
                     .await
                     .map_err(|e| (ErrorCode::Internal, storage_failure(&e)))?;
-                self.reply(&ServerEvent::RoomList { rooms }, reference);
+                let list = ServerEvent::RoomList {
+                    rooms: page.rooms,
+                    next: page.next,
+                }
+                .to_json_within(reference.as_deref(), node.max_frame());
+                self.peer.outbox.deliver(&list.into());
                 Ok(())
             }
         }
@@ -556,7 +562,7 @@ fn kind(event: &ClientEvent) -> RequestKind {
         ClientEvent::LeaveRoom { .. } => RequestKind::Leave,
         ClientEvent::SendMessage { .. } => RequestKind::Send,
         ClientEvent::History { .. } => RequestKind::History,
-        ClientEvent::ListRooms {} => RequestKind::ListRooms,
+        ClientEvent::ListRooms { .. } => RequestKind::ListRooms,
     }
 }
 
@@ -566,6 +572,11 @@ const MAX_CLIENT_ID: usize = 64;
 const DEFAULT_HISTORY_PAGE: usize = 50;
 /// Most messages in one `history_page`.
 const MAX_HISTORY_PAGE: usize = 200;
+/// Rooms in a `room_list` when the request names no limit.
+const DEFAULT_ROOM_PAGE: usize = 100;
+/// Most rooms in one `room_list`: a page stays a few tens of KiB, read
+/// through the name index, however many rooms the server has.
+const MAX_ROOM_PAGE: usize = 200;
 
 /// Maps a read error to the reason, and so the close code, it deserves.
 fn classify(err: axum::Error) -> CloseReason {

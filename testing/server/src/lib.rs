@@ -535,6 +535,27 @@ impl Client {
         }
     }
 
+    /// One page of the room directory: sends `list_rooms` and returns the
+    /// `room_list`'s rooms and `next`, skipping notices of other members.
+    pub async fn list_rooms(
+        &mut self,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> (Vec<chat_protocol::RoomInfo>, Option<String>) {
+        self.send(ClientEvent::ListRooms {
+            after: after.map(Into::into),
+            limit,
+        })
+        .await;
+        loop {
+            match self.next().await {
+                ServerEvent::RoomList { rooms, next } => return (rooms, next),
+                ServerEvent::MemberJoined { .. } | ServerEvent::MemberLeft { .. } => {}
+                other => panic!("{}: expected room_list, got {other:?}", self.user),
+            }
+        }
+    }
+
     /// Pages back through `room`'s history (`history` requests from the
     /// oldest message held) until its first stored message, and returns
     /// `held` with everything older before it: how a client gets a whole

@@ -33,8 +33,12 @@ pub enum Command {
         /// Messages before this sequence number.
         before: u64,
     },
-    /// Ask for the room list.
-    ListRooms,
+    /// Ask for a page of the room list (answered by `room_list`).
+    ListRooms {
+        /// Rooms after this name: the `next` of the page before; `None`:
+        /// the first page.
+        after: Option<String>,
+    },
     /// Close the connection and end the session.
     Quit,
 }
@@ -364,7 +368,7 @@ async fn stay_connected(
                             return;
                         }
                     }
-                    Some(Command::ListRooms | Command::History { .. }) => {}
+                    Some(Command::ListRooms { .. } | Command::History { .. }) => {}
                 },
             }
         }
@@ -415,7 +419,7 @@ async fn serve(
                         before: Some(before),
                         limit: None,
                     },
-                    Some(Command::ListRooms) => ClientEvent::ListRooms {},
+                    Some(Command::ListRooms { after }) => ClientEvent::ListRooms { after, limit: None },
                 };
                 if let Err(e) = request(&mut conn, &mut pending, event).await {
                     return Ended::Lost(e);
@@ -546,7 +550,10 @@ mod tests {
     #[test]
     fn answers_are_matched_by_ref_once() {
         let mut pending = Pending::default();
-        let a = pending.add(ClientEvent::ListRooms {});
+        let a = pending.add(ClientEvent::ListRooms {
+            after: None,
+            limit: None,
+        });
         let b = pending.add(ClientEvent::LeaveRoom { room: "r".into() });
         assert_ne!(a, b);
         assert_eq!(
@@ -555,7 +562,13 @@ mod tests {
         );
         assert_eq!(pending.answered(Some(&b)), None, "one answer per request");
         assert_eq!(pending.answered(None), None);
-        assert_eq!(pending.answered(Some(&a)), Some(ClientEvent::ListRooms {}));
+        assert_eq!(
+            pending.answered(Some(&a)),
+            Some(ClientEvent::ListRooms {
+                after: None,
+                limit: None
+            })
+        );
     }
 
     #[test]

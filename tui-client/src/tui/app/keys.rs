@@ -87,7 +87,7 @@ impl App {
                     selected: 0,
                 };
                 return if self.connected() {
-                    vec![Command::ListRooms]
+                    self.list_rooms()
                 } else {
                     Vec::new()
                 };
@@ -229,7 +229,7 @@ impl App {
                     filter: LineEditor::default(),
                     selected: 0,
                 };
-                vec![Command::ListRooms]
+                self.list_rooms()
             }
             Input::Who => {
                 let line = match self.current_room() {

@@ -3,6 +3,7 @@
 //! is here; what server events do to it is in [`reducer`], what keys do in
 //! [`keys`], the room selector in [`selector`], and a room's pane in [`room`].
 
+mod directory;
 mod keys;
 mod reducer;
 mod room;
@@ -16,6 +17,7 @@ use crate::tui::input::{History, LineEditor};
 use chat_protocol::RoomInfo;
 
 pub use crate::tui::lines::ChatLine;
+pub use directory::MAX_DIRECTORY;
 pub use reducer::mentions;
 pub use room::Room;
 pub use selector::Entry;
@@ -76,8 +78,11 @@ pub struct App {
     pub rooms: Vec<Room>,
     /// Index of the shown room in `rooms`.
     pub current: Option<usize>,
-    /// Every room on the server, from the last `room_list`.
+    /// Every room on the server (up to [`MAX_DIRECTORY`]), from the last
+    /// complete reading of `room_list` pages.
     pub directory: Vec<RoomInfo>,
+    /// The pages of a reading under way.
+    listing: Option<Vec<RoomInfo>>,
     /// The message line.
     pub input: LineEditor,
     /// Sent lines.
@@ -113,6 +118,7 @@ impl App {
             rooms: Vec::new(),
             current: None,
             directory: Vec::new(),
+            listing: None,
             input: LineEditor::default(),
             history: History::default(),
             focus: Focus::Input,
@@ -156,7 +162,7 @@ impl App {
             AppEvent::Tick => {
                 self.ticks += 1;
                 if self.ticks.is_multiple_of(ROOM_LIST_REFRESH_TICKS) && self.connected() {
-                    vec![Command::ListRooms]
+                    self.list_rooms()
                 } else {
                     Vec::new()
                 }

@@ -18,7 +18,8 @@ impl App {
                         self.info_everywhere("reconnected; rejoining rooms");
                     }
                     self.was_connected = true;
-                    commands.push(Command::ListRooms);
+                    self.listing_ended();
+                    commands.extend(self.list_rooms());
                 } else if let ConnState::Reconnecting { reason, .. } = &state {
                     if self.status == Status::Conn(ConnState::Connected) {
                         self.info_everywhere(&format!("connection lost: {reason}"));
@@ -107,7 +108,7 @@ impl App {
                     self.switch_to = None;
                     self.switch_to(index);
                 }
-                return vec![Command::ListRooms];
+                return self.list_rooms();
             }
             ServerEvent::Left { room } => {
                 if let Some(index) = self.room_index(&room) {
@@ -119,7 +120,7 @@ impl App {
                         None => None,
                     };
                 }
-                return vec![Command::ListRooms];
+                return self.list_rooms();
             }
             ServerEvent::MemberJoined { room, user } => {
                 if let Some(i) = self.room_index(&room) {
@@ -134,7 +135,7 @@ impl App {
                 }
             }
             ServerEvent::NewMessage(message) => self.on_message(message),
-            ServerEvent::RoomList { rooms } => self.directory = rooms,
+            ServerEvent::RoomList { rooms, next } => return self.on_room_page(rooms, next),
             ServerEvent::HistoryGap { room, from, to } => {
                 if let Some(i) = self.room_index(&room) {
                     let note =
@@ -190,7 +191,10 @@ impl App {
             ClientEvent::JoinRoom { room, .. }
             | ClientEvent::LeaveRoom { room }
             | ClientEvent::History { room, .. } => (Some(room.as_str()), sanitize(message)),
-            ClientEvent::ListRooms {} => (None, sanitize(message)),
+            ClientEvent::ListRooms { .. } => {
+                self.listing_ended();
+                (None, sanitize(message))
+            }
         };
         let width = self.size.0;
         let line = ChatLine::Error(line);
