@@ -87,7 +87,8 @@ export function retryDelay(attempt, random = Math.random) {
  * - `onWelcome(payload)` once per socket, before any other event.
  * - `onEvent({type, payload, ref})`: every server event after `welcome`.
  *   Answers to this connection's own keep-alive requests come too (their
- *   `ref` starts with `keepalive-`): a `room_list` is news to the page all the same.
+ *   `ref` starts with `keepalive-`): a `room_list` of one room, whose count
+ *   is news to the page all the same.
  * - `onLost(reason)`: the socket dropped; what was sent on it and not
  *   answered may or may not have arrived.
  * - `onSessionEnded(message)`: the server no longer knows the session (401
@@ -297,10 +298,10 @@ export class Connection {
     }, POLL_MS);
   }
 
-  /** Asks for the room list: its answer proves the server alive. */
+  /** Asks for one room of the room list: its answer proves the server alive. */
   #keepAlive() {
     this.#lastRef += 1;
-    this.send({ type: 'list_rooms', payload: {}, ref: `keepalive-${this.#lastRef}` });
+    this.send({ type: 'list_rooms', payload: { limit: 1 }, ref: `keepalive-${this.#lastRef}` });
   }
 
   /** Gives up on a silent socket without waiting for a close handshake that

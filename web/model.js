@@ -13,6 +13,9 @@
 export const MAX_KEPT = 500;
 /** Older messages asked for per `history` request. */
 export const PAGE_SIZE = 50;
+/** Most rooms the room list reads: pages (`room_list` comes a page at a
+ * time) stop after this many; a room beyond them is joined by its name. */
+export const MAX_DIRECTORY = 1000;
 /** Shown in a room whose server-side history was replaced (a new `epoch`). */
 export const RESET_NOTICE = 'The server’s history was reset; earlier messages are gone.';
 
@@ -148,6 +151,9 @@ export class ChatModel {
    * `{type, payload, generation}` (the room's generation when it was sent). */
   #requests = new Map();
   #lastRef = 0;
+  /** The room names of a room list reading under way (its pages so far), or
+   * null: none under way. */
+  #listing = null;
   #lastNotice = 0;
 
   constructor({ maxKept = MAX_KEPT } = {}) {
@@ -227,6 +233,7 @@ export class ChatModel {
    * messages stay in the outbox, to go again once their room is rejoined. */
   lost(reason) {
     this.#requests.clear();
+    this.#listing = null;
     for (const r of this.rooms.values()) {
       r.live = false;
       r.resuming = false;
@@ -290,7 +297,7 @@ export class ChatModel {
         this.#historyGap(payload);
         break;
       case 'room_list':
-        this.#roomList(payload.rooms);
+        this.#roomList(payload, request, fx);
         break;
       case 'error':
         this.#error(payload, request, event?.ref, fx);
@@ -475,17 +482,31 @@ export class ChatModel {
     r.lastSeq = Math.max(r.lastSeq, last);
   }
 
-  #roomList(listed) {
+  /** A page of the room list. Its rooms' counts are news whoever asked;
+   * a page of this model's own reading asks for the next, and the last one
+   * forgets the rooms that no page listed. */
+  #roomList(payload, request, fx) {
+    const listed = Array.isArray(payload.rooms) ? payload.rooms : [];
     const names = new Set();
-    for (const item of Array.isArray(listed) ? listed : []) {
+    for (const item of listed) {
       if (typeof item?.name !== 'string') continue;
       names.add(item.name);
       const r = this.#room(item.name);
       r.count = Number.isSafeInteger(item.members) ? item.members : null;
       r.lastActivity = typeof item.last_activity === 'string' ? item.last_activity : null;
     }
+    // A page this model did not ask for (the connection's keep-alive) is
+    // no complete list.
+    if (request?.type !== 'list_rooms' || this.#listing === null) return;
+    for (const name of names) this.#listing.add(name);
+    if (typeof payload.next === 'string' && names.size > 0 && this.#listing.size < MAX_DIRECTORY) {
+      fx.send.push(this.#frame('list_rooms', { after: payload.next }, null));
+      return;
+    }
+    const seen = this.#listing;
+    this.#listing = null;
     for (const [name, r] of this.rooms) {
-      if (names.has(name)) continue;
+      if (seen.has(name)) continue;
       r.count = null;
       // A room with neither members nor messages has ceased to exist; forget
       // it unless it is ours.
@@ -535,6 +556,7 @@ export class ChatModel {
         return;
       }
       case 'list_rooms':
+        this.#listing = null;
         if (code !== 'rate_limited') fx.chatError = text; // Else asked again later anyway.
         return;
       default:
@@ -600,9 +622,12 @@ export class ChatModel {
     return new Effects();
   }
 
-  /** Asks for the room list (member counts, quiet rooms). */
+  /** Reads the room list (member counts, quiet rooms) from its first page,
+   * unless a reading is under way: its pages would interleave with these. */
   listRooms() {
     const fx = new Effects();
+    if (this.#listing !== null) return fx;
+    this.#listing = new Set();
     fx.send.push(this.#frame('list_rooms', {}, null));
     return fx;
   }

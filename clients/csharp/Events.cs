@@ -102,6 +102,8 @@ namespace Chat.Client
     {
         public override string Type { get { return "room_list"; } }
         public RoomInfo[] Rooms;
+        /// <summary>Where the next page starts (pass it as <c>after</c>); null on the last page.</summary>
+        public string Next;
     }
 
     /// <summary>An <c>error</c> event: a request failed and had no effect; the connection
@@ -186,7 +188,10 @@ namespace Chat.Client
                 case "new_message":
                     return new NewMessage { Message = Payload<ChatMessage>(utf8, count) };
                 case "room_list":
-                    return new RoomList { Rooms = Payload<RoomListPayload>(utf8, count).Rooms ?? new RoomInfo[0] };
+                {
+                    var list = Payload<RoomListPayload>(utf8, count);
+                    return new RoomList { Rooms = list.Rooms ?? new RoomInfo[0], Next = list.Next };
+                }
                 case "error":
                 {
                     var p = Payload<ErrorBody>(utf8, count);

@@ -116,7 +116,12 @@ namespace Chat.Client
         [DataMember(Name = "limit", Order = 3, EmitDefaultValue = false)] public int? Limit;
     }
 
-    [DataContract] internal sealed class EmptyPayload { }
+    [DataContract]
+    internal sealed class ListRoomsPayload
+    {
+        [DataMember(Name = "after", Order = 1, EmitDefaultValue = false)] public string After;
+        [DataMember(Name = "limit", Order = 2, EmitDefaultValue = false)] public int? Limit;
+    }
 
     // ---------------------------------------------------------------- server payloads (section 5)
 
@@ -184,7 +189,11 @@ namespace Chat.Client
     }
 
     [DataContract]
-    internal sealed class RoomListPayload { [DataMember(Name = "rooms")] public RoomInfo[] Rooms; }
+    internal sealed class RoomListPayload
+    {
+        [DataMember(Name = "rooms")] public RoomInfo[] Rooms;
+        [DataMember(Name = "next")] public string Next;
+    }
 
     /// <summary>One room of a <c>room_list</c>.</summary>
     [DataContract]

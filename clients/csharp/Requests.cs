@@ -24,8 +24,12 @@ namespace Chat.Client
         public readonly string Epoch;
         /// <summary>history: only messages below this seq (null: the newest).</summary>
         public readonly long? Before;
-        /// <summary>history: at most this many messages (null: the server's default).</summary>
+        /// <summary>history, list_rooms: at most this many messages or rooms (null: the
+        /// server's default).</summary>
         public readonly int? Limit;
+        /// <summary>list_rooms: only rooms whose name sorts after this one, the <c>Next</c> of
+        /// the previous page (null: from the first room).</summary>
+        public readonly string After;
 
         /// <summary>The ref this request went out with; set when the connection sends it.</summary>
         public string Ref { get; internal set; }
@@ -34,7 +38,7 @@ namespace Chat.Client
         internal bool IsProbe;
 
         Request(string type, string room, string clientId = null, string text = null, long? since = null,
-                string epoch = null, long? before = null, int? limit = null)
+                string epoch = null, long? before = null, int? limit = null, string after = null)
         {
             Type = type;
             Room = room;
@@ -44,6 +48,7 @@ namespace Chat.Client
             Epoch = epoch;
             Before = before;
             Limit = limit;
+            After = after;
         }
 
         /// <summary>A plain join, or with <paramref name="since"/> and <paramref name="epoch"/> a resume.</summary>
@@ -67,14 +72,16 @@ namespace Chat.Client
             return new Request("history", room, before: before, limit: limit);
         }
 
-        public static Request ListRooms()
+        /// <summary>One page of the room list (section 4): rooms after <paramref name="after"/>,
+        /// at most <paramref name="limit"/>; the answer's <c>Next</c> is where the next page starts.</summary>
+        public static Request ListRooms(string after = null, int? limit = null)
         {
-            return new Request("list_rooms", null);
+            return new Request("list_rooms", null, after: after, limit: limit);
         }
 
         internal static Request Probe()
         {
-            var probe = ListRooms();
+            var probe = ListRooms(limit: 1);
             probe.IsProbe = true;
             return probe;
         }
@@ -106,7 +113,12 @@ namespace Chat.Client
                         Ref = Ref,
                     });
                 case "list_rooms":
-                    return Json.Write(new Frame<EmptyPayload> { Type = Type, Payload = new EmptyPayload(), Ref = Ref });
+                    return Json.Write(new Frame<ListRoomsPayload>
+                    {
+                        Type = Type,
+                        Payload = new ListRoomsPayload { After = After, Limit = Limit },
+                        Ref = Ref,
+                    });
                 default: // leave_room
                     return Json.Write(new Frame<RoomPayload> { Type = Type, Payload = new RoomPayload { Room = Room }, Ref = Ref });
             }

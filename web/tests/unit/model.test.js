@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { ChatModel, MAX_KEPT, PAGE_SIZE, RESET_NOTICE } from '../../model.js';
+import { ChatModel, MAX_DIRECTORY, MAX_KEPT, PAGE_SIZE, RESET_NOTICE } from '../../model.js';
 
 const EPOCH = 'e-one';
 
@@ -382,15 +382,61 @@ describe('leaving and the room list', () => {
     assert.deepEqual(model.snapshot().rooms, []);
   });
 
-  test('room_list updates counts and forgets rooms that are gone, but not ours', () => {
+  test('the room list is read page by page; its last page forgets rooms that are gone, but not ours', () => {
     const model = joinedModel();
-    model.receive({ type: 'room_list', payload: { rooms: [{ name: 'quiet', members: 0, last_seq: 3, last_activity: '2026-11-24T09:30:00.123Z' }] } });
+    const room = (name, members = 0) => ({ name, members, last_seq: 3, last_activity: '2026-11-24T09:30:00.123Z' });
+    const read = (pages) => {
+      let ask = only(model.listRooms(), 'list_rooms');
+      assert.deepEqual(ask.payload, {}, 'from the first page');
+      for (const [i, [rooms, next]] of pages.entries()) {
+        const fx = model.receive({ type: 'room_list', ref: ask.ref, payload: next ? { rooms, next } : { rooms } });
+        if (i + 1 < pages.length) {
+          ask = only(fx, 'list_rooms');
+          assert.deepEqual(ask.payload, { after: next });
+        } else {
+          assert.deepEqual(fx.send, []);
+        }
+      }
+    };
+    read([[[room('a', 2), room('quiet')], 'quiet'], [[room('zed', 1)]]]);
+    assert.equal(model.rooms.get('a').count, 2);
     assert.equal(model.rooms.get('quiet').count, 0);
+    assert.equal(model.rooms.get('zed').count, 1, 'the second page counts');
     assert.equal(model.rooms.get('general').count, null);
-    model.receive({ type: 'room_list', payload: { rooms: [] } });
-    assert.equal(model.rooms.has('quiet'), false);
-    assert.equal(model.rooms.has('general'), true);
-    model.receive({ type: 'room_list', payload: { rooms: 'nonsense' } });
-    assert.equal(model.rooms.has('general'), true);
+
+    // While a reading is under way, no second one starts; the keep-alive's
+    // one-room page (no request of the model's) updates a count and forgets nothing.
+    const ask = only(model.listRooms(), 'list_rooms');
+    assert.deepEqual(model.listRooms().send, [], 'one reading at a time');
+    model.receive({ type: 'room_list', ref: 'keepalive-3', payload: { rooms: [room('a', 5)], next: 'a' } });
+    assert.equal(model.rooms.get('a').count, 5);
+    assert.equal(model.rooms.has('zed'), true);
+    model.receive({ type: 'room_list', ref: ask.ref, payload: { rooms: [room('a', 5)] } });
+    assert.equal(model.rooms.has('quiet'), false, 'no page listed it');
+    assert.equal(model.rooms.has('zed'), false);
+    assert.equal(model.rooms.has('general'), true, 'ours');
+
+    // A lost connection or a refusal ends a reading; the next starts afresh.
+    only(model.listRooms(), 'list_rooms');
+    reconnect(model);
+    const again = only(model.listRooms(), 'list_rooms');
+    model.receive({ type: 'error', ref: again.ref, payload: { code: 'rate_limited', message: 'slow down' } });
+    only(model.listRooms(), 'list_rooms');
+  });
+
+  test('the room list reading stops at MAX_DIRECTORY rooms', () => {
+    const model = joinedModel();
+    let ask = only(model.listRooms(), 'list_rooms');
+    let pages = 0;
+    for (;;) {
+      const base = pages * 200;
+      const rooms = Array.from({ length: 200 }, (_, i) => ({ name: `r${String(base + i).padStart(5, '0')}`, members: 1, last_seq: 0 }));
+      const fx = model.receive({ type: 'room_list', ref: ask.ref, payload: { rooms, next: rooms.at(-1).name } });
+      pages += 1;
+      if (fx.send.length === 0) break;
+      ask = only(fx, 'list_rooms');
+      assert.ok(pages < 100, 'never ends');
+    }
+    assert.equal(pages, MAX_DIRECTORY / 200);
   });
 });
