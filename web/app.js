@@ -23,6 +23,8 @@ const ui = {
   loginView: $('login-view'),
   loginForm: $('login-form'),
   username: $('username'),
+  inviteField: $('invite-field'),
+  invite: $('invite'),
   password: $('password'),
   loginError: $('login-error'),
   chatView: $('chat-view'),
@@ -87,7 +89,10 @@ ui.loginForm.addEventListener('submit', async (e) => {
   setBusy(ui.loginForm, true);
   showLoginError('');
   try {
-    if (action === 'register') await postJson('/api/register', credentials);
+    if (action === 'register') {
+      const invite = ui.invite.value.trim();
+      await postJson('/api/register', invite ? { ...credentials, invite } : credentials);
+    }
     const { ticket, session } = await postJson('/api/login', credentials);
     ui.password.value = '';
     if (typeof session !== 'string' || !session) throw new Error('the server gave no session');
@@ -95,6 +100,12 @@ ui.loginForm.addEventListener('submit', async (e) => {
     enter({ user: credentials.username, token: session }, ticket, null);
   } catch (err) {
     showLoginError(loginErrorText(err));
+    if (err instanceof ApiError && err.code === 'invalid_invite') {
+      // Shown only once a server asks for one: most never do.
+      ui.inviteField.hidden = false;
+      setBusy(ui.loginForm, false);
+      ui.invite.focus();
+    }
   } finally {
     setBusy(ui.loginForm, false);
   }
@@ -111,6 +122,10 @@ function loginErrorText(err) {
       return `Too many failed attempts. Try again in ${plural(err.retryAfterSecs ?? 60, 'second')}.`;
     case 'registration_disabled':
       return 'This server does not allow sign-ups. Ask its operator for an account.';
+    case 'invalid_invite':
+      return ui.inviteField.hidden || !ui.invite.value.trim()
+        ? 'This server creates accounts by invite only. Enter the invite its operator gave you.'
+        : 'That invite is unknown, used or expired. Ask the operator for a new one.';
     case 'account_disabled':
       return 'An operator disabled this account; ask them to enable it again.';
     default:

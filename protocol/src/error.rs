@@ -37,6 +37,9 @@ pub enum ErrorCode {
     UsernameTaken,
     /// HTTP: registration is turned off on this server.
     RegistrationDisabled,
+    /// HTTP 403: this server registers by invite only, and the `invite` of
+    /// `POST /api/register` is missing, unknown, used or expired.
+    InvalidInvite,
     /// HTTP: too many login attempts; wait for `Retry-After` seconds.
     TooManyAttempts,
     /// HTTP 429: too many registrations from this address, or on this server;
@@ -86,6 +89,7 @@ impl ErrorCode {
             Self::InvalidRequest => "invalid_request",
             Self::UsernameTaken => "username_taken",
             Self::RegistrationDisabled => "registration_disabled",
+            Self::InvalidInvite => "invalid_invite",
             Self::TooManyAttempts => "too_many_attempts",
             Self::InvalidTicket => "invalid_ticket",
             Self::InvalidSession => "invalid_session",
@@ -115,6 +119,7 @@ mod tests {
             ErrorCode::ServerBusy,
             ErrorCode::TooManyConnections,
             ErrorCode::TooManyRegistrations,
+            ErrorCode::InvalidInvite,
             ErrorCode::Internal,
             ErrorCode::Other,
         ] {

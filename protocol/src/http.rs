@@ -11,6 +11,10 @@ pub struct Credentials {
     pub username: String,
     /// The password, in clear over the (ideally TLS) connection.
     pub password: String,
+    /// Register only: the one-time invite an invite-only server asks for
+    /// (`chat-server admin invite` makes them); login ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
 }
 
 // Hand-written so that a password never reaches a log line through `{:?}`.
@@ -19,6 +23,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("username", &self.username)
             .field("password", &"<redacted>")
+            .field("invite", &self.invite.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }

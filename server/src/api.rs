@@ -153,6 +153,9 @@ impl From<AuthError> for ApiError {
             AuthError::AccountDisabled => {
                 Self::new(StatusCode::FORBIDDEN, ErrorCode::AccountDisabled, message)
             }
+            AuthError::InvalidInvite(_) => {
+                Self::new(StatusCode::FORBIDDEN, ErrorCode::InvalidInvite, message)
+            }
             AuthError::Internal(_) => {
                 tracing::error!(error = %message, "authentication failed internally");
                 Self::new(
@@ -276,6 +279,7 @@ async fn login(
         Err(
             AuthError::InvalidRequest(_)
             | AuthError::UsernameTaken
+            | AuthError::InvalidInvite(_)
             | AuthError::TooManyRegistrations(_),
         ) => None,
     };
@@ -401,7 +405,12 @@ async fn register(
     let creds = credentials(body)?;
     let username = app
         .auth
-        .register(&creds.username, creds.password, peer.ip())
+        .register(
+            &creds.username,
+            creds.password,
+            creds.invite.as_deref(),
+            peer.ip(),
+        )
         .await?;
     tracing::info!(user = %username, %peer, "registered");
     Ok((StatusCode::CREATED, Json(RegisterResponse { username })))

@@ -60,6 +60,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_DISABLE_REGISTRATION", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub disable_registration: bool,
 
+    /// Registration needs a one-time invite, made on the server's machine
+    /// with `chat-server admin invite`; without a live one, 403
+    /// `invalid_invite`.
+    #[arg(long, env = "CHAT_INVITE_ONLY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub invite_only: bool,
+
     /// Registrations an hour from one address (all of them may come at
     /// once); beyond, 429 `too_many_registrations` with Retry-After.
     #[arg(long, env = "CHAT_REGISTRATIONS_PER_ADDRESS", default_value_t = 5, value_parser = positive_u32)]
@@ -338,7 +344,7 @@ mod tests {
         let config = Config::parse_from(["chat-server"]);
         assert_eq!(config.listen, "127.0.0.1:8080".parse().expect("addr"));
         assert_eq!(config.data_dir, PathBuf::from("data"));
-        assert!(!config.tls && !config.disable_registration);
+        assert!(!config.tls && !config.disable_registration && !config.invite_only);
         assert_eq!(config.ticket_ttl, Duration::from_secs(30));
         assert_eq!(config.session_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(config.max_message_size, 65536);

@@ -407,3 +407,81 @@ async fn a_user_disabled_in_postgresql_is_disconnected_from_every_node() {
         alice.close().await;
     }
 }
+
+/// `POST /api/register` as `user`, with `invite` if any: the status and body.
+async fn register_invited(
+    remote: &Remote,
+    user: &str,
+    invite: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut body = serde_json::json!({ "username": user, "password": PASSWORD });
+    if let Some(invite) = invite {
+        body["invite"] = invite.into();
+    }
+    remote.post_json("/api/register", &body.to_string()).await
+}
+
+/// Issue 15: an invite-only server registers only with an invite made by
+/// `chat-server admin invite` on its machine, one account per invite; a
+/// made-up invite is refused before any password is hashed.
+#[tokio::test]
+async fn an_invite_only_server_registers_one_account_per_invite() {
+    let server = TestServer::with(|c| c.invite_only = true).await;
+    let on = On::DataDir(server.data_dir.path());
+    let refused = |(status, body): (StatusCode, Value)| {
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["code"], "invalid_invite", "{body}");
+        body["message"].as_str().expect("a message").to_owned()
+    };
+    let hashes = server.password_hashes();
+    let missing = refused(register_invited(&server, "alice", None).await);
+    assert!(missing.contains("chat-server admin invite"), "{missing}");
+    refused(register_invited(&server, "alice", Some("made-up")).await);
+    assert_eq!(
+        server.password_hashes(),
+        hashes,
+        "no hash for a refused invite"
+    );
+
+    let made = ok_json(&on, &["invite", "--valid-for", "1h"]).await;
+    let invite = made["invite"].as_str().expect("the token").to_owned();
+    assert!(made["expires_at_ms"].as_i64().is_some(), "{made}");
+    let human = ok(&on, &["invite"]).await;
+    let second = human
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("invite "))
+        .expect("the first line names the invite")
+        .to_owned();
+
+    let (status, body) = register_invited(&server, "alice", Some(&invite)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(login_as(&server, "alice", PASSWORD).await.0, StatusCode::OK);
+    refused(register_invited(&server, "bob", Some(&invite)).await);
+
+    // A taken name leaves the invite usable; the server's clock past the
+    // expiry refuses it.
+    let (status, _) = register_invited(&server, "ALICE", Some(&second)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let third = ok_json(&on, &["invite", "--valid-for", "1h"]).await["invite"]
+        .as_str()
+        .expect("the token")
+        .to_owned();
+    let (status, body) = register_invited(&server, "bob", Some(&second)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server
+        .clock
+        .advance(std::time::Duration::from_secs(2 * 3600));
+    refused(register_invited(&server, "carol", Some(&third)).await);
+
+    let usage = fails(&on, &["invite", "--valid-for", "0s"], USAGE, "").await;
+    assert_eq!(usage["error"]["code"], "usage", "{usage}");
+}
+
+/// An open server takes no invite and ignores one given.
+#[tokio::test]
+async fn an_open_server_ignores_an_invite() {
+    let server = TestServer::start().await;
+    let (status, body) = register_invited(&server, "alice", Some("anything")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}

@@ -6,12 +6,13 @@
 //! writer of the room log.
 //!
 //! One job per file: `users`, `toggle` (disable and enable),
-//! `reset_password`, `rooms`, `delete_message`, `storage`; `store` opens
+//! `reset_password`, `invite`, `rooms`, `delete_message`, `storage`; `store` opens
 //! either backend; `exit` has the exit codes; `format` the human output.
 
 mod delete_message;
 pub mod exit;
 mod format;
+mod invite;
 mod reset_password;
 mod rooms;
 mod storage;
@@ -60,6 +61,13 @@ pub enum AdminCommand {
     ResetPassword {
         /// The user name (any letter case).
         user: String,
+    },
+    /// Make a one-time invite for a server started with --invite-only: one
+    /// account can be registered with it, until it expires.
+    Invite {
+        /// How long it stays valid (e.g. 7d, 12h).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        valid_for: std::time::Duration,
     },
     /// List the rooms of the message log: messages stored, first and last
     /// sequence number, time of the last message.
@@ -121,6 +129,7 @@ fn execute(config: &Config, command: &AdminCommand) -> Result<Report, AdminError
         AdminCommand::Disable { user } => toggle::set(&store, user, true),
         AdminCommand::Enable { user } => toggle::set(&store, user, false),
         AdminCommand::ResetPassword { user } => reset_password::reset(&store, user),
+        AdminCommand::Invite { valid_for } => invite::create(&store, *valid_for),
         AdminCommand::Rooms => rooms::list(&store),
         AdminCommand::Storage => storage::show(&store, config),
         AdminCommand::DeleteMessage { room, seq } => Err(delete_message::refuse(room, *seq)),

@@ -162,6 +162,24 @@ impl Store {
         updated.ok_or_else(|| AdminError::NoSuchUser(user.to_owned()))
     }
 
+    /// Stores a new invite for `--invite-only` registration, live for
+    /// `valid_for`; returns the token to hand out and its expiry (unix ms).
+    pub(crate) fn create_invite(
+        &self,
+        valid_for: Duration,
+    ) -> Result<(String, UnixMillis), AdminError> {
+        let (token, hash) = auth::new_invite();
+        let now = now_ms();
+        let expires = now.saturating_add(i64::try_from(valid_for.as_millis()).unwrap_or(i64::MAX));
+        match self {
+            Self::Embedded { accounts, .. } => accounts.create_invite(&hash, now, expires)?,
+            Self::Postgres {
+                runtime, accounts, ..
+            } => runtime.block_on(accounts.create_invite(&hash, now, expires))?,
+        }
+        Ok((token, expires))
+    }
+
     /// Every room of the message log, by name.
     pub(crate) fn rooms(&self) -> Result<Vec<RoomStats>, AdminError> {
         match self {

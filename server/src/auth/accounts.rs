@@ -3,7 +3,8 @@
 //!
 //! Schema versions (`PRAGMA user_version`): 1 has `users`; 2 adds `sessions`,
 //! so that sessions survive a restart; 3 adds `users.disabled_at`, set while
-//! an operator has disabled the account (`chat-server admin disable`).
+//! an operator has disabled the account (`chat-server admin disable`); 4
+//! adds `invites` (`chat-server admin invite`), for `--invite-only`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,9 @@ pub enum AccountsError {
     /// A user with that name (in any letter case) exists already.
     #[error("user name already taken")]
     UsernameTaken,
+    /// The invite a registration was to use up is unknown, used or expired.
+    #[error("invite unknown, used or expired")]
+    InvalidInvite,
     /// The data directory could not be created.
     #[error("cannot create data directory {}: {source}", path.display())]
     Io {
@@ -51,7 +55,7 @@ pub struct Accounts {
     conn: Arc<Mutex<Connection>>,
 }
 
-const SCHEMA_VERSION: i32 = 3;
+const SCHEMA_VERSION: i32 = 4;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "chat.db";
@@ -96,19 +100,63 @@ impl Accounts {
 
     /// Adds a user; the name must already be validated and the password hashed.
     pub fn create_user(&self, username: &str, password_hash: &str) -> Result<(), AccountsError> {
-        let result = self.conn().execute(
-            "INSERT INTO users (username, password_hash) VALUES (?1, ?2)",
-            params![username, password_hash],
-        );
-        match result {
-            Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == ErrorCode::ConstraintViolation =>
-            {
-                Err(AccountsError::UsernameTaken)
-            }
-            Err(e) => Err(e.into()),
+        insert_user(&self.conn(), username, password_hash)
+    }
+
+    /// Adds a user as [`Self::create_user`] does, using up `invite` (live at
+    /// `now`) in the same transaction: a name already taken leaves the
+    /// invite as it was.
+    pub(crate) fn create_invited_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        invite: &TokenHash,
+        now: UnixMillis,
+    ) -> Result<(), AccountsError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let used = tx.execute(
+            "DELETE FROM invites WHERE token_hash = ?1 AND expires_at > ?2",
+            params![&invite.0[..], now],
+        )?;
+        if used == 0 {
+            return Err(AccountsError::InvalidInvite);
         }
+        insert_user(&tx, username, password_hash)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores a new invite, live until `expires`; forgets expired ones.
+    pub(crate) fn create_invite(
+        &self,
+        invite: &TokenHash,
+        now: UnixMillis,
+        expires: UnixMillis,
+    ) -> Result<(), rusqlite::Error> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM invites WHERE expires_at <= ?1", params![now])?;
+        conn.execute(
+            "INSERT INTO invites (token_hash, created_at, expires_at) VALUES (?1, ?2, ?3)",
+            params![&invite.0[..], now, expires],
+        )?;
+        Ok(())
+    }
+
+    /// Whether `invite` is live at `now`.
+    pub(crate) fn invite_live(
+        &self,
+        invite: &TokenHash,
+        now: UnixMillis,
+    ) -> Result<bool, rusqlite::Error> {
+        self.conn()
+            .query_row(
+                "SELECT 1 FROM invites WHERE token_hash = ?1 AND expires_at > ?2",
+                params![&invite.0[..], now],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
     }
 
     /// Looks a user up by name, ignoring letter case.
@@ -309,6 +357,26 @@ impl Accounts {
     }
 }
 
+/// Inserts a user on `conn` (a connection or a transaction); a name taken
+/// in any letter case is [`AccountsError::UsernameTaken`].
+fn insert_user(
+    conn: &Connection,
+    username: &str,
+    password_hash: &str,
+) -> Result<(), AccountsError> {
+    let result = conn.execute(
+        "INSERT INTO users (username, password_hash) VALUES (?1, ?2)",
+        params![username, password_hash],
+    );
+    match result {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
+            Err(AccountsError::UsernameTaken)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Brings the schema from its `user_version` to [`SCHEMA_VERSION`], in one
 /// transaction, so a failure leaves the previous version whole.
 fn migrate(conn: &mut Connection) -> Result<(), AccountsError> {
@@ -355,6 +423,17 @@ fn migrate(conn: &mut Connection) -> Result<(), AccountsError> {
                  WHERE disabled_at IS NOT NULL;",
         )?;
     }
+    if found < 4 {
+        // One-time invites of `--invite-only`, as SHA-256 of the token (as
+        // sessions are kept); times in unix milliseconds.
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS invites (
+                 token_hash BLOB PRIMARY KEY,
+                 created_at INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL
+             );",
+        )?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
@@ -367,17 +446,36 @@ impl AccountStore for Accounts {
         self.blocking(move |db| db.find(&name)).await
     }
 
-    async fn create(&self, username: &str, password_hash: &str) -> Result<(), AccountError> {
+    async fn create(
+        &self,
+        username: &str,
+        password_hash: &str,
+        invite: Option<&TokenHash>,
+        now: UnixMillis,
+    ) -> Result<(), AccountError> {
         let accounts = self.clone();
-        let (name, hash) = (username.to_owned(), password_hash.to_owned());
-        let created = tokio::task::spawn_blocking(move || accounts.create_user(&name, &hash))
-            .await
-            .map_err(BackendError::from)?;
+        let (name, hash, invite) = (
+            username.to_owned(),
+            password_hash.to_owned(),
+            invite.copied(),
+        );
+        let created = tokio::task::spawn_blocking(move || match invite {
+            Some(invite) => accounts.create_invited_user(&name, &hash, &invite, now),
+            None => accounts.create_user(&name, &hash),
+        })
+        .await
+        .map_err(BackendError::from)?;
         match created {
             Ok(()) => Ok(()),
             Err(AccountsError::UsernameTaken) => Err(AccountError::UsernameTaken),
+            Err(AccountsError::InvalidInvite) => Err(AccountError::InvalidInvite),
             Err(e) => Err(BackendError::new(e).into()),
         }
+    }
+
+    async fn invite_live(&self, invite: &TokenHash, now: UnixMillis) -> Result<bool, BackendError> {
+        let invite = *invite;
+        self.blocking(move |db| db.invite_live(&invite, now)).await
     }
 
     async fn disabled_users(&self) -> Result<Vec<String>, BackendError> {
@@ -388,6 +486,43 @@ impl AccountStore for Accounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invite_registers_one_account_and_a_taken_name_keeps_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let accounts = Accounts::open(&dir.path().join("chat.db")).expect("opens");
+        let (now, ttl) = (1_000_000, 3_600_000);
+        let (_, invite) = crate::auth::new_invite();
+        accounts
+            .create_invite(&invite, now, now + ttl)
+            .expect("stores the invite");
+        assert!(accounts.invite_live(&invite, now).expect("reads"));
+        assert!(
+            !accounts.invite_live(&invite, now + ttl).expect("reads"),
+            "expired"
+        );
+        accounts.create_user("alice", "hash").expect("creates");
+        assert!(matches!(
+            accounts.create_invited_user("ALICE", "hash", &invite, now),
+            Err(AccountsError::UsernameTaken)
+        ));
+        assert!(
+            accounts.invite_live(&invite, now).expect("reads"),
+            "kept by the failed registration"
+        );
+        assert!(matches!(
+            accounts.create_invited_user("late", "hash", &invite, now + ttl),
+            Err(AccountsError::InvalidInvite)
+        ));
+        accounts
+            .create_invited_user("bob", "hash", &invite, now)
+            .expect("registers");
+        assert!(matches!(
+            accounts.create_invited_user("carol", "hash", &invite, now),
+            Err(AccountsError::InvalidInvite)
+        ));
+        assert!(accounts.find("carol").expect("reads").is_none());
+    }
 
     #[test]
     fn users_are_unique_ignoring_case_and_survive_reopening() {

@@ -53,11 +53,11 @@ async fn nodes_share_accounts_sessions_tickets_and_failed_logins() {
     let shared = Some((redis.url.as_str(), redis.prefix.as_str()));
     let (a, b) = (node(&db, shared, 3).await, node(&db, shared, 3).await);
 
-    a.register("Alice", PASSWORD.into(), peer())
+    a.register("Alice", PASSWORD.into(), None, peer())
         .await
         .expect("registers");
     assert!(matches!(
-        b.register("alice", PASSWORD.into(), peer()).await,
+        b.register("alice", PASSWORD.into(), None, peer()).await,
         Err(AuthError::UsernameTaken)
     ));
 
@@ -107,7 +107,7 @@ async fn a_single_node_on_postgres_keeps_tickets_and_failures_in_memory() {
         return;
     };
     let (a, b) = (node(&db, None, 1).await, node(&db, None, 1).await);
-    a.register("alice", PASSWORD.into(), peer())
+    a.register("alice", PASSWORD.into(), None, peer())
         .await
         .expect("registers");
     let login = a
@@ -146,7 +146,7 @@ async fn logins_fail_closed_while_redis_is_down() {
     };
     let url = redis.url();
     let auth = node(&db, Some((&url, "chat")), 3).await;
-    auth.register("alice", PASSWORD.into(), peer())
+    auth.register("alice", PASSWORD.into(), None, peer())
         .await
         .expect("registers");
     let login = auth

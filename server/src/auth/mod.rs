@@ -43,6 +43,7 @@ pub(crate) use redis_stores::SharedRedis;
 use redis_stores::{RedisThrottle, RedisTickets};
 use registration::RegistrationLimits;
 pub(crate) use session::SessionError;
+use session::TokenHash;
 use stored_sessions::StoredSessions;
 pub(crate) use stores::Redeemed;
 use stores::{
@@ -70,6 +71,12 @@ pub(crate) const IN_FLIGHT_PER_ADDRESS: u32 = 8;
 /// CPU; past them a login or registration gets 503 at once instead of
 /// queueing without end (each waiting request holds a connection).
 pub(crate) const HASH_QUEUE: usize = 16;
+/// What a registration on an invite-only server without an invite is told.
+const INVITE_MISSING: &str =
+    "this server registers by invite only; ask an operator for an invite (chat-server admin invite)";
+/// What a registration with an unknown, used or expired invite is told.
+const INVITE_UNKNOWN: &str =
+    "invite unknown, already used or expired; ask an operator for a new one";
 /// What a request turned away by a full hashing queue is told to wait.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 
@@ -88,6 +95,9 @@ pub(crate) enum AuthError {
     InvalidRequest(String),
     #[error("user name already taken")]
     UsernameTaken,
+    /// An invite-only server got no live invite with a registration.
+    #[error("{0}")]
+    InvalidInvite(&'static str),
     /// This address, or the whole server, made its hour's registrations.
     #[error("too many registrations; retry in {} s", retry_secs(*.0))]
     TooManyRegistrations(Duration),
@@ -117,6 +127,7 @@ impl From<AccountError> for AuthError {
     fn from(e: AccountError) -> Self {
         match e {
             AccountError::UsernameTaken => Self::UsernameTaken,
+            AccountError::InvalidInvite => Self::InvalidInvite(INVITE_UNKNOWN),
             AccountError::Backend(e) => e.into(),
         }
     }
@@ -216,6 +227,8 @@ pub(crate) struct Auth {
     attempts_per_user: u32,
     in_flight: InFlight,
     registrations: RegistrationLimits,
+    /// Registration needs an invite (`--invite-only`).
+    invite_only: bool,
     /// Admission to password hashing: a permit per running hash and per
     /// place in its queue, taken without waiting, so a flood gets 503s
     /// rather than an ever longer queue.
@@ -296,6 +309,7 @@ impl Auth {
                 config.registrations_per_address,
                 config.registrations_per_hour,
             ),
+            invite_only: config.invite_only,
             admission: Arc::new(Semaphore::new(cpus + HASH_QUEUE)),
             hashing: Arc::new(Semaphore::new(cpus)),
             password_hashes: PasswordHashes::default(),
@@ -428,11 +442,25 @@ impl Auth {
         &self,
         username: &str,
         password: String,
+        invite: Option<&str>,
         peer: IpAddr,
     ) -> Result<String, AuthError> {
         validate_username(username)
             .map_err(|e| AuthError::InvalidRequest(format!("invalid user name: {e}")))?;
         check_password(&password).map_err(AuthError::InvalidRequest)?;
+        // An open server ignores an invite; an invite-only one checks it
+        // before the rate and the hash, so made-up invites cost neither.
+        let invite = match (self.invite_only, invite) {
+            (false, _) => None,
+            (true, None) => return Err(AuthError::InvalidInvite(INVITE_MISSING)),
+            (true, Some(invite)) => {
+                let invite = TokenHash::of(invite);
+                if !self.accounts.invite_live(&invite, self.now()).await? {
+                    return Err(AuthError::InvalidInvite(INVITE_UNKNOWN));
+                }
+                Some(invite)
+            }
+        };
         self.registrations
             .take(peer)
             .map_err(AuthError::TooManyRegistrations)?;
@@ -443,7 +471,9 @@ impl Auth {
                 password::hash(&password).map_err(|e| AuthError::Internal(e.to_string()))
             })
             .await?;
-        self.accounts.create(username, &hash).await?;
+        self.accounts
+            .create(username, &hash, invite.as_ref(), self.now())
+            .await?;
         Ok(username.to_owned())
     }
 
@@ -557,6 +587,14 @@ pub(crate) fn session_id(token: &str) -> String {
     session::TokenHash::of(token).hex()
 }
 
+/// A new invite for `--invite-only` registration: the token to hand out and
+/// the hash to store (`chat-server admin invite`).
+pub(crate) fn new_invite() -> (String, TokenHash) {
+    let token = random_token();
+    let hash = TokenHash::of(&token);
+    (token, hash)
+}
+
 /// A new secret token, as tickets and session tokens are: 256 bits from the
 /// OS CSPRNG, hex-encoded (URL-safe, so a ticket needs no escaping in `/ws?ticket=`).
 fn random_token() -> String {
@@ -598,7 +636,7 @@ pub async fn add_user_to_database(
         .await?
         .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
     let created = postgres::PgAccounts::new(pool.clone())
-        .create(username, &hash)
+        .create(username, &hash, None, 0)
         .await;
     pool.close().await;
     created.map_err(|e| anyhow::anyhow!("{e}"))

@@ -80,27 +80,79 @@ impl AccountStore for PgAccounts {
         )
     }
 
-    async fn create(&self, username: &str, password_hash: &str) -> Result<(), AccountError> {
+    async fn create(
+        &self,
+        username: &str,
+        password_hash: &str,
+        invite: Option<&TokenHash>,
+        now: UnixMillis,
+    ) -> Result<(), AccountError> {
+        let mut tx = self.pool.begin().await.map_err(BackendError::from)?;
+        if let Some(invite) = invite {
+            // The row lock makes a second registration with this invite wait
+            // for the first, then find it gone.
+            let used = sqlx::query("DELETE FROM invites WHERE token_hash = $1 AND expires_at > $2")
+                .bind(&invite.0[..])
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(BackendError::from)?;
+            if used.rows_affected() == 0 {
+                return Err(AccountError::InvalidInvite);
+            }
+        }
         // The unique index decides, in one statement: of two servers inserting
         // one name at once, the second waits for the first and then inserts
-        // nothing.
+        // nothing (and its transaction gives the invite back).
         let inserted = sqlx::query(
             "INSERT INTO users (username, password_hash) VALUES ($1, $2)
              ON CONFLICT ((lower(username))) DO NOTHING",
         )
         .bind(username)
         .bind(password_hash)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(BackendError::from)?;
         if inserted.rows_affected() == 0 {
             return Err(AccountError::UsernameTaken);
         }
+        tx.commit().await.map_err(BackendError::from)?;
         Ok(())
+    }
+
+    async fn invite_live(&self, invite: &TokenHash, now: UnixMillis) -> Result<bool, BackendError> {
+        Ok(sqlx::query_scalar::<_, i32>(
+            "SELECT 1 FROM invites WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(&invite.0[..])
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
     }
 }
 
 impl PgAccounts {
+    /// Stores a new invite, live until `expires`; forgets expired ones.
+    pub(crate) async fn create_invite(
+        &self,
+        invite: &TokenHash,
+        now: UnixMillis,
+        expires: UnixMillis,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM invites WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("INSERT INTO invites (token_hash, created_at, expires_at) VALUES ($1, $2, $3)")
+            .bind(&invite.0[..])
+            .bind(now)
+            .bind(expires)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Every account, by name, with its live sessions at `now`.
     pub(crate) async fn users(&self, now: UnixMillis) -> Result<Vec<UserInfo>, sqlx::Error> {
         let rows = sqlx::query_as::<_, (String, i64, Option<i64>, i64)>(
@@ -383,7 +435,10 @@ mod tests {
         let (a, b) = two_nodes(db).await;
         let accounts = PgAccounts::new(a.clone());
         for user in ["alice", "bob"] {
-            accounts.create(user, "hash").await.expect("creates");
+            accounts
+                .create(user, "hash", None, 0)
+                .await
+                .expect("creates");
         }
         (PgSessions::new(a.clone()), PgSessions::new(b), a)
     }
@@ -434,9 +489,9 @@ mod tests {
         };
         let (a, b) = two_nodes(&db).await;
         let (a, b) = (PgAccounts::new(a), PgAccounts::new(b));
-        a.create("Alice", "hash1").await.expect("creates");
+        a.create("Alice", "hash1", None, 0).await.expect("creates");
         assert!(matches!(
-            b.create("aLICE", "hash2").await,
+            b.create("aLICE", "hash2", None, 0).await,
             Err(AccountError::UsernameTaken)
         ));
         let found = b.find("ALICE").await.expect("query").expect("exists");
@@ -445,6 +500,75 @@ mod tests {
             ("Alice", "hash1")
         );
         assert!(a.find("bob").await.expect("query").is_none());
+    }
+
+    /// `--invite-only` across nodes: one invite, sixteen registrations of
+    /// different names at once on two nodes, one account.
+    #[tokio::test]
+    async fn an_invite_registers_one_account_across_nodes() {
+        let Some(db) = chat_test_engines::postgres().await else {
+            return;
+        };
+        let (a, b) = two_nodes(&db).await;
+        let nodes = [
+            Arc::new(PgAccounts::new(a.clone())),
+            Arc::new(PgAccounts::new(b)),
+        ];
+        let now = 1_000_000;
+        let (_, invite) = crate::auth::new_invite();
+        nodes[0]
+            .create_invite(&invite, now, now + TTL)
+            .await
+            .expect("stores the invite");
+        assert!(nodes[1].invite_live(&invite, now).await.expect("reads"));
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let node = nodes[i % 2].clone();
+                tokio::spawn(async move {
+                    node.create(&format!("user{i}"), "hash", Some(&invite), now)
+                        .await
+                })
+            })
+            .collect();
+        let (mut won, mut refused) = (0, 0);
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(()) => won += 1,
+                Err(AccountError::InvalidInvite) => refused += 1,
+                Err(e) => panic!("unexpected: {e}"),
+            }
+        }
+        assert_eq!((won, refused), (1, 15));
+        assert!(
+            !nodes[1].invite_live(&invite, now).await.expect("reads"),
+            "used up"
+        );
+
+        // A name already taken leaves the invite as it was; an expired one
+        // registers no one.
+        let (_, second) = crate::auth::new_invite();
+        nodes[1]
+            .create_invite(&second, now, now + TTL)
+            .await
+            .expect("stores");
+        let taken: String = sqlx::query_scalar("SELECT username FROM users LIMIT 1")
+            .fetch_one(&a)
+            .await
+            .expect("the winner");
+        assert!(matches!(
+            nodes[0].create(&taken, "hash", Some(&second), now).await,
+            Err(AccountError::UsernameTaken)
+        ));
+        assert!(matches!(
+            nodes[0]
+                .create("late", "hash", Some(&second), now + TTL)
+                .await,
+            Err(AccountError::InvalidInvite)
+        ));
+        nodes[0]
+            .create("fresh", "hash", Some(&second), now + 1)
+            .await
+            .expect("the invite was kept");
     }
 
     #[tokio::test]
@@ -462,7 +586,7 @@ mod tests {
             .map(|i| {
                 let node = nodes[i % 2].clone();
                 let name = names[i % names.len()];
-                tokio::spawn(async move { node.create(name, "hash").await })
+                tokio::spawn(async move { node.create(name, "hash", None, 0).await })
             })
             .collect();
         let (mut won, mut taken) = (0, 0);

@@ -13,6 +13,8 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 
+use super::session::TokenHash;
+
 pub(crate) use super::session::SessionError;
 pub(crate) use super::ticket::TicketError;
 
@@ -103,6 +105,9 @@ pub(crate) enum AccountError {
     /// A user with that name (in any letter case) exists already.
     #[error("user name already taken")]
     UsernameTaken,
+    /// The invite it was to use up is unknown, used or expired.
+    #[error("invite unknown, used or expired")]
+    InvalidInvite,
     /// The store failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -114,8 +119,22 @@ pub(crate) trait AccountStore: Send + Sync {
     /// The account named `username`, ignoring letter case.
     async fn find(&self, username: &str) -> Result<Option<Account>, BackendError>;
 
-    /// Adds an account; the name must already be validated and the password hashed.
-    async fn create(&self, username: &str, password_hash: &str) -> Result<(), AccountError>;
+    /// Adds an account; the name must already be validated and the password
+    /// hashed. With `invite`, only while that invite is live at `now`, and
+    /// the invite is used up by the same transaction: of two registrations
+    /// with one invite, one gets the account; a name already taken leaves
+    /// the invite as it was.
+    async fn create(
+        &self,
+        username: &str,
+        password_hash: &str,
+        invite: Option<&TokenHash>,
+        now: UnixMillis,
+    ) -> Result<(), AccountError>;
+
+    /// Whether `invite` is live at `now` (a cheap read, so that a made-up
+    /// invite costs no password hash).
+    async fn invite_live(&self, invite: &TokenHash, now: UnixMillis) -> Result<bool, BackendError>;
 
     /// The names (as registered) of the accounts an operator disabled.
     /// Servers ask every second, so it must cost a read of those only.

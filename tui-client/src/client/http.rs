@@ -141,6 +141,7 @@ async fn post(
             let json = serde_json::to_vec(&Credentials {
                 username: config.user.clone(),
                 password: config.password.clone(),
+                invite: None,
             })
             .map_err(|e| ClientError::Local(e.to_string()))?;
             request
