@@ -9,8 +9,8 @@
 //!   tickets, each store behind an interface.
 //! - `connection`: one socket: reader, event handler, writer task and
 //!   heartbeat; its `roster` lists the live ones by user.
-//! - `disabled_accounts`: the poll that ends a disabled account's sessions
-//!   and connections.
+//! - `revocations`: the poll that ends a disabled account's sessions and
+//!   connections, and closes those of sessions logged out on other nodes.
 //! - `chat_rooms` (its own crate): the room log, bus, hub and presence that
 //!   number, store and deliver messages.
 //! - `ratelimit`: the per-connection token bucket.
@@ -32,13 +32,13 @@ mod backend;
 pub mod clock;
 pub mod config;
 mod connection;
-mod disabled_accounts;
 pub mod logging;
 mod metrics;
 mod origin;
 pub mod prompt;
 mod ratelimit;
 mod readiness;
+mod revocations;
 pub mod server;
 mod state;
 pub mod tls;

@@ -28,8 +28,8 @@ use crate::backend;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::connection;
-use crate::disabled_accounts;
 use crate::metrics::{self, ConnectionMetrics, HttpMetrics};
+use crate::revocations;
 use crate::state::AppState;
 use crate::tls::{self, CertSource};
 
@@ -38,10 +38,10 @@ use crate::tls::{self, CertSource};
 /// the sweep's cost negligible against sessions that last hours.
 const AUTH_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// How often the server looks for accounts an operator disabled: what
-/// "within about a second" in docs/protocol.md promises. One indexed query
-/// of the disabled accounts only.
-const POLL_DISABLED: Duration = Duration::from_secs(1);
+/// How often the server looks for accounts an operator disabled, and for
+/// sessions logged out on other nodes: what "within about a second" in
+/// docs/protocol.md promises. Indexed queries of those rows only.
+const POLL_REVOCATIONS: Duration = Duration::from_secs(1);
 
 /// A bound, ready-to-run chat server.
 pub struct Server {
@@ -198,11 +198,11 @@ impl Server {
         }
         app.tracker
             .spawn(prune_expired_auth(app.auth.clone(), app.shutdown.clone()));
-        app.tracker.spawn(disabled_accounts::enforce(
+        app.tracker.spawn(revocations::enforce(
             app.auth.clone(),
             app.connections.roster.clone(),
             app.shutdown.clone(),
-            POLL_DISABLED,
+            POLL_REVOCATIONS,
         ));
         let admission = Admission::new(
             app.config.max_connections,

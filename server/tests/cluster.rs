@@ -109,12 +109,23 @@ async fn messages_cross_nodes_in_order_and_accounts_sessions_and_tickets_work_on
     let back = messages_until(&mut alice, "lobby", 51).await;
     assert_eq!(back.last().map(|m| m.text.as_str()), Some("back"));
 
-    // Logging out on A ends the session on B too.
+    // Logging out on A ends the session on B too, and closes its sockets
+    // on both nodes with 4001 (issue 15: B learns of it within a second).
+    let mut alice_on_a = a
+        .client_with("alice", &b.ticket(&login.session).await.ticket)
+        .await;
     let (status, _, _) = a.post_bearer("/api/logout", &login.session).await;
     assert_eq!(status, 204);
     let (status, _, body) = b.post_bearer("/api/ticket", &login.session).await;
     assert_eq!(status, 401, "{body}");
-    alice.close().await;
+    for (client, node) in [(&mut alice_on_a, "a"), (&mut alice, "b")] {
+        let close = client.expect_close().await;
+        assert_eq!(
+            (u16::from(close.code), close.reason.as_str()),
+            (4001, "logged out"),
+            "on node {node}"
+        );
+    }
     bob.close().await;
 }
 

@@ -528,6 +528,12 @@ impl Auth {
         Ok((disabled, ended))
     }
 
+    /// The ids of the sessions logged out lately on any server (in a
+    /// cluster; none otherwise), whose sockets this server must close too.
+    pub(crate) async fn logged_out_sessions(&self) -> Result<Vec<String>, BackendError> {
+        self.sessions.logged_out().await
+    }
+
     /// Forgets expired sessions and tickets. Lookups refuse them regardless;
     /// this only gives their space back, so a failure is logged, not returned.
     pub(crate) async fn prune_expired(&self) -> Pruned {

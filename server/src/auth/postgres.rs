@@ -15,6 +15,7 @@ use sqlx::{PgPool, Row};
 use super::session::{SessionError, TokenHash, MAX_SESSIONS_PER_USER};
 use super::stores::{
     Account, AccountError, AccountStore, BackendError, SessionStore, Toggled, UserInfo,
+    LOGOUT_MEMORY,
 };
 use crate::clock::UnixMillis;
 
@@ -362,17 +363,47 @@ impl SessionStore for PgSessions {
     async fn revoke(&self, token: &str, now: UnixMillis) -> Result<String, SessionError> {
         let hash = TokenHash::of(token);
         // One statement: of two logouts of one session, on any servers, one
-        // deletes the row and the other finds none.
+        // deletes the row and the other finds none; the one that deletes it
+        // notes it for every node's sockets.
         let row = sqlx::query(
-            "DELETE FROM sessions s USING users u
-             WHERE s.token_hash = $1 AND u.id = s.user_id
-             RETURNING u.username, s.expires_at",
+            "WITH gone AS (
+                 DELETE FROM sessions s USING users u
+                 WHERE s.token_hash = $1 AND u.id = s.user_id
+                 RETURNING s.token_hash, u.username, s.expires_at
+             ), noted AS (
+                 INSERT INTO ended_sessions (token_hash, ended_at)
+                 SELECT token_hash, (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+                 FROM gone
+                 ON CONFLICT (token_hash) DO UPDATE SET ended_at = EXCLUDED.ended_at
+             )
+             SELECT username, expires_at FROM gone",
         )
         .bind(&hash.0[..])
         .fetch_optional(&self.pool)
         .await
         .map_err(BackendError::from)?;
         answer(row, now)
+    }
+
+    async fn logged_out(&self) -> Result<Vec<String>, BackendError> {
+        // Every node forgets what is older than the memory, by the
+        // database's clock; a row read twice only closes nothing twice.
+        let memory = i64::try_from(LOGOUT_MEMORY.as_millis()).unwrap_or(i64::MAX);
+        sqlx::query(
+            "DELETE FROM ended_sessions
+             WHERE ended_at < (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1",
+        )
+        .bind(memory)
+        .execute(&self.pool)
+        .await?;
+        let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM ended_sessions")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(hashes
+            .iter()
+            .filter_map(|hash| <[u8; 32]>::try_from(hash.as_slice()).ok())
+            .map(|hash| TokenHash(hash).hex())
+            .collect())
     }
 
     async fn revoke_users(&self, users: &[String]) -> Result<usize, BackendError> {

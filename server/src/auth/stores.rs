@@ -141,6 +141,10 @@ pub(crate) trait AccountStore: Send + Sync {
     async fn disabled_users(&self) -> Result<Vec<String>, BackendError>;
 }
 
+/// How long a shared store remembers a logout for [`SessionStore::logged_out`]:
+/// many polls' worth, so a node that missed some still closes the sockets.
+pub(crate) const LOGOUT_MEMORY: Duration = Duration::from_secs(30);
+
 /// Login sessions: bearer tokens that mint tickets without the password.
 /// Implementations never keep the token itself where it outlives the
 /// process, only a hash of it: a copy of the store is then no key to anyone's
@@ -167,6 +171,14 @@ pub(crate) trait SessionStore: Send + Sync {
     /// Forgets expired sessions; returns how many. Lookups refuse them
     /// regardless: this only gives their space back.
     async fn prune(&self, now: UnixMillis) -> Result<usize, BackendError>;
+
+    /// The sessions logged out on any server in the last [`LOGOUT_MEMORY`],
+    /// as session ids ([`TokenHash::hex`]), so that every server closes
+    /// their sockets. Servers ask every second. A store of one server alone
+    /// has none to tell: that server closed the sockets at the logout.
+    async fn logged_out(&self) -> Result<Vec<String>, BackendError> {
+        Ok(Vec::new())
+    }
 
     /// Ends every session of each of `users` (names as registered); returns
     /// how many ended. Called every second with the disabled accounts, so
