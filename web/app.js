@@ -466,11 +466,11 @@ function render() {
   ui.noRoom.hidden = room !== null;
   ui.leaveRoom.hidden = room === null;
   ui.roomTitle.textContent = room ? `# ${room.name}` : 'No room open';
-  ui.roomMeta.textContent = room ? plural(room.members.length, 'member') : '';
+  ui.roomMeta.textContent = room ? plural(room.size, 'member') : '';
   ui.composerInput.placeholder = room ? `Message #${room.name}` : 'Join a room to chat';
   ui.composerInput.setAttribute('aria-label', room ? `Message to ${room.name}` : 'Message');
-  renderMembers(ui.memberList, room?.members ?? [], model.me);
-  ui.membersToggle.textContent = `Members (${room?.members.length ?? 0})`;
+  renderMembers(ui.memberList, room?.members ?? [], model.me, room?.unlisted ?? 0);
+  ui.membersToggle.textContent = `Members (${room?.size ?? 0})`;
   updateComposer();
 
   if (page.focusComposer && room) {

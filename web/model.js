@@ -91,6 +91,9 @@ export class RoomState {
     this.outbox = [];
     /** Members (each once, sorted), while joined. */
     this.members = [];
+    /** Members the last `joined` counted but did not list (`members_total`
+     * beyond `members`: a room too big for one frame lists the first by name). */
+    this.unlisted = 0;
     /** Distinct users in the room as of the last `room_list`; null: unlisted. */
     this.count = null;
     /** `last_activity` from the last `room_list` (ISO string or null). */
@@ -114,7 +117,7 @@ export class RoomState {
 
   /** Members now: exact while joined, else the last listed count. */
   get size() {
-    return this.joined ? this.members.length : this.count;
+    return this.joined ? this.members.length + this.unlisted : this.count;
   }
 
   /** The held messages, oldest first. */
@@ -343,6 +346,7 @@ export class ChatModel {
     r.caughtUp = 0;
     if (epoch !== null) r.epoch = epoch;
     r.members = [...new Set((Array.isArray(payload.members) ? payload.members : []).map(String))].sort(byteOrder);
+    r.unlisted = Number.isSafeInteger(payload.members_total) ? Math.max(0, payload.members_total - r.members.length) : 0;
     // Scrollback on a plain join; a resume's messages came before `joined`.
     const history = (Array.isArray(payload.history) ? payload.history : [])
       .map(messageOf)

@@ -326,8 +326,9 @@ function activityText(iso) {
   };
 }
 
-/** Draws the members of the open room (`me` marked). */
-export function renderMembers(list, members, me) {
+/** Draws the members of the open room (`me` marked), and how many more
+ * there are beyond those listed. */
+export function renderMembers(list, members, me, unlisted = 0) {
   list.replaceChildren(
     ...members.map((name) =>
       el(
@@ -338,5 +339,6 @@ export function renderMembers(list, members, me) {
         name === me ? el('span', { className: 'you' }, '(you)') : null,
       ),
     ),
+    ...(unlisted > 0 ? [el('li', { className: 'member more' }, `and ${unlisted} more`)] : []),
   );
 }

@@ -33,7 +33,10 @@ namespace Chat.Client
     {
         public override string Type { get { return "joined"; } }
         public string Room;
+        /// <summary>The members; in a room too big for one frame, the first by name.</summary>
         public string[] Members;
+        /// <summary>How many members the room has, counting those <see cref="Members"/> leaves out.</summary>
+        public int MembersTotal;
         /// <summary>The room's newest seq when it was joined (0: no message yet).</summary>
         public long LastSeq;
         /// <summary>After a plain join the recent messages, oldest first; after a resume empty.</summary>
@@ -153,6 +156,7 @@ namespace Chat.Client
                     {
                         Room = p.Room,
                         Members = p.Members ?? new string[0],
+                        MembersTotal = p.MembersTotal ?? (p.Members ?? new string[0]).Length,
                         LastSeq = p.LastSeq,
                         History = p.History ?? new ChatMessage[0],
                         Epoch = p.Epoch ?? "",

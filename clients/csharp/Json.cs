@@ -151,6 +151,7 @@ namespace Chat.Client
     {
         [DataMember(Name = "room")] public string Room;
         [DataMember(Name = "members")] public string[] Members;
+        [DataMember(Name = "members_total")] public int? MembersTotal;
         [DataMember(Name = "last_seq")] public long LastSeq;
         [DataMember(Name = "history")] public ChatMessage[] History;
         [DataMember(Name = "epoch")] public string Epoch;

@@ -27,8 +27,14 @@ pub enum ServerEvent {
     Joined {
         /// The room joined.
         room: String,
-        /// Everyone in the room now, the joiner included, sorted, each once.
+        /// Everyone in the room now, the joiner included, sorted, each once;
+        /// in a room too big for one frame, the first of them by name (see
+        /// `members_total`).
         members: Vec<String>,
+        /// Present only when `members` was cut to fit the frame: how many
+        /// distinct users the room has.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        members_total: Option<usize>,
         /// The room's newest sequence number (0: no message yet). Live
         /// messages continue from `last_seq + 1`.
         last_seq: u64,
@@ -165,6 +171,33 @@ impl ServerEvent {
     /// exceeds `max_bytes` only when that one entry does. Other events are
     /// not cut.
     pub fn to_json_within(mut self, reference: Option<&str>, max_bytes: usize) -> String {
+        if let Self::Joined {
+            room,
+            members,
+            members_total,
+            last_seq,
+            history,
+            epoch,
+        } = &mut self
+        {
+            // The members may take half the frame, less the newest message
+            // (which a joined always keeps) and the rest of the event.
+            let bare = Self::Joined {
+                room: room.clone(),
+                members: Vec::new(),
+                members_total: Some(usize::MAX),
+                last_seq: *last_seq,
+                history: Vec::new(),
+                epoch: epoch.clone(),
+            }
+            .to_json_with_ref(reference)
+            .len();
+            let newest = history.last().map_or(0, json_len);
+            let budget = (max_bytes / 2)
+                .min(max_bytes.saturating_sub(newest))
+                .saturating_sub(bare);
+            Self::cut_members(members, members_total, budget);
+        }
         match &mut self {
             Self::Joined { history: list, .. } | Self::HistoryPage { messages: list, .. } => {
                 let mut messages = std::mem::take(list);
@@ -208,6 +241,17 @@ impl ServerEvent {
             _ => {}
         }
         self.to_json_with_ref(reference)
+    }
+
+    /// Cuts a `joined`'s member list longer than `budget` bytes to its first
+    /// names that fit, and says how many there are.
+    fn cut_members(members: &mut Vec<String>, total: &mut Option<usize>, budget: usize) {
+        if json_len(members) <= budget {
+            return;
+        }
+        let count = members.len();
+        members.truncate(fitting(members.iter(), budget, |_| 0));
+        *total = Some(count);
     }
 
     /// Shorthand for an `error` event.
@@ -347,10 +391,48 @@ mod tests {
     }
 
     #[test]
+    fn a_joined_member_list_too_big_for_the_frame_is_cut_and_counted() {
+        let members: Vec<String> = (0..5_000).map(|i| format!("member-{i:05}")).collect();
+        let joined = |members: Vec<String>| ServerEvent::Joined {
+            room: "big".into(),
+            members,
+            members_total: None,
+            last_seq: 3,
+            history: (1..=3)
+                .map(|seq| message(seq, &"x".repeat(2_000)))
+                .collect(),
+            epoch: "e".into(),
+        };
+        for max in [4_096, 16_384, 65_536] {
+            let frame = joined(members.clone()).to_json_within(Some("r"), max);
+            assert!(frame.len() <= max, "{max}: {}", frame.len());
+            let ServerEvent::Joined {
+                members: kept,
+                members_total,
+                history,
+                ..
+            } = ServerFrame::decode(&frame).expect("decodes").event
+            else {
+                panic!("not joined");
+            };
+            assert_eq!(members_total, Some(5_000));
+            assert!(
+                !kept.is_empty() && kept[..] == members[..kept.len()],
+                "the first by name"
+            );
+            assert!(kept.len() < 5_000);
+            assert!(!history.is_empty(), "the newest message stays");
+        }
+        let small = joined(members[..3].to_vec()).to_json_within(None, 65_536);
+        assert!(!small.contains("members_total"), "{small}");
+    }
+
+    #[test]
     fn a_joined_history_is_cut_and_other_events_are_not() {
         let joined = ServerEvent::Joined {
             room: "general".into(),
             members: vec!["bob".into()],
+            members_total: None,
             last_seq: 3,
             history: (1..=3).map(|seq| message(seq, &"é".repeat(500))).collect(),
             epoch: "e".into(),
@@ -441,6 +523,7 @@ mod tests {
                 ServerEvent::Joined {
                     room: "general".into(),
                     members: vec!["alice".into(), "bob".into()],
+                    members_total: None,
                     last_seq: 7,
                     history: vec![ChatMessage {
                         id: "12".into(),

@@ -103,8 +103,17 @@ fn server_examples() -> Vec<ServerEvent> {
         ServerEvent::Joined {
             room: "general".into(),
             members: vec!["alice".into(), "bob".into()],
+            members_total: None,
             last_seq: 2,
             history: vec![message(1), message(2)],
+            epoch: "5d1c9e0a".into(),
+        },
+        ServerEvent::Joined {
+            room: "crowded".into(),
+            members: vec!["alice".into()],
+            members_total: Some(5_000),
+            last_seq: 0,
+            history: vec![],
             epoch: "5d1c9e0a".into(),
         },
         ServerEvent::Ack {

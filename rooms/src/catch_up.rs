@@ -190,6 +190,7 @@ fn joined_frame(
     ServerEvent::Joined {
         room: room.to_owned(),
         members,
+        members_total: None,
         last_seq,
         history,
         epoch: epoch.to_owned(),

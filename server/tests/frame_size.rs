@@ -302,3 +302,57 @@ async fn a_room_list_is_cut_to_the_frame_and_paging_gets_every_room() {
     assert_eq!(listed, names, "every room once, in order");
     bob.close().await;
 }
+
+/// A `joined` of a room with more members than fit half a frame lists the
+/// first of them by name and says how many there are, within the frame.
+#[tokio::test]
+async fn a_joined_of_a_crowded_room_fits_the_frame_and_counts_its_members() {
+    const MAX: usize = 1024;
+    let server = TestServer::with(|c| {
+        c.max_message_size = MAX;
+        c.rate = 1e6;
+        c.burst = 1_000_000;
+    })
+    .await;
+    let mut crowd = Vec::new();
+    // Their names alone are more than a whole frame.
+    for i in 0..200 {
+        let mut member = server.client(&format!("member-{i:03}")).await;
+        member.join("crowded").await;
+        crowd.push(member);
+    }
+    crowd[0].say("crowded", "hello").await;
+    let mut alice = server.client("alice").await;
+    alice
+        .send(ClientEvent::JoinRoom {
+            room: "crowded".into(),
+            since: None,
+            epoch: None,
+        })
+        .await;
+    let (joined, size) = next_sized(&mut alice).await;
+    assert!(size <= MAX + 1024, "joined is {size} bytes");
+    let ServerEvent::Joined {
+        members,
+        members_total,
+        history,
+        ..
+    } = joined
+    else {
+        panic!("expected joined, got {joined:?}");
+    };
+    assert_eq!(members_total, Some(201), "everyone, alice included");
+    assert!(
+        !members.is_empty() && members.len() < 201,
+        "{}",
+        members.len()
+    );
+    let mut sorted = members.clone();
+    sorted.sort();
+    assert_eq!(members, sorted, "the first by name");
+    assert_eq!(history.len(), 1, "the message still fits");
+    alice.close().await;
+    for member in crowd {
+        member.close().await;
+    }
+}

@@ -50,6 +50,7 @@ fn joined(room: &str, members: &[&str]) -> AppEvent {
     server(ServerEvent::Joined {
         room: room.into(),
         members: members.iter().map(|m| m.to_string()).collect(),
+        members_total: None,
         last_seq: 0,
         history: vec![],
         epoch: "e".into(),
@@ -333,6 +334,7 @@ fn joining_shows_history_and_paging_back_prepends_older_messages() {
     app.update(server(ServerEvent::Joined {
         room: "r".into(),
         members: vec!["alice".into()],
+        members_total: None,
         last_seq: 12,
         history: (8..=12).map(|s| stored("r", s, &format!("m{s}"))).collect(),
         epoch: "e".into(),
@@ -424,6 +426,7 @@ fn a_reset_history_replaces_the_rooms_messages_and_says_so() {
     app.update(server(ServerEvent::Joined {
         room: "general".into(),
         members: vec!["alice".into(), "bob".into()],
+        members_total: None,
         last_seq: 1,
         history: vec![m(1, "the new history")],
         epoch: "new".into(),
@@ -547,4 +550,20 @@ fn the_directory_stops_at_its_cap() {
     }
     assert_eq!(app.directory.len(), chat_tui::tui::app::MAX_DIRECTORY);
     assert_eq!(app.directory[0].name, names[0]);
+}
+
+#[test]
+fn a_joined_that_lists_only_the_first_members_counts_the_rest() {
+    let mut app = App::new("alice", "http://127.0.0.1:8080", Clock::Utc);
+    app.update(AppEvent::Session(SessionEvent::State(ConnState::Connected)));
+    app.update(server(ServerEvent::Joined {
+        room: "big".into(),
+        members: vec!["alice".into(), "bob".into()],
+        members_total: Some(500),
+        last_seq: 0,
+        history: vec![],
+        epoch: "e".into(),
+    }));
+    let room = app.current_room().expect("shown");
+    assert_eq!((room.members.len(), room.unlisted), (2, 498));
 }

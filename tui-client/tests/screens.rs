@@ -55,6 +55,7 @@ fn busy_app() -> App {
             ServerEvent::Joined {
                 room: room.into(),
                 members: members.into_iter().map(String::from).collect(),
+                members_total: None,
                 last_seq: 0,
                 history: vec![],
                 epoch: "e".into(),

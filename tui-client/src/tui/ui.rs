@@ -229,11 +229,17 @@ fn draw_members(frame: &mut Frame<'_>, app: &App, area: Rect) {
                     };
                     ListItem::new(Span::styled(m.clone(), style))
                 })
+                .chain((room.unlisted > 0).then(|| {
+                    ListItem::new(Span::styled(
+                        format!("and {} more", room.unlisted),
+                        Style::new().fg(Color::DarkGray),
+                    ))
+                }))
                 .collect()
         })
         .unwrap_or_default();
     let title = match app.current_room() {
-        Some(room) => format!(" Members ({}) ", room.members.len()),
+        Some(room) => format!(" Members ({}) ", room.members.len() + room.unlisted),
         None => " Members ".to_owned(),
     };
     frame.render_widget(

@@ -37,6 +37,20 @@ function reconnect(model) {
 const seqs = (model, room = 'general') => model.held(room).map((m) => m.seq);
 
 describe('joining', () => {
+  test('a joined that lists only the first members counts the rest', () => {
+    const model = new ChatModel();
+    model.welcome('alice');
+    const join = only(model.join('big'), 'join_room');
+    model.receive({ type: 'joined', ref: join.ref, payload: { room: 'big', members: ['alice', 'bob'], members_total: 500, last_seq: 0, history: [], epoch: EPOCH } });
+    const r = model.rooms.get('big');
+    assert.deepEqual(r.members, ['alice', 'bob']);
+    assert.equal(r.unlisted, 498);
+    assert.equal(r.size, 500);
+    const small = only(model.join('small'), 'join_room');
+    model.receive({ type: 'joined', ref: small.ref, payload: { room: 'small', members: ['alice'], last_seq: 0, history: [], epoch: EPOCH } });
+    assert.equal(model.rooms.get('small').size, 1, 'no members_total: all are listed');
+  });
+
   test('a plain join holds the history it brings, names every request with a distinct ref, and opens the room', () => {
     const model = new ChatModel();
     model.welcome('alice');

@@ -78,6 +78,7 @@ impl App {
             ServerEvent::Joined {
                 room,
                 members,
+                members_total,
                 history,
                 ..
             } => {
@@ -88,6 +89,8 @@ impl App {
                         self.rooms.len() - 1
                     }
                 };
+                self.rooms[index].unlisted =
+                    members_total.unwrap_or(0).saturating_sub(members.len());
                 self.rooms[index].members = members.into_iter().collect();
                 // Scrollback for a room that shows no message yet (just
                 // opened, or its history was reset); a resume brought its

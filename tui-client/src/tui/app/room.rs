@@ -11,6 +11,9 @@ pub struct Room {
     pub name: String,
     /// Members now.
     pub members: BTreeSet<String>,
+    /// Members the last `joined` counted but did not list (a room too big
+    /// for one frame lists the first by name): shown as "and N more".
+    pub unlisted: usize,
     /// Chat pane contents, oldest first.
     pub lines: Vec<ChatLine>,
     /// Messages arrived while another room was shown.
@@ -40,6 +43,7 @@ impl Room {
         Self {
             name: name.to_owned(),
             members: BTreeSet::new(),
+            unlisted: 0,
             lines: Vec::new(),
             unread: 0,
             mentioned: false,
