@@ -149,3 +149,57 @@ async fn one_address_cannot_spray_guesses_over_every_name() {
         "another address is not limited by the sprayer's count"
     );
 }
+
+/// `Retry-After` of a login from `source` that must be refused with 429.
+async fn refused_for(server: &TestServer, source: IpAddr, user: &str) -> u64 {
+    let (status, headers, body) = server
+        .http_from(
+            source,
+            "POST",
+            "/api/login",
+            &[("content-type", "application/json")],
+            &creds(user, "wrong guess"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds")
+}
+
+/// The backoff per (user, address) pair: a name that keeps filling its
+/// window from one address is refused twice as long each time, while its
+/// user still logs in from a clean address at once.
+#[tokio::test]
+async fn a_guesser_who_keeps_filling_the_window_waits_ever_longer_and_alone() {
+    let server = TestServer::with(|c| {
+        c.login_attempts = 2;
+        c.login_window = std::time::Duration::from_secs(1);
+    })
+    .await;
+    server.register("alice").await;
+    let attacker = loopback(7);
+    for wrong in 0..2 {
+        let refused = login_from(&server, attacker, "alice", "wrong guess").await;
+        assert_eq!(refused.0, StatusCode::UNAUTHORIZED, "guess {wrong}");
+    }
+    assert_eq!(refused_for(&server, attacker, "alice").await, 1, "first full window");
+    // Waits out the window, polling (a refused login counts nothing).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _) = login_from(&server, attacker, "alice", "wrong guess").await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the window never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, _) = login_from(&server, attacker, "alice", "wrong guess").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused_for(&server, attacker, "alice").await, 2, "twice as long");
+
+    let (status, _) = login_from(&server, loopback(8), "alice", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "the user, from a clean address");
+}

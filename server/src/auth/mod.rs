@@ -47,7 +47,8 @@ use session::TokenHash;
 use stored_sessions::StoredSessions;
 pub(crate) use stores::Redeemed;
 use stores::{
-    AccountError, AccountStore, BackendError, LimitError, LoginLimiter, SessionStore, TicketStore,
+    AccountError, AccountStore, BackendError, Limit, LimitError, LoginLimiter, SessionStore,
+    TicketStore,
 };
 use throttle::{InFlight, MemoryThrottle};
 use ticket::MemoryTickets;
@@ -344,11 +345,14 @@ impl Auth {
         let pair_key = format!("pair:{name}|{peer}");
         let ip_key = format!("ip:{peer}");
         let counted = [pair_key.as_str(), ip_key.as_str()];
+        // The pair backs off (an attacker slows down only themselves); the
+        // address does not, so that one guesser behind a NAT does not lock
+        // out the others for ever longer.
         self.limiter
             .reserve(&[
-                (pair_key.as_str(), self.attempts_per_user),
-                (
-                    ip_key.as_str(),
+                Limit::backing_off(&pair_key, self.attempts_per_user),
+                Limit::fixed(
+                    &ip_key,
                     self.attempts_per_user
                         .saturating_mul(ADDRESS_ATTEMPTS_FACTOR),
                 ),

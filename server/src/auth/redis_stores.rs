@@ -15,7 +15,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisResult, Script};
 
 use super::session::TokenHash;
-use super::stores::{BackendError, LimitError, LoginLimiter, Redeemed, TicketError, TicketStore};
+use super::stores::{
+    BackendError, Limit, LimitError, LoginLimiter, Redeemed, TicketError, TicketStore, MAX_BACKOFF,
+    STRIKE_MEMORY,
+};
 use crate::clock::{millis, UnixMillis};
 
 /// Connects to the Redis at `url` with the reconnection policy the stores
@@ -183,16 +186,21 @@ impl TicketStore for RedisTickets {
     }
 }
 
-/// Counts one attempt against every key (`KEYS[i]` has the limit `ARGV[i]`,
-/// the window in ms is the last argument), or none when one is at its limit:
-/// then the longest time left (ms) in the windows of the keys at their limit.
-/// 0 when counted. One script, so that the check and the count are one step
+/// Counts one attempt against every key (of the `n` limits, `KEYS[i]` has
+/// the limit `ARGV[i]` and backs off when `ARGV[n + i]` is 1, counting its
+/// full windows under `KEYS[n + i]`; then come the window, the largest
+/// backoff factor and the strikes' memory, in ms), or none when one is at its
+/// limit: then the longest time left (ms) in the windows of the keys at their
+/// limit. 0 when counted. A backing-off key's `k`th full window is made to
+/// last 2^(k-1) windows from the attempt that filled it. One script, so that the check and the count are one step
 /// for every server sharing this Redis, and so that no crash between the
 /// `INCR` and the `PEXPIRE` of a window's first attempt leaves a count that
 /// never expires, which would lock a key out for good.
 const RESERVE: &str = r"
+local n = #KEYS / 2
 local wait = 0
-for i, key in ipairs(KEYS) do
+for i = 1, n do
+  local key = KEYS[i]
   local attempts = tonumber(redis.call('GET', key) or '0')
   if attempts >= tonumber(ARGV[i]) then
     local ttl = redis.call('PTTL', key)
@@ -206,11 +214,22 @@ for i, key in ipairs(KEYS) do
   end
 end
 if wait > 0 then return wait end
-local window = ARGV[#KEYS + 1]
-for _, key in ipairs(KEYS) do
-  redis.call('INCR', key)
+local window = tonumber(ARGV[2 * n + 1])
+local most = tonumber(ARGV[2 * n + 2])
+local memory = ARGV[2 * n + 3]
+for i = 1, n do
+  local key = KEYS[i]
+  local attempts = redis.call('INCR', key)
   if redis.call('PTTL', key) < 0 then
     redis.call('PEXPIRE', key, window)
+  end
+  if ARGV[n + i] == '1' and attempts == tonumber(ARGV[i]) then
+    local strikes = redis.call('INCR', KEYS[n + i])
+    redis.call('PEXPIRE', KEYS[n + i], memory)
+    local factor = math.min(2 ^ (strikes - 1), most)
+    if factor > 1 then
+      redis.call('PEXPIRE', key, window * factor)
+    end
   end
 end
 return 0
@@ -256,13 +275,21 @@ impl RedisThrottle {
 
 #[async_trait]
 impl LoginLimiter for RedisThrottle {
-    async fn reserve(&self, limits: &[(&str, u32)]) -> Result<(), LimitError> {
+    async fn reserve(&self, limits: &[Limit<'_>]) -> Result<(), LimitError> {
         let mut invocation = self.reserve.prepare_invoke();
-        for (key, limit) in limits {
-            invocation.key(self.key(key)).arg(*limit);
+        for limit in limits {
+            invocation.key(self.key(limit.key)).arg(limit.attempts);
+        }
+        for limit in limits {
+            invocation
+                .key(self.key(&format!("strikes:{}", limit.key)))
+                .arg(u8::from(limit.backoff));
         }
         // At least a millisecond: `PEXPIRE key 0` would delete the count.
-        invocation.arg(millis(self.window).max(1));
+        invocation
+            .arg(millis(self.window).max(1))
+            .arg(MAX_BACKOFF)
+            .arg(millis(STRIKE_MEMORY));
         let mut conn = self.redis.conn.clone();
         let wait: i64 = invocation
             .invoke_async(&mut conn)
@@ -480,6 +507,44 @@ mod tests {
         assert_eq!(a.prune(TTL).await.expect("prunes"), 0, "nothing to do");
     }
 
+    /// The pair's backoff counts across nodes too: its second full window
+    /// is twice as long, wherever the attempts came from.
+    #[tokio::test]
+    async fn a_backing_off_key_is_refused_longer_on_every_node() {
+        let Some(engine) = chat_test_engines::redis().await else {
+            return;
+        };
+        let window = Duration::from_secs(1);
+        let a = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
+        let b = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
+        let pair = [Limit::backing_off("pair:alice|10.0.0.9", 2)];
+        a.reserve(&pair).await.expect("one");
+        b.reserve(&pair).await.expect("two");
+        match b.reserve(&pair).await {
+            Err(LimitError::Limited(wait)) => assert!(wait <= window, "{wait:?}"),
+            other => panic!("first strike: {other:?}"),
+        }
+        eventually(
+            Duration::from_secs(5),
+            "the first window to end",
+            || async { a.reserve(&pair).await.is_ok() },
+        )
+        .await;
+        b.reserve(&pair).await.expect("two");
+        match a.reserve(&pair).await {
+            Err(LimitError::Limited(wait)) => {
+                assert!(wait > window && wait <= window * 2, "{wait:?}");
+            }
+            other => panic!("second strike: {other:?}"),
+        }
+        assert!(
+            a.reserve(&[Limit::backing_off("pair:alice|10.0.0.10", 2)])
+                .await
+                .is_ok(),
+            "another pair is not slowed"
+        );
+    }
+
     #[tokio::test]
     async fn attempts_count_together_across_nodes_until_the_window_ends() {
         let Some(engine) = chat_test_engines::redis().await else {
@@ -490,7 +555,10 @@ mod tests {
         let window = Duration::from_secs(2);
         let a = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
         let b = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
-        let limits = [("pair:alice|10.0.0.1", 3), ("ip:10.0.0.1", 30)];
+        let limits = [
+            Limit::fixed("pair:alice|10.0.0.1", 3),
+            Limit::fixed("ip:10.0.0.1", 30),
+        ];
 
         a.reserve(&limits).await.expect("one of three");
         b.reserve(&limits).await.expect("two of three");
@@ -504,18 +572,22 @@ mod tests {
             }
         }
         // The refused reserves counted nothing on the address, which is under its limit.
-        b.reserve(&[("ip:10.0.0.1", 4)]).await.expect("3 < 4");
-        a.reserve(&[("pair:bob|10.0.0.1", 3)])
+        b.reserve(&[Limit::fixed("ip:10.0.0.1", 4)])
+            .await
+            .expect("3 < 4");
+        a.reserve(&[Limit::fixed("pair:bob|10.0.0.1", 3)])
             .await
             .expect("per key");
 
         eventually(Duration::from_secs(10), "the window ends", || async {
-            b.reserve(&[("pair:alice|10.0.0.1", 1)]).await.is_ok()
+            b.reserve(&[Limit::fixed("pair:alice|10.0.0.1", 1)])
+                .await
+                .is_ok()
         })
         .await;
         // A new window, opened by that reserve: a limit of one is now reached.
         assert!(matches!(
-            a.reserve(&[("pair:alice|10.0.0.1", 1)]).await,
+            a.reserve(&[Limit::fixed("pair:alice|10.0.0.1", 1)]).await,
             Err(LimitError::Limited(_))
         ));
     }
@@ -528,18 +600,24 @@ mod tests {
         let window = Duration::from_secs(60);
         let a = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
         let b = RedisThrottle::new(node(&engine.url, &engine.prefix).await, window);
-        a.reserve(&[("pair:alice|x", 2)]).await.expect("one");
-        a.reserve(&[("pair:alice|x", 2)]).await.expect("two");
+        a.reserve(&[Limit::fixed("pair:alice|x", 2)])
+            .await
+            .expect("one");
+        a.reserve(&[Limit::fixed("pair:alice|x", 2)])
+            .await
+            .expect("two");
         assert!(matches!(
-            b.reserve(&[("pair:alice|x", 2)]).await,
+            b.reserve(&[Limit::fixed("pair:alice|x", 2)]).await,
             Err(LimitError::Limited(_))
         ));
         b.refund(&["pair:alice|x", "never-counted"])
             .await
             .expect("refunds");
-        a.reserve(&[("pair:alice|x", 2)]).await.expect("given back");
+        a.reserve(&[Limit::fixed("pair:alice|x", 2)])
+            .await
+            .expect("given back");
         assert!(matches!(
-            b.reserve(&[("pair:alice|x", 2)]).await,
+            b.reserve(&[Limit::fixed("pair:alice|x", 2)]).await,
             Err(LimitError::Limited(_))
         ));
     }
@@ -563,7 +641,7 @@ mod tests {
         let attempts: Vec<_> = (0..40)
             .map(|i| {
                 let node = nodes[i % 2].clone();
-                tokio::spawn(async move { node.reserve(&[("pair:alice|x", 7)]).await })
+                tokio::spawn(async move { node.reserve(&[Limit::fixed("pair:alice|x", 7)]).await })
             })
             .collect();
         let mut passed = 0;
@@ -587,7 +665,7 @@ mod tests {
         let throttle = RedisThrottle::new(redis, Duration::from_secs(60));
         let before = tickets.issue("alice", "s1", 0, TTL).await.expect("issues");
         throttle
-            .reserve(&[("user:alice", 5)])
+            .reserve(&[Limit::fixed("user:alice", 5)])
             .await
             .expect("counts");
 
@@ -601,7 +679,7 @@ mod tests {
             "a failure, not a refusal of the ticket"
         );
         assert!(matches!(
-            soon(throttle.reserve(&[("user:alice", 5)])).await,
+            soon(throttle.reserve(&[Limit::fixed("user:alice", 5)])).await,
             Err(LimitError::Backend(_))
         ));
         assert!(soon(throttle.refund(&["user:alice"])).await.is_err());
@@ -622,9 +700,12 @@ mod tests {
             "alice"
         );
         // The scripts are loaded again into the new server.
-        throttle.reserve(&[("user:alice", 1)]).await.expect("empty");
+        throttle
+            .reserve(&[Limit::fixed("user:alice", 1)])
+            .await
+            .expect("empty");
         assert!(matches!(
-            throttle.reserve(&[("user:alice", 1)]).await,
+            throttle.reserve(&[Limit::fixed("user:alice", 1)]).await,
             Err(LimitError::Limited(_))
         ));
     }

@@ -220,6 +220,52 @@ pub(crate) trait TicketStore: Send + Sync {
     async fn prune(&self, now: UnixMillis) -> Result<usize, BackendError>;
 }
 
+/// How often a key that keeps filling its window is refused for longer:
+/// its `n`th full window (within [`STRIKE_MEMORY`]) lasts 2^(n-1) windows,
+/// up to this many.
+pub(crate) const MAX_BACKOFF: u32 = 64;
+
+/// How long a backing-off key's full windows are remembered after its last.
+pub(crate) const STRIKE_MEMORY: Duration = Duration::from_secs(24 * 3600);
+
+/// One count of [`LoginLimiter::reserve`]: at most `attempts` a window under
+/// `key`. A key that backs off has each full window (a strike) last twice
+/// the one before, up to [`MAX_BACKOFF`] windows: a guesser is slowed ever
+/// more, and only under that key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limit<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) attempts: u32,
+    pub(crate) backoff: bool,
+}
+
+impl<'a> Limit<'a> {
+    /// `attempts` a window, every window alike.
+    pub(crate) fn fixed(key: &'a str, attempts: u32) -> Self {
+        Self {
+            key,
+            attempts,
+            backoff: false,
+        }
+    }
+
+    /// `attempts` a window, each full window longer than the last.
+    pub(crate) fn backing_off(key: &'a str, attempts: u32) -> Self {
+        Self {
+            key,
+            attempts,
+            backoff: true,
+        }
+    }
+}
+
+/// How many windows a backing-off key's `strikes`th full window lasts.
+pub(crate) fn backoff_factor(strikes: u32) -> u32 {
+    1u32.checked_shl(strikes.saturating_sub(1))
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF)
+}
+
 /// Why a login attempt was not let through to the password check.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LimitError {
@@ -243,11 +289,11 @@ pub(crate) enum LimitError {
 /// guesses as one server does.
 #[async_trait]
 pub(crate) trait LoginLimiter: Send + Sync {
-    /// Counts one attempt against every `(key, limit)` pair, all or none, in
-    /// one atomic step: `Err(Limited(retry_after))`, counting nothing, when
-    /// any key has reached its limit in its current window (`retry_after` is
-    /// the longest wait among them).
-    async fn reserve(&self, limits: &[(&str, u32)]) -> Result<(), LimitError>;
+    /// Counts one attempt against every limit's key, all or none, in one
+    /// atomic step: `Err(Limited(retry_after))`, counting nothing, when any
+    /// key has reached its limit in its current window (`retry_after` is the
+    /// longest wait among them).
+    async fn reserve(&self, limits: &[Limit<'_>]) -> Result<(), LimitError>;
 
     /// Gives back one attempt of each key: the login succeeded, or was turned
     /// away before its password was checked.
