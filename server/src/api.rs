@@ -473,7 +473,7 @@ async fn websocket(
     };
 
     let per_user = app.config.max_connections_per_user;
-    if app.connections.roster.of_user(&user) >= per_user {
+    let Some(place) = app.connections.roster.hold(&user, per_user) else {
         tracing::info!(%peer, user = %user, "socket refused: too many connections of the user");
         app.metrics.connection_refused("user");
         return ApiError {
@@ -487,7 +487,7 @@ async fn websocket(
             )
         }
         .into_response();
-    }
+    };
 
     // Held from here so that shutdown waits for this connection, even before
     // the upgrade completes.
@@ -501,6 +501,6 @@ async fn websocket(
         // The connection's future itself, not wrapped in another: a wrapping
         // `async` block would hold a second copy of the socket's state.
         .on_upgrade(move |socket| {
-            connection::run(socket, user, session, context, tracked, admitted)
+            connection::run(socket, user, session, place, context, tracked, admitted)
         })
 }

@@ -155,3 +155,36 @@ async fn caps_per_address_and_per_user_answer_before_any_work() {
     assert!(third.is_some(), "alice's closed socket still counted");
     second.close().await;
 }
+
+/// The per-user cap holds against upgrades racing each other: the check
+/// and the count were two steps (the count came once the upgrade was done),
+/// so concurrent upgrades of one user could all pass.
+#[tokio::test]
+async fn concurrent_upgrades_of_one_user_open_at_most_the_cap() {
+    const CAP: usize = 4;
+    let server = std::sync::Arc::new(TestServer::with(|c| c.max_connections_per_user = CAP).await);
+    server.register("alice").await;
+    let session = server.login_response("alice").await.session;
+    let mut tickets = Vec::new();
+    for _ in 0..24 {
+        tickets.push(server.ticket(&session).await.ticket);
+    }
+    let upgrades: Vec<_> = tickets
+        .into_iter()
+        .map(|ticket| {
+            let server = server.clone();
+            tokio::spawn(async move { server.ws(Some(&ticket), None).await })
+        })
+        .collect();
+    let (mut open, mut refused) = (Vec::new(), 0);
+    for upgrade in upgrades {
+        match upgrade.await.expect("task") {
+            Ok(ws) => open.push(ws),
+            Err(status) => {
+                assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((open.len(), refused), (CAP, 24 - CAP));
+}

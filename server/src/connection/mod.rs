@@ -75,6 +75,7 @@ pub(crate) async fn run(
     mut socket: WebSocket,
     user: String,
     session: Option<String>,
+    place: roster::Place,
     context: Arc<Context>,
     tracked: TaskTrackerToken,
     admitted: Admitted,
@@ -85,7 +86,7 @@ pub(crate) async fn run(
     let closer = Closer::new(&context.shutdown);
     // Listed until this function returns, so that a user's connections can be
     // closed from outside (an account disabled while connected).
-    let _registered = context.roster.register(&user, session, closer.clone());
+    let _registered = place.register(session, closer.clone());
     let (outbox, rx) = Outbox::new(
         settings.send_queue,
         settings.send_queue_bytes,

@@ -28,6 +28,9 @@ struct Table {
     by_user: HashMap<String, HashMap<u64, Entry>>,
     /// Connections in `by_user`, kept so that reading it is O(1).
     connections: usize,
+    /// Places held for each user's connections being upgraded ([`Place`]),
+    /// counted against the user's cap with the registered ones.
+    held: HashMap<String, usize>,
     /// The number the next registration gets.
     next_id: u64,
 }
@@ -37,29 +40,23 @@ impl Roster {
         self.inner.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a connection of `user`, opened with a ticket of `session`,
-    /// closed through `closer`; it stays until the returned guard is dropped.
-    pub(crate) fn register(
-        &self,
-        user: &str,
-        session: Option<String>,
-        closer: Closer,
-    ) -> Registration {
+    /// Holds a place for a connection of `user` about to be upgraded,
+    /// unless the user's connections and the places held already number
+    /// `limit`: the check and the hold are one step, so that concurrent
+    /// upgrades of one user cannot all pass a check of the count.
+    pub(crate) fn hold(&self, user: &str, limit: usize) -> Option<Place> {
         let key = user.to_lowercase();
         let mut table = self.table();
-        let id = table.next_id;
-        table.next_id += 1;
-        table
-            .by_user
-            .entry(key.clone())
-            .or_default()
-            .insert(id, Entry { session, closer });
-        table.connections += 1;
-        Registration {
-            roster: self.clone(),
-            user: key,
-            id,
+        let open = table.by_user.get(&key).map_or(0, HashMap::len);
+        let held = table.held.get(&key).copied().unwrap_or(0);
+        if open + held >= limit {
+            return None;
         }
+        *table.held.entry(key.clone()).or_insert(0) += 1;
+        Some(Place {
+            roster: self.clone(),
+            user: Some(key),
+        })
     }
 
     /// Closes every connection of `user` with `reason`; returns how many
@@ -76,14 +73,6 @@ impl Roster {
             closer.close(reason);
         }
         closers.len()
-    }
-
-    /// The connections of `user` (in any letter case).
-    pub(crate) fn of_user(&self, user: &str) -> usize {
-        self.table()
-            .by_user
-            .get(&user.to_lowercase())
-            .map_or(0, HashMap::len)
     }
 
     /// Closes every connection opened with a ticket of `session` with
@@ -112,6 +101,65 @@ impl Roster {
     /// Connections registered.
     pub(crate) fn connections(&self) -> usize {
         self.table().connections
+    }
+}
+
+impl Table {
+    /// Adds a connection under the lowercased `key`; returns its number.
+    fn insert(&mut self, key: &str, session: Option<String>, closer: Closer) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_user
+            .entry(key.to_owned())
+            .or_default()
+            .insert(id, Entry { session, closer });
+        self.connections += 1;
+        id
+    }
+
+    /// Gives back one place held for `key`.
+    fn release(&mut self, key: &str) {
+        if let Some(held) = self.held.get_mut(key) {
+            *held -= 1;
+            if *held == 0 {
+                self.held.remove(key);
+            }
+        }
+    }
+}
+
+/// A place held for one connection of a user while it is upgraded; it
+/// becomes the connection's [`Registration`], or is given back when dropped
+/// (the upgrade failed).
+pub(crate) struct Place {
+    roster: Roster,
+    /// The lowercased user name; taken when registered.
+    user: Option<String>,
+}
+
+impl Place {
+    /// Turns the place into the connection's entry, in one step, so that
+    /// the user's count never drops between them.
+    pub(crate) fn register(mut self, session: Option<String>, closer: Closer) -> Registration {
+        let key = self.user.take().unwrap_or_default();
+        let id = {
+            let mut table = self.roster.table();
+            table.release(&key);
+            table.insert(&key, session, closer)
+        };
+        Registration {
+            roster: self.roster.clone(),
+            user: key,
+            id,
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some(key) = self.user.take() {
+            self.roster.table().release(&key);
+        }
     }
 }
 
@@ -151,14 +199,22 @@ mod tests {
 
     use super::*;
 
+    /// A connection of `user` registered as an upgrade would.
+    fn open(roster: &Roster, user: &str, session: Option<String>, closer: Closer) -> Registration {
+        roster
+            .hold(user, usize::MAX)
+            .expect("no cap")
+            .register(session, closer)
+    }
+
     #[test]
     fn close_session_closes_the_sockets_of_that_session_only() {
         let roster = Roster::default();
         let shutdown = CancellationToken::new();
         let closers: Vec<Closer> = (0..3).map(|_| Closer::new(&shutdown)).collect();
-        let _a = roster.register("alice", Some("s1".into()), closers[0].clone());
-        let _b = roster.register("alice", Some("s2".into()), closers[1].clone());
-        let _c = roster.register("bob", Some("s1".into()), closers[2].clone());
+        let _a = open(&roster, "alice", Some("s1".into()), closers[0].clone());
+        let _b = open(&roster, "alice", Some("s2".into()), closers[1].clone());
+        let _c = open(&roster, "bob", Some("s1".into()), closers[2].clone());
         assert_eq!(roster.close_session("s1", CloseReason::LoggedOut), 2);
         assert_eq!(closers[0].reason(), CloseReason::LoggedOut);
         assert!(closers[2].is_closing());
@@ -173,9 +229,9 @@ mod tests {
         let shutdown = CancellationToken::new();
         let roster = Roster::default();
         let closers: Vec<Closer> = (0..3).map(|_| Closer::new(&shutdown)).collect();
-        let alice_1 = roster.register("Alice", None, closers[0].clone());
-        let alice_2 = roster.register("alice", None, closers[1].clone());
-        let bob = roster.register("bob", None, closers[2].clone());
+        let alice_1 = open(&roster, "Alice", None, closers[0].clone());
+        let alice_2 = open(&roster, "alice", None, closers[1].clone());
+        let bob = open(&roster, "bob", None, closers[2].clone());
         assert_eq!((roster.users(), roster.connections()), (2, 3));
 
         assert_eq!(roster.close_user("ALICE", CloseReason::AccountDisabled), 2);
@@ -196,11 +252,30 @@ mod tests {
     }
 
     #[test]
+    fn places_held_count_against_the_cap_until_registered_or_dropped() {
+        let shutdown = CancellationToken::new();
+        let roster = Roster::default();
+        let first = roster.hold("alice", 2).expect("one of two");
+        let second = roster.hold("ALICE", 2).expect("two of two");
+        assert!(roster.hold("alice", 2).is_none(), "both places held");
+        assert!(roster.hold("bob", 2).is_some(), "per user");
+        let registered = first.register(None, Closer::new(&shutdown));
+        assert_eq!(roster.connections(), 1);
+        assert!(roster.hold("alice", 2).is_none(), "one open, one held");
+        drop(second);
+        let third = roster.hold("alice", 2).expect("a place given back");
+        drop(registered);
+        let _fourth = roster.hold("alice", 2).expect("a connection gone");
+        drop(third);
+        assert!(roster.table().held.len() <= 1);
+    }
+
+    #[test]
     fn a_connection_closing_already_keeps_its_reason() {
         let shutdown = CancellationToken::new();
         let roster = Roster::default();
         let closer = Closer::new(&shutdown);
-        let _registered = roster.register("alice", None, closer.clone());
+        let _registered = open(&roster, "alice", None, closer.clone());
         closer.close(CloseReason::SlowConsumer);
         assert_eq!(roster.close_user("alice", CloseReason::AccountDisabled), 1);
         assert_eq!(closer.reason(), CloseReason::SlowConsumer);
