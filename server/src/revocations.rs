@@ -8,16 +8,18 @@
 //!
 //! Every poll acts on everything it finds, not on what changed since the
 //! last: a socket opened afterwards with a ticket minted before the disable,
-//! or a session a login racing the disable issued, is ended by the next poll;
-//! a logout read twice closes nothing the second time.
+//! or a session a login racing the disable issued, is ended by the next poll.
+//! A logout, whose tickets are void, is acted on once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chat_rooms::CloseReason;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::stores::LOGOUT_MEMORY;
 use crate::auth::Auth;
 use crate::connection::roster::Roster;
 
@@ -34,6 +36,8 @@ pub(crate) async fn enforce(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // Each logged once per outage, not once a second.
     let (mut disabled_failing, mut logouts_failing) = (false, false);
+    // Logged-out sessions already acted on, and when.
+    let mut handled: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -56,7 +60,15 @@ pub(crate) async fn enforce(
         }
         let logged_out = auth.logged_out_sessions().await;
         if let Some(sessions) = report(logged_out, &mut logouts_failing, "logged-out sessions") {
+            // The store remembers a logout for many polls; its tickets are
+            // void, so no socket of it opens after the first: each is acted
+            // on once, not once a poll.
+            let now = Instant::now();
+            handled.retain(|_, at| now.duration_since(*at) < 2 * LOGOUT_MEMORY);
             for session in &sessions {
+                if handled.insert(session.clone(), now).is_some() {
+                    continue;
+                }
                 let closed = roster.close_session(session, CloseReason::LoggedOut);
                 if closed > 0 {
                     tracing::info!(

@@ -185,7 +185,11 @@ async fn a_guesser_who_keeps_filling_the_window_waits_ever_longer_and_alone() {
         let refused = login_from(&server, attacker, "alice", "wrong guess").await;
         assert_eq!(refused.0, StatusCode::UNAUTHORIZED, "guess {wrong}");
     }
-    assert_eq!(refused_for(&server, attacker, "alice").await, 1, "first full window");
+    assert_eq!(
+        refused_for(&server, attacker, "alice").await,
+        1,
+        "first full window"
+    );
     // Waits out the window, polling (a refused login counts nothing).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -193,12 +197,19 @@ async fn a_guesser_who_keeps_filling_the_window_waits_ever_longer_and_alone() {
         if status == StatusCode::UNAUTHORIZED {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the window never ended");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the window never ended"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let (status, _) = login_from(&server, attacker, "alice", "wrong guess").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(refused_for(&server, attacker, "alice").await, 2, "twice as long");
+    assert_eq!(
+        refused_for(&server, attacker, "alice").await,
+        2,
+        "twice as long"
+    );
 
     let (status, _) = login_from(&server, loopback(8), "alice", PASSWORD).await;
     assert_eq!(status, StatusCode::OK, "the user, from a clean address");
