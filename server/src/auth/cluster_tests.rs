@@ -190,3 +190,30 @@ async fn logins_fail_closed_while_redis_is_down() {
         }
     }
 }
+
+/// Registration rates count on every node together: one address's hour of
+/// registrations, spread over two nodes, is the hour of one node.
+#[tokio::test]
+async fn nodes_share_the_registration_rates() {
+    let Some(db) = chat_test_engines::postgres().await else {
+        return;
+    };
+    let Some(redis) = chat_test_engines::redis().await else {
+        return;
+    };
+    let shared = Some((redis.url.as_str(), redis.prefix.as_str()));
+    let (a, b) = (node(&db, shared, 3).await, node(&db, shared, 3).await);
+    let per_address = config(3).registrations_per_address;
+    for i in 0..per_address {
+        let node = if i % 2 == 0 { &a } else { &b };
+        node.register(&format!("user{i}"), PASSWORD.into(), None, peer())
+            .await
+            .expect("within the address's rate");
+    }
+    for node in [&a, &b] {
+        assert!(matches!(
+            node.register("late", PASSWORD.into(), None, peer()).await,
+            Err(AuthError::TooManyRegistrations(wait)) if wait > Duration::from_secs(3000)
+        ));
+    }
+}

@@ -213,6 +213,9 @@ pub(crate) struct Stores {
     pub(crate) tickets: Arc<dyn TicketStore>,
     /// Failed-login counts.
     pub(crate) limiter: Arc<dyn LoginLimiter>,
+    /// Registration counts shared by a cluster's nodes (windows of
+    /// [`registration::HOUR`]); `None`: this server counts its own.
+    pub(crate) registrations: Option<Arc<dyn LoginLimiter>>,
 }
 
 /// The authentication service shared by the HTTP handlers.
@@ -256,6 +259,7 @@ impl Auth {
             sessions: Arc::new(sessions),
             tickets: Arc::new(MemoryTickets::new()),
             limiter: Arc::new(MemoryThrottle::new(config.login_window)),
+            registrations: None,
         };
         Ok(Self::new(stores, config, clock))
     }
@@ -274,14 +278,25 @@ impl Auth {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, OpenError> {
         migrate(&pool).await?;
-        let (tickets, limiter): (Arc<dyn TicketStore>, Arc<dyn LoginLimiter>) = match redis {
+        type Shared = Option<Arc<dyn LoginLimiter>>;
+        let (tickets, limiter, registrations): (
+            Arc<dyn TicketStore>,
+            Arc<dyn LoginLimiter>,
+            Shared,
+        ) = match redis {
             Some(redis) => (
                 Arc::new(RedisTickets::new(redis.clone())),
-                Arc::new(RedisThrottle::new(redis, config.login_window)),
+                Arc::new(RedisThrottle::new(redis.clone(), config.login_window)),
+                Some(Arc::new(RedisThrottle::counting(
+                    "register",
+                    redis,
+                    registration::HOUR,
+                ))),
             ),
             None => (
                 Arc::new(MemoryTickets::new()),
                 Arc::new(MemoryThrottle::new(config.login_window)),
+                None,
             ),
         };
         let stores = Stores {
@@ -289,6 +304,7 @@ impl Auth {
             sessions: Arc::new(PgSessions::new(pool)),
             tickets,
             limiter,
+            registrations,
         };
         Ok(Self::new(stores, config, clock))
     }
@@ -306,10 +322,17 @@ impl Auth {
             limiter: stores.limiter,
             attempts_per_user: config.login_attempts,
             in_flight: InFlight::default(),
-            registrations: RegistrationLimits::new(
-                config.registrations_per_address,
-                config.registrations_per_hour,
-            ),
+            registrations: match stores.registrations {
+                Some(shared) => RegistrationLimits::shared(
+                    shared,
+                    config.registrations_per_address,
+                    config.registrations_per_hour,
+                ),
+                None => RegistrationLimits::new(
+                    config.registrations_per_address,
+                    config.registrations_per_hour,
+                ),
+            },
             invite_only: config.invite_only,
             admission: Arc::new(Semaphore::new(cpus + HASH_QUEUE)),
             hashing: Arc::new(Semaphore::new(cpus)),
@@ -465,9 +488,10 @@ impl Auth {
                 Some(invite)
             }
         };
-        self.registrations
-            .take(peer)
-            .map_err(AuthError::TooManyRegistrations)?;
+        self.registrations.take(peer).await.map_err(|e| match e {
+            LimitError::Limited(wait) => AuthError::TooManyRegistrations(wait),
+            LimitError::Backend(e) => e.into(),
+        })?;
         let hashes = self.password_hashes.clone();
         let hash = self
             .blocking(move || {

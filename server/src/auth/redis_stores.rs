@@ -252,16 +252,24 @@ return 0
 /// [`super::throttle::MemoryThrottle`].
 pub(crate) struct RedisThrottle {
     redis: SharedRedis,
+    /// What is counted: the middle of the keys' names (`login`).
+    namespace: &'static str,
     window: Duration,
     reserve: Script,
     refund: Script,
 }
 
 impl RedisThrottle {
-    /// Counts attempts under `redis.prefix` in windows of `window`.
+    /// Counts login attempts under `redis.prefix` in windows of `window`.
     pub(crate) fn new(redis: SharedRedis, window: Duration) -> Self {
+        Self::counting("login", redis, window)
+    }
+
+    /// Counts something else than logins, under `{prefix}:{namespace}:<key>`.
+    pub(crate) fn counting(namespace: &'static str, redis: SharedRedis, window: Duration) -> Self {
         Self {
             redis,
+            namespace,
             window,
             reserve: Script::new(RESERVE),
             refund: Script::new(REFUND),
@@ -269,7 +277,7 @@ impl RedisThrottle {
     }
 
     fn key(&self, key: &str) -> String {
-        format!("{}:login:{key}", self.redis.prefix)
+        format!("{}:{}:{key}", self.redis.prefix, self.namespace)
     }
 }
 
