@@ -45,6 +45,18 @@ async fn next_sized(client: &mut Client) -> (ServerEvent, usize) {
     }
 }
 
+/// Sends a plain join of `room`: its `joined` and the length of its frame.
+async fn join_sized(client: &mut Client, room: &str) -> (ServerEvent, usize) {
+    client
+        .send(ClientEvent::JoinRoom {
+            room: room.into(),
+            since: None,
+            epoch: None,
+        })
+        .await;
+    next_sized(client).await
+}
+
 #[tokio::test]
 async fn no_server_frame_exceeds_the_largest_message_plus_1_kib_and_paging_gets_everything() {
     const MAX: usize = 16 * 1024;
@@ -60,14 +72,7 @@ async fn no_server_frame_exceeds_the_largest_message_plus_1_kib_and_paging_gets_
     let texts = store(&mut bob, "big", 12, MAX / 2 - 200).await;
 
     let mut alice = server.client("alice").await;
-    alice
-        .send(ClientEvent::JoinRoom {
-            room: "big".into(),
-            since: None,
-            epoch: None,
-        })
-        .await;
-    let (joined, size) = next_sized(&mut alice).await;
+    let (joined, size) = join_sized(&mut alice, "big").await;
     assert!(size <= MAX + 1024, "joined is {size} bytes");
     let ServerEvent::Joined {
         history, last_seq, ..
@@ -323,14 +328,7 @@ async fn a_joined_of_a_crowded_room_fits_the_frame_and_counts_its_members() {
     }
     crowd[0].say("crowded", "hello").await;
     let mut alice = server.client("alice").await;
-    alice
-        .send(ClientEvent::JoinRoom {
-            room: "crowded".into(),
-            since: None,
-            epoch: None,
-        })
-        .await;
-    let (joined, size) = next_sized(&mut alice).await;
+    let (joined, size) = join_sized(&mut alice, "crowded").await;
     assert!(size <= MAX + 1024, "joined is {size} bytes");
     let ServerEvent::Joined {
         members,
