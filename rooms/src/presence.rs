@@ -1,8 +1,9 @@
 //! Presence: which users are in which room. A user may be in a room through
 //! several connections; they count, and are announced, as one member.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
+use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -63,8 +64,9 @@ pub trait Presence: Send + Sync + 'static {
 /// Rooms are spread over this many locks.
 const SHARDS: usize = 16;
 
-/// Users per room, with their connection counts.
-type Rooms = HashMap<String, BTreeMap<String, usize>>;
+/// Users per room, with their connection counts; ordered by room, so that
+/// a page of [`Presence::occupied`] reads a page from each shard, not all.
+type Rooms = BTreeMap<String, BTreeMap<String, usize>>;
 
 /// Presence of a single node, in memory.
 pub struct LocalPresence {
@@ -161,16 +163,15 @@ impl Presence for LocalPresence {
 
     async fn occupied(&self, after: Option<&str>, limit: usize) -> BTreeMap<String, usize> {
         let mut page = BTreeMap::new();
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         for shard in &*self.shards {
             let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            for (room, users) in shard.iter() {
-                if after.is_none_or(|after| room.as_str() > after) {
-                    page.insert(room.clone(), users.len());
-                    if page.len() > limit {
-                        page.pop_last();
-                    }
-                }
-            }
+            let rooms = shard.range::<str, _>((from, Bound::Unbounded)).take(limit);
+            page.extend(rooms.map(|(room, users)| (room.clone(), users.len())));
+        }
+        // The first `limit` of every shard's first `limit`.
+        while page.len() > limit {
+            page.pop_last();
         }
         page
     }
