@@ -54,15 +54,17 @@ trap stop INT TERM EXIT
 servers=""
 for i in $(seq 1 "$count"); do
   node_port=$((port + i))
-  # Behind HAProxy every client has HAProxy's address, so the per-address
-  # caps would cap the whole cluster: they are lifted.
+  # HAProxy names each client with the PROXY protocol (send-proxy-v2 below),
+  # so the login throttle and the registration rates count clients, not the
+  # proxy. Every client of this demo is on this machine (127.0.0.1), though,
+  # so the per-address registration rate is lifted.
   "$bin" --listen "127.0.0.1:$node_port" --data-dir "$state/n$i" \
     --database-url "$database_url" --redis-url "$redis_url" --redis-prefix "$prefix" \
-    --node-id "n$i" \
-    --max-connections-per-address 1000000 --registrations-per-address 1000000 \
+    --node-id "n$i" --proxy-protocol-from 127.0.0.1 \
+    --registrations-per-address 1000000 \
     >"$state/n$i.out" 2>"$state/n$i.log" &
   pids+=("$!")
-  servers+="    server n$i 127.0.0.1:$node_port check inter 2s fall 2 rise 1"$'\n'
+  servers+="    server n$i 127.0.0.1:$node_port send-proxy-v2 check check-send-proxy inter 2s fall 2 rise 1"$'\n'
 done
 
 # WebSockets need no sticky sessions: a client resumes on any node. The

@@ -80,17 +80,22 @@ pub(crate) struct Admitted {
 
 struct Slot {
     admission: Arc<Admission>,
-    address: IpAddr,
+    /// The address it counts against; `None`: a trusted proxy's connection,
+    /// counted in the total only.
+    address: Option<IpAddr>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = self.admission.lock();
         counts.total -= 1;
-        if let Some(n) = counts.by_address.get_mut(&self.address) {
+        let Some(address) = self.address else {
+            return;
+        };
+        if let Some(n) = counts.by_address.get_mut(&address) {
             *n -= 1;
             if *n == 0 {
-                counts.by_address.remove(&self.address);
+                counts.by_address.remove(&address);
             }
         }
     }
@@ -142,7 +147,23 @@ impl Admission {
         Ok(Admitted {
             _slot: Arc::new(Slot {
                 admission: self.clone(),
-                address,
+                address: Some(address),
+            }),
+        })
+    }
+
+    /// Counts a connection from a trusted proxy in the total only: it carries
+    /// many clients, whose per-address limits are the proxy's to keep.
+    pub(crate) fn admit_proxied(self: &Arc<Self>) -> Result<Admitted, Refusal> {
+        let mut counts = self.lock();
+        if counts.total >= self.total_cap {
+            return Err(Refusal::Full);
+        }
+        counts.total += 1;
+        Ok(Admitted {
+            _slot: Arc::new(Slot {
+                admission: self.clone(),
+                address: None,
             }),
         })
     }

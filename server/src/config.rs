@@ -49,6 +49,18 @@ pub struct Config {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// Proxies (their IP addresses) whose connections start with a PROXY
+    /// protocol header (HAProxy's `send-proxy`/`send-proxy-v2`) naming the
+    /// client: its address then counts for the login throttle, the
+    /// registration rates and the logs. Their connections must send one;
+    /// others are served as they come. Repeat, or comma-separate.
+    #[arg(
+        long = "proxy-protocol-from",
+        env = "CHAT_PROXY_PROTOCOL_FROM",
+        value_delimiter = ','
+    )]
+    pub proxy_protocol_from: Vec<std::net::IpAddr>,
+
     /// The origin browsers reach this server at (`https://chat.example.com`),
     /// when it differs from what the `Host` header says, as behind a proxy.
     /// Once set, it alone is the server's own origin and `Host` is ignored:

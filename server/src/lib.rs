@@ -9,6 +9,7 @@
 //!   tickets, each store behind an interface.
 //! - `connection`: one socket: reader, event handler, writer task and
 //!   heartbeat; its `roster` lists the live ones by user.
+//! - `proxy_header`: the PROXY protocol header of trusted proxies' connections.
 //! - `revocations`: the poll that ends a disabled account's sessions and
 //!   connections, and closes those of sessions logged out on other nodes.
 //! - `chat_rooms` (its own crate): the room log, bus, hub and presence that
@@ -36,6 +37,7 @@ pub mod logging;
 mod metrics;
 mod origin;
 pub mod prompt;
+mod proxy_header;
 mod ratelimit;
 mod readiness;
 mod revocations;

@@ -29,6 +29,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::connection;
 use crate::metrics::{self, ConnectionMetrics, HttpMetrics};
+use crate::proxy_header;
 use crate::revocations;
 use crate::state::AppState;
 use crate::tls::{self, CertSource};
@@ -213,6 +214,8 @@ impl Server {
             per_address = app.config.max_connections_per_address,
             "connection caps"
         );
+        let proxies: std::collections::HashSet<std::net::IpAddr> =
+            app.config.proxy_protocol_from.iter().copied().collect();
         loop {
             let accepted = tokio::select! {
                 () = app.shutdown.cancelled() => break,
@@ -228,7 +231,12 @@ impl Server {
                 }
             };
             // Before any work for it: not a byte read, no TLS handshake.
-            let admitted = match admission.admit(peer.ip()) {
+            let proxied = proxies.contains(&peer.ip());
+            let admitted = match if proxied {
+                admission.admit_proxied()
+            } else {
+                admission.admit(peer.ip())
+            } {
                 Ok(admitted) => admitted,
                 Err(refusal) => {
                     app.metrics.connection_refused(refusal.as_label());
@@ -247,6 +255,21 @@ impl Server {
             let (router, tls, shutdown) = (router.clone(), tls.clone(), app.shutdown.clone());
             let timeout = app.config.request_timeout;
             app.tracker.spawn(async move {
+                let mut tcp = tcp;
+                let mut peer = peer;
+                if proxied {
+                    match tokio::time::timeout(timeout, proxy_header::read(&mut tcp)).await {
+                        Ok(Ok(client)) => peer = client.unwrap_or(peer),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "proxied connection refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "PROXY protocol header timed out");
+                            return;
+                        }
+                    }
+                }
                 match tls {
                     None => serve_http(tcp, peer, admitted, router, shutdown, timeout).await,
                     Some(acceptor) => {

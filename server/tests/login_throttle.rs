@@ -214,3 +214,64 @@ async fn a_guesser_who_keeps_filling_the_window_waits_ever_longer_and_alone() {
     let (status, _) = login_from(&server, loopback(8), "alice", PASSWORD).await;
     assert_eq!(status, StatusCode::OK, "the user, from a clean address");
 }
+
+/// Behind a proxy that speaks the PROXY protocol (`--proxy-protocol-from`),
+/// the throttle counts each client's own address, not the proxy's: a
+/// guesser behind it uses up only their own attempts. A trusted proxy's
+/// connection without the header is not served; others need none.
+#[tokio::test]
+async fn behind_a_proxy_each_client_is_counted_at_its_own_address() {
+    let proxy = loopback(20);
+    let server = TestServer::with(|c| {
+        c.proxy_protocol_from = vec![proxy];
+        c.login_attempts = 2;
+    })
+    .await;
+    server.register("alice").await;
+    let login = |client: &'static str, password: &'static str| {
+        let server = &server;
+        async move {
+            let body = creds("alice", password);
+            let client = client.parse().expect("addr");
+            let headers = [("content-type", "application/json")];
+            server
+                .http_via_proxy(proxy, client, "POST", "/api/login", &headers, &body)
+                .await
+                .0
+        }
+    };
+    // The guesser's per-address budget is 2 x 10 attempts; past it, only
+    // the guesser is refused.
+    for _ in 0..20 {
+        login("203.0.113.7:5000", "wrong guess").await;
+    }
+    assert_eq!(
+        login("203.0.113.7:5001", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login("198.51.100.9:6000", PASSWORD).await,
+        StatusCode::OK,
+        "another client"
+    );
+
+    // Without the header, the proxy's connection is closed unserved.
+    let mut bare = server.tcp_from(proxy).await;
+    tokio::io::AsyncWriteExt::write_all(&mut bare, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    // Closed, or reset for the bytes it left unread: either way, no answer.
+    let _closed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut bare, &mut answer),
+    )
+    .await
+    .expect("closed in time");
+    assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
+    // A client not behind the proxy is served as ever.
+    assert_eq!(
+        login_from(&server, loopback(21), "alice", PASSWORD).await.0,
+        StatusCode::OK
+    );
+}

@@ -260,6 +260,34 @@ impl Remote {
             .await
     }
 
+    /// [`Self::http`] through a proxy at the loopback address `proxy` that
+    /// speaks the PROXY protocol (version 1) for the client at `client`.
+    pub async fn http_via_proxy(
+        &self,
+        proxy: std::net::IpAddr,
+        client: std::net::SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, String) {
+        use tokio::io::AsyncWriteExt;
+        let mut tcp = self.tcp_from(proxy).await;
+        let family = if client.is_ipv4() { "TCP4" } else { "TCP6" };
+        let header = format!(
+            "PROXY {family} {} {} {} {}\r\n",
+            client.ip(),
+            self.addr.ip(),
+            client.port(),
+            self.addr.port()
+        );
+        tcp.write_all(header.as_bytes())
+            .await
+            .expect("PROXY header");
+        let stream = self.over(tcp).await;
+        self.http_over(stream, method, path, headers, body).await
+    }
+
     async fn http_over(
         &self,
         stream: Stream,
