@@ -474,6 +474,40 @@ mod tests {
         (PgSessions::new(a.clone()), PgSessions::new(b), a)
     }
 
+    /// Sixteen account creations at once, `create(node, i)` on the two
+    /// nodes in turn; their outcomes.
+    async fn race<F, Fut>(nodes: &[Arc<PgAccounts>; 2], create: F) -> Vec<Result<(), AccountError>>
+    where
+        F: Fn(Arc<PgAccounts>, usize) -> Fut,
+        Fut: std::future::Future<Output = Result<(), AccountError>> + Send + 'static,
+    {
+        let tasks: Vec<_> = (0..16)
+            .map(|i| tokio::spawn(create(nodes[i % 2].clone(), i)))
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.expect("task"));
+        }
+        outcomes
+    }
+
+    /// How many `outcomes` won and how many lost as `lost` says; any other
+    /// error fails the test.
+    fn winners(
+        outcomes: Vec<Result<(), AccountError>>,
+        lost: impl Fn(&AccountError) -> bool,
+    ) -> (usize, usize) {
+        let (mut won, mut lost_count) = (0, 0);
+        for outcome in outcomes {
+            match outcome {
+                Ok(()) => won += 1,
+                Err(e) if lost(&e) => lost_count += 1,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        (won, lost_count)
+    }
+
     async fn rows(pool: &PgPool, user: &str) -> i64 {
         sqlx::query_scalar(
             "SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id
@@ -552,24 +586,15 @@ mod tests {
             .await
             .expect("stores the invite");
         assert!(nodes[1].invite_live(&invite, now).await.expect("reads"));
-        let tasks: Vec<_> = (0..16)
-            .map(|i| {
-                let node = nodes[i % 2].clone();
-                tokio::spawn(async move {
-                    node.create(&format!("user{i}"), "hash", Some(&invite), now)
-                        .await
-                })
-            })
-            .collect();
-        let (mut won, mut refused) = (0, 0);
-        for task in tasks {
-            match task.await.expect("task") {
-                Ok(()) => won += 1,
-                Err(AccountError::InvalidInvite) => refused += 1,
-                Err(e) => panic!("unexpected: {e}"),
-            }
-        }
-        assert_eq!((won, refused), (1, 15));
+        let outcomes = race(&nodes, move |node, i| async move {
+            node.create(&format!("user{i}"), "hash", Some(&invite), now)
+                .await
+        })
+        .await;
+        assert_eq!(
+            winners(outcomes, |e| matches!(e, AccountError::InvalidInvite)),
+            (1, 15)
+        );
         assert!(
             !nodes[1].invite_live(&invite, now).await.expect("reads"),
             "used up"
@@ -613,22 +638,14 @@ mod tests {
             Arc::new(PgAccounts::new(b)),
         ];
         let names = ["Carol", "carol", "CAROL", "cArOl"];
-        let tasks: Vec<_> = (0..16)
-            .map(|i| {
-                let node = nodes[i % 2].clone();
-                let name = names[i % names.len()];
-                tokio::spawn(async move { node.create(name, "hash", None, 0).await })
-            })
-            .collect();
-        let (mut won, mut taken) = (0, 0);
-        for task in tasks {
-            match task.await.expect("task") {
-                Ok(()) => won += 1,
-                Err(AccountError::UsernameTaken) => taken += 1,
-                Err(e) => panic!("unexpected error: {e}"),
-            }
-        }
-        assert_eq!((won, taken), (1, 15));
+        let outcomes = race(&nodes, move |node, i| async move {
+            node.create(names[i % names.len()], "hash", None, 0).await
+        })
+        .await;
+        assert_eq!(
+            winners(outcomes, |e| matches!(e, AccountError::UsernameTaken)),
+            (1, 15)
+        );
         let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
             .fetch_one(&a)
             .await
